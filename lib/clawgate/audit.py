@@ -1,0 +1,184 @@
+"""The hash-chained audit log, mirrored to syslog (auth facility).
+
+One JSON object per line, `hash` always last:
+  {"seq":7,"ts":"2026-11-24T01:02:03Z","event":"get",...,"hash":"<sha256 hex>"}
+hash = sha256(previous line's hash + this line up to `,"hash":"`). An edited
+line breaks its own hash; a deleted or moved line breaks the chain and the
+sequence. Appending reads only the log's tail, so its cost does not grow with
+the log. Lines carry names, callers and decisions, never secret values.
+"""
+
+import os
+import time
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+from . import fsio
+from .errors import unsafe
+
+try:  # hashlib pulls in OpenSSL, which costs more than the rest of a `get`
+    from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
+except ImportError:  # pragma: no cover - depends on the interpreter
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
+    except ImportError:
+        from hashlib import sha256  # type: ignore[no-redef]
+
+GENESIS = b"0" * 64
+_HASH_KEY = b',"hash":"'
+_TAIL_BLOCK = 8192
+
+
+def _quote(text: str) -> str:
+    out = ['"']
+    for ch in text:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f" or "\ud800" <= ch <= "\udfff":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_encode(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    return _quote(str(value))
+
+
+def _body(seq: int, now: float, event: str, fields: Iterable[Tuple[str, object]]) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    parts = [f'{{"seq":{seq}', f'"ts":"{stamp}"', f'"event":{_quote(event)}']
+    parts += [f"{_quote(key)}:{_encode(value)}" for key, value in fields if value is not None]
+    return ",".join(parts)
+
+
+def _chain(prev_hash: bytes, prefix: bytes) -> bytes:
+    return sha256(prev_hash + prefix).hexdigest().encode()
+
+
+class _Tail(NamedTuple):
+    seq: int
+    hash: bytes
+    needs_newline: bool
+
+
+def _read_tail(fd: int, size: int) -> _Tail:
+    if size == 0:
+        return _Tail(0, GENESIS, False)
+    end = size
+    data = b""
+    while True:
+        start = max(0, end - _TAIL_BLOCK)
+        data = os.pread(fd, end - start, start) + data
+        end = start
+        body = data.rstrip(b"\n")
+        cut = body.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            last = body[cut + 1:]
+            break
+    parsed = _parse_line(last)
+    if parsed is None:
+        raise unsafe("audit log: its last line is damaged; run: clawgate audit verify")
+    return _Tail(parsed[0], parsed[2], not data.endswith(b"\n"))
+
+
+def _parse_line(line: bytes) -> Optional[Tuple[int, bytes, bytes]]:
+    """(seq, prefix, recorded hash), or None when the line is not one of ours."""
+    at = line.rfind(_HASH_KEY)
+    if not line.startswith(b'{"seq":') or at < 0 or not line.endswith(b'"}'):
+        return None
+    recorded = line[at + len(_HASH_KEY):-2]
+    seq_text = line[7:line.find(b",")]
+    if len(recorded) != 64 or not seq_text.isdigit():
+        return None
+    return int(seq_text), line[:at], recorded
+
+
+def _open_log(path: str, owner_uid: int) -> int:
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | fsio.NOFOLLOW | fsio.CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        raise unsafe(f"{path}: cannot open the audit log ({err.strerror})") from None
+    st = os.fstat(fd)
+    if st.st_uid != owner_uid and os.geteuid() == 0 and st.st_size == 0:
+        os.fchown(fd, owner_uid, -1)  # created by elevate's root side: hand it to the owner
+        st = os.fstat(fd)
+    if st.st_uid != owner_uid or st.st_mode & 0o077:
+        os.close(fd)
+        raise unsafe(f"{path}: the audit log must be the owner's, mode 0600")
+    return fd
+
+
+def append(path: str, owner_uid: int, event: str, fields: Iterable[Tuple[str, object]], now: float) -> None:
+    import fcntl
+
+    fields = list(fields)
+    fd = _open_log(path, owner_uid)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tail = _read_tail(fd, os.fstat(fd).st_size)
+        prefix = _body(tail.seq + 1, now, event, fields).encode("utf-8", "backslashreplace")
+        line = prefix + _HASH_KEY + _chain(tail.hash, prefix) + b'"}\n'
+        os.write(fd, (b"\n" if tail.needs_newline else b"") + line)
+    finally:
+        os.close(fd)
+    _to_syslog(prefix)
+
+
+def _to_syslog(prefix: bytes) -> None:
+    try:
+        import syslog
+
+        syslog.openlog("clawgate", syslog.LOG_PID, syslog.LOG_AUTH)
+        syslog.syslog(syslog.LOG_NOTICE, prefix.decode("utf-8", "replace") + "}")
+    except (ImportError, OSError):  # pragma: no cover - no syslog on this host
+        pass
+
+
+class Problem(NamedTuple):
+    line: int
+    reason: str
+
+
+def verify_lines(lines: Iterable[bytes]) -> Tuple[int, List[Problem]]:
+    """(lines checked, problems). Each problem names the line and what happened to it."""
+    prev_hash, prev_seq, count = GENESIS, 0, 0
+    problems: List[Problem] = []
+    for count, raw in enumerate(lines, 1):
+        parsed = _parse_line(raw.rstrip(b"\n"))
+        if parsed is None:
+            problems.append(Problem(count, "not an audit record (damaged or inserted)"))
+            continue
+        seq, prefix, recorded = parsed
+        if seq != prev_seq + 1:
+            what = "lines deleted before it" if seq > prev_seq + 1 else "lines reordered or repeated"
+            problems.append(Problem(count, f"seq {seq} follows seq {prev_seq}: {what}"))
+        elif _chain(prev_hash, prefix) != recorded:
+            problems.append(Problem(count, "hash does not match: the line was edited"))
+        prev_hash, prev_seq = recorded, seq
+    return count, problems
+
+
+def read_lines(path: str, owner_uid: int) -> Iterator[bytes]:
+    fd = fsio.open_checked(path, owner_uid, secret=True)
+    if fd is None:
+        return
+    with os.fdopen(fd, "rb", buffering=1 << 20) as handle:
+        yield from handle
+
+
+def fields_of(line: bytes) -> dict:
+    import json
+
+    record = json.loads(line)
+    record.pop("hash", None)
+    return record

@@ -1,0 +1,128 @@
+"""What every clawgate program shares: `clawgate: reason` + exit code, the caller, the context.
+
+Each program's main() reads top to bottom: load the config fixed by where it is
+installed, refuse an unsafe installation, identify the caller, then act.
+"""
+
+import os
+import sys
+import time
+from typing import Callable, List, NamedTuple, Optional
+
+from . import audit as audit_log
+from . import config as config_mod
+from . import layout as layout_mod
+from . import state
+from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied
+
+PROG = "clawgate"
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
+
+
+def die(code: int, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    raise ClawgateError(code, message)
+
+
+class Caller(NamedTuple):
+    uid: int
+    name: str
+    role: str  # "owner", "agent" or "root"
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role == "agent"
+
+
+class Context(NamedTuple):
+    cfg: config_mod.Config
+    caller: Caller
+    layout: layout_mod.Layout
+
+    def now(self) -> float:
+        return time.time()
+
+    def audit(self, event: str, **fields: object) -> None:
+        audit_log.append(
+            state.path(self.cfg, "audit.log"),
+            self.cfg.owner.uid,
+            event,
+            [("caller", self.caller.name), ("role", self.caller.role), *fields.items()],
+            time.time(),
+        )
+
+
+def _invoking_uid() -> int:
+    """The user behind this process: sudo's SUDO_UID when sudo ran us, else our real uid.
+
+    Only sudo can start a program as the owner on someone else's behalf, and sudo
+    sets SUDO_UID itself; a caller who fakes it while already running as the owner
+    only makes itself look like a less trusted caller.
+    """
+    text = os.environ.get("SUDO_UID", "")
+    return int(text) if text.isdigit() and len(text) < 11 else os.getuid()
+
+
+def identify(cfg: config_mod.Config) -> Caller:
+    uid = _invoking_uid()
+    if uid == cfg.owner.uid:
+        return Caller(uid, cfg.owner.name, "owner")
+    if uid == cfg.agent.uid:
+        return Caller(uid, cfg.agent.name, "agent")
+    if uid == 0:
+        return Caller(uid, "root", "root")
+    raise denied("this user may not use clawgate")
+
+
+def context(script: str, *, run_as_owner: bool = True) -> Context:
+    """Config, safety checks and caller for a program installed at PREFIX/libexec/clawgate/."""
+    layout = layout_mod.of_program(script)
+    cfg = config_mod.load(layout.config)
+    if run_as_owner and os.geteuid() != cfg.owner.uid:
+        raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")
+    if run_as_owner:
+        state.check(cfg)
+    return Context(cfg, identify(cfg), layout)
+
+
+def require_owner(ctx: Context, what: str) -> None:
+    if ctx.caller.is_agent:
+        ctx.audit("denied", action=what, cause="owner only")
+        raise denied(f"{what}: only the owner may do this")
+
+
+def run(main: Callable[[List[str]], Optional[int]]) -> None:
+    """Call main(argv) and exit with its code; every failure becomes one line, never a traceback."""
+    os.umask(0o077)
+    try:
+        code = main(sys.argv[1:]) or 0
+    except ClawgateError as err:
+        say(err.message)
+        code = err.code
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        code = 130
+    except BrokenPipeError:
+        code = DENIED
+    except OSError as err:
+        say(f"{err.strerror or 'system error'}{': ' + err.filename if isinstance(err.filename, str) else ''}")
+        code = UNSAFE
+    except Exception as err:  # noqa: BLE001 - a traceback could carry a secret value
+        say(f"internal error ({type(err).__name__}); nothing was changed")
+        code = UNSAFE
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def parser(prog: str, description: str):
+    """An argparse parser whose errors become one `clawgate: ...` line and exit 2."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+            raise ClawgateError(USAGE, f"{prog}: {message}")
+
+    return Parser(prog=f"clawgate {prog}", description=description)

@@ -1,0 +1,161 @@
+"""Safe file I/O for state: O_NOFOLLOW opens checked with fstat, atomic replace, locks.
+
+A crash at any point leaves the old file or the new one: data goes to a temp file
+in the same directory, is fsynced, then renamed over the target, and the
+directory is fsynced so the rename itself survives a power cut.
+"""
+
+import os
+import stat
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from .errors import unsafe
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+READ_FLAGS = os.O_RDONLY | NOFOLLOW | CLOEXEC
+_TMP_SUFFIX = ".tmp"
+
+
+def _check_fd(fd: int, path: str, owner_uid: int, secret: bool) -> os.stat_result:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise unsafe(f"{path}: not a regular file")
+    if st.st_uid != owner_uid:
+        raise unsafe(f"{path}: owned by uid {st.st_uid}, expected {owner_uid}")
+    forbidden = 0o077 if secret else 0o022
+    if st.st_mode & forbidden:
+        raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is too open")
+    return st
+
+
+def open_checked(path: str, owner_uid: int, secret: bool) -> Optional[int]:
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        # ELOOP: a symlink was planted where state should be.
+        raise unsafe(f"{path}: cannot open safely ({err.strerror})") from None
+    try:
+        _check_fd(fd, path, owner_uid, secret)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_checked(path: str, owner_uid: int, secret: bool = True) -> Optional[bytes]:
+    """The file's bytes, or None if it does not exist; refuses links, other owners, loose modes."""
+    fd = open_checked(path, owner_uid, secret)
+    if fd is None:
+        return None
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    directory, base = os.path.split(path)
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory or ".", os.O_RDONLY | CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove(path: str) -> bool:
+    """Unlink; True if something was removed. Durable like a write."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    fsync_dir(os.path.dirname(path))
+    return True
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def is_temp_name(filename: str) -> bool:
+    return filename.startswith(".")
+
+
+def check_dir(path: str, owner_uid: int, private: bool = True) -> None:
+    """Refuse a directory that is a link, owned by someone else, or open to others."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise unsafe(f"{path}: missing (is clawgate installed and enrolled?)") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise unsafe(f"{path}: not a directory")
+    if st.st_uid != owner_uid:
+        raise unsafe(f"{path}: owned by uid {st.st_uid}, expected {owner_uid}")
+    if st.st_mode & (0o077 if private else 0o022):
+        raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is too open")
+
+
+def ensure_private_dir(path: str, owner_uid: int) -> str:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    check_dir(path, owner_uid)
+    return path
+
+
+def check_trusted_file(path: str, allowed_uids: "tuple[int, ...]") -> None:
+    """For config: owned by root or the owner, not writable by group or others."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise unsafe(f"{path}: missing (is clawgate installed?)") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise unsafe(f"{path}: not a regular file")
+    if st.st_uid not in allowed_uids:
+        raise unsafe(f"{path}: owned by uid {st.st_uid}; must be root's")
+    if st.st_mode & 0o022:
+        raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is writable by others")
+
+
+@contextmanager
+def locked(path: str) -> Iterator[int]:
+    """Hold an exclusive flock on `path` (created 0600) for the block."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)

@@ -1,0 +1,119 @@
+"""The TOTP gate: one code, checked and recorded under one lock, lockout applied to the agent.
+
+A code is accepted once: its step must be later than the last accepted step,
+and the check and the record happen while totp.lock is held, so of two racing
+uses of one code exactly one wins. Every outcome reads the same to the caller
+(`code denied`) and differs only in the audit log.
+"""
+
+import json
+import time
+from typing import NamedTuple
+
+from . import fsio, lockout, seed, state, totp
+from .cli import Context
+from .errors import LOCKED_OUT, ClawgateError, denied, unsafe
+
+DENIED_MESSAGE = "code denied"
+
+
+class GateState(NamedTuple):
+    last_step: int
+    lock: lockout.State
+
+
+def _path(ctx: Context) -> str:
+    return state.path(ctx.cfg, "totp.json")
+
+
+def load_state(ctx: Context) -> GateState:
+    raw = fsio.read_checked(_path(ctx), ctx.cfg.owner.uid)
+    if raw is None:
+        return GateState(-1, lockout.State())
+    try:
+        record = json.loads(raw)
+        return GateState(
+            int(record["last_step"]),
+            lockout.State(int(record["failures"]), float(record["last_failure"]), float(record["locked_until"])),
+        )
+    except (ValueError, KeyError, TypeError):
+        raise unsafe(f"{_path(ctx)}: damaged; the owner can reset it with: clawgate unlock") from None
+
+
+def _save_state(ctx: Context, gate: GateState) -> None:
+    record = {"last_step": gate.last_step, **gate.lock._asdict()}
+    fsio.write_atomic(_path(ctx), json.dumps(record).encode())
+
+
+def _lock(ctx: Context):
+    return fsio.locked(state.path(ctx.cfg, "totp.lock"))
+
+
+def until_text(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+
+
+def locked_out(ctx: Context, until: float) -> ClawgateError:
+    return ClawgateError(
+        LOCKED_OUT,
+        f"locked out until {until_text(until)} after too many wrong codes; the owner can run: clawgate unlock",
+    )
+
+
+def params(ctx: Context) -> totp.Params:
+    found = seed.load(ctx.cfg)
+    if found is None:
+        raise unsafe("no TOTP seed enrolled; the owner must run: clawgate enroll")
+    return found
+
+
+def _cause(params_: totp.Params, code: str, now: float) -> str:
+    if len(code) != params_.digits or not (code.isascii() and code.isdigit()):
+        return "malformed"
+    return "reused" if totp.match_step(params_, code, now, -1) is not None else "wrong"
+
+
+def refuse_if_locked(ctx: Context, now: float) -> None:
+    """Before asking the agent for a code at all: a locked-out agent is told so at once."""
+    if ctx.caller.is_agent:
+        current = load_state(ctx)
+        if lockout.is_locked(current.lock, now):
+            raise locked_out(ctx, current.lock.locked_until)
+
+
+def check(ctx: Context, code: str, purpose: str, now: float) -> int:
+    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out)."""
+    params_ = params(ctx)
+    with _lock(ctx):
+        current = load_state(ctx)
+        if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
+            ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
+            raise locked_out(ctx, current.lock.locked_until)
+        step = totp.match_step(params_, code, now, current.last_step)
+        if step is not None:
+            _save_state(ctx, GateState(step, current.lock))
+            ctx.audit("code", purpose=purpose, result="accepted", step=step)
+            return step
+        cause = _cause(params_, code, now)
+        lock = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
+        _save_state(ctx, GateState(current.last_step, lock))
+    ctx.audit("code", purpose=purpose, result="denied", cause=cause, failures=lock.failures)
+    if lockout.is_locked(lock, now) and lock != current.lock:
+        ctx.audit("lockout", until=until_text(lock.locked_until), failures=lock.failures)
+    raise denied(DENIED_MESSAGE)
+
+
+def unlock(ctx: Context) -> lockout.State:
+    """Clear the agent's failure count and lockout; returns what was cleared."""
+    with _lock(ctx):
+        current = load_state(ctx)
+        _save_state(ctx, GateState(current.last_step, lockout.State()))
+    return current.lock
+
+
+def record_step(ctx: Context, step: int) -> None:
+    """After enrolment: the confirming code's step is spent like any other."""
+    with _lock(ctx):
+        current = load_state(ctx)
+        _save_state(ctx, GateState(max(step, current.last_step), current.lock))
+

@@ -1,0 +1,64 @@
+"""Grants: one record per granted name in the owner's state; absence or expiry means no access."""
+
+import json
+import os
+from typing import List, NamedTuple, Optional
+
+from . import fsio, names, state
+from .config import Config
+
+
+class Grant(NamedTuple):
+    name: str
+    tier: str
+    granted_at: float
+    expires_at: float
+    caller: str
+
+    def left(self, now: float) -> float:
+        return self.expires_at - now
+
+
+def _path(cfg: Config, name: str) -> str:
+    return state.path(cfg, "grants", names.to_filename(name))
+
+
+def write(cfg: Config, grant: Grant) -> None:
+    fsio.write_atomic(_path(cfg, grant.name), json.dumps(grant._asdict()).encode())
+
+
+def _parse(raw: bytes, name: str) -> Optional[Grant]:
+    try:
+        record = json.loads(raw)
+        grant = Grant(
+            str(record["name"]), str(record["tier"]), float(record["granted_at"]),
+            float(record["expires_at"]), str(record["caller"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged record grants nothing
+    return grant if grant.name == name else None
+
+
+def active(cfg: Config, name: str, now: float) -> Optional[Grant]:
+    raw = fsio.read_checked(_path(cfg, name), cfg.owner.uid)
+    grant = _parse(raw, name) if raw is not None else None
+    if grant is None or not grant.granted_at <= now < grant.expires_at:
+        return None
+    return grant
+
+
+def revoke(cfg: Config, name: str) -> bool:
+    return fsio.remove(_path(cfg, name))
+
+
+def all_names(cfg: Config) -> List[str]:
+    return sorted(
+        names.from_filename(entry)
+        for entry in os.listdir(state.path(cfg, "grants"))
+        if not fsio.is_temp_name(entry)
+    )
+
+
+def all_active(cfg: Config, now: float) -> List[Grant]:
+    found = (active(cfg, name, now) for name in all_names(cfg))
+    return [grant for grant in found if grant is not None]

@@ -1,0 +1,82 @@
+"""`secrets import`: move plaintext credential files into the store, optionally shredding them.
+
+Every file is checked before anything is stored; an original is shredded only
+after its stored copy reads back identical.
+"""
+
+import os
+import stat
+from typing import List, NamedTuple, Optional
+
+from . import fsio, names, tiers
+from .cli import Context, say
+from .errors import usage
+from .store import NoSuchSecret, open_store
+
+MAX_FILE = 1 << 20
+SHRED_CAVEAT = (
+    "overwriting is best-effort: on APFS, SSDs and journaled or copy-on-write file systems "
+    "old blocks may survive; rotate any credential that matters"
+)
+
+
+class Source(NamedTuple):
+    path: str
+    name: str
+    value: bytes
+
+
+def _read_source(path: str) -> Source:
+    name = os.path.basename(path.rstrip("/"))
+    if not names.is_valid(name):
+        raise usage(f"{names.shown(path)}: file name is not a valid secret name; rename it first")
+    try:
+        fd = os.open(path, fsio.READ_FLAGS)
+    except OSError as err:
+        raise usage(f"{names.shown(path)}: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise usage(f"{names.shown(path)}: not a regular file")
+        value = handle.read(MAX_FILE + 1)
+    if len(value) > MAX_FILE:
+        raise usage(f"{names.shown(path)}: larger than {MAX_FILE} bytes")
+    return Source(path, name, value)
+
+
+def _shred(path: str, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | fsio.NOFOLLOW | fsio.CLOEXEC)
+    try:
+        os.write(fd, os.urandom(size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
+def import_files(ctx: Context, paths: List[str], tier: Optional[str], shred: bool) -> int:
+    store = open_store(ctx.cfg)
+    sources = [_read_source(path) for path in paths]
+    seen = set()
+    for source in sources:
+        if source.name in seen:
+            raise usage(f"{source.name}: named by two files; nothing was imported")
+        seen.add(source.name)
+        try:
+            store.get(source.name)
+        except NoSuchSecret:
+            continue
+        raise usage(f"{source.name}: already stored; remove it first (clawgate secrets rm {source.name})")
+    if shred:
+        say(SHRED_CAVEAT)
+    for source in sources:
+        store.put(source.name, source.value)
+        tiers.set(ctx.cfg, source.name, tier or tiers.DEFAULT)
+        verified = store.get(source.name) == source.value
+        ctx.audit("import", name=source.name, tier=tier or tiers.DEFAULT, verified=verified, shred=shred and verified)
+        if shred and verified:
+            _shred(source.path, len(source.value))
+        print(f"clawgate: {source.name}: imported ({tier or tiers.DEFAULT})"
+              + (", original shredded" if shred and verified else "")
+              + ("" if verified else "; read-back differed, original kept"))
+    return 0

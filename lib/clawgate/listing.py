@@ -1,0 +1,62 @@
+"""What `list` and `status` show: names, tiers and grant state, never values."""
+
+import json
+from typing import Dict, List
+
+from . import durations, gate, grants, lockout, names, tiers
+from .cli import Context
+from .store import open_store
+
+
+def secrets_table(ctx: Context, now: float) -> List[Dict[str, object]]:
+    rows = []
+    for name in open_store(ctx.cfg).names():
+        tier = tiers.get(ctx.cfg, name)
+        grant = grants.active(ctx.cfg, name, now) if tier != "open" else None
+        rows.append({
+            "name": name,
+            "tier": tier,
+            "access": "open" if tier == "open" else ("granted" if grant else "approval required"),
+            "expires_in": int(grant.left(now)) if grant else None,
+        })
+    return rows
+
+
+def print_secrets(rows: List[Dict[str, object]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows))
+        return
+    width = max([len(str(row["name"])) for row in rows] + [4])
+    for row in rows:
+        left = f" ({durations.show(row['expires_in'])} left)" if row["expires_in"] is not None else ""
+        print(f"{row['name']:<{width}}  {row['tier']:<10}  {row['access']}{left}")
+
+
+def status(ctx: Context, now: float) -> Dict[str, object]:
+    active = grants.all_active(ctx.cfg, now)
+    current = gate.load_state(ctx)
+    root = next((grant for grant in active if grant.name == names.ROOT), None)
+    return {
+        "grants": [
+            {"name": grant.name, "tier": grant.tier, "expires_in": int(grant.left(now))}
+            for grant in active if grant.name != names.ROOT
+        ],
+        "root_session": int(root.left(now)) if root else None,
+        "locked_until": gate.until_text(current.lock.locked_until)
+        if lockout.is_locked(current.lock, now) else None,
+        "failures": lockout.failures_now(current.lock, now),
+    }
+
+
+def print_status(report: Dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report))
+        return
+    for grant in report["grants"]:  # type: ignore[union-attr]
+        print(f"grant  {grant['name']}  ({grant['tier']}, {durations.show(grant['expires_in'])} left)")
+    if not report["grants"]:
+        print("grants  none")
+    root = report["root_session"]
+    print(f"root session  {'open, ' + durations.show(root) + ' left' if root is not None else 'closed'}")
+    locked = report["locked_until"]
+    print(f"lockout  {'until ' + str(locked) if locked else 'none'} ({report['failures']} recent wrong codes)")

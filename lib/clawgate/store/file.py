@@ -1,0 +1,36 @@
+"""The `file` store: one 0600 file per secret in a 0700 directory owned by the owner."""
+
+import os
+from typing import List
+
+from .. import fsio, names, state
+from ..config import Config
+from . import NoSuchSecret
+
+
+class FileStore:
+    def __init__(self, cfg: Config) -> None:
+        self._owner_uid = cfg.owner.uid
+        self._dir = state.path(cfg, "secrets")
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self._dir, names.to_filename(names.check(name)))
+
+    def get(self, name: str) -> bytes:
+        value = fsio.read_checked(self._path(name), self._owner_uid)
+        if value is None:
+            raise NoSuchSecret(name)
+        return value
+
+    def put(self, name: str, value: bytes) -> None:
+        fsio.write_atomic(self._path(name), value)
+
+    def delete(self, name: str) -> bool:
+        return fsio.remove(self._path(name))
+
+    def names(self) -> List[str]:
+        return sorted(
+            names.from_filename(entry)
+            for entry in os.listdir(self._dir)
+            if not fsio.is_temp_name(entry) and names.is_valid(names.from_filename(entry))
+        )
