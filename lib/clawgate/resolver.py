@@ -1,0 +1,119 @@
+"""`broker resolve`: OpenClaw's exec SecretRef provider, protocol version 1.
+
+The gateway (running as the agent) starts
+  /usr/bin/sudo -n -u OWNER PREFIX/libexec/clawgate/broker resolve
+writes one request on stdin and reads one reply on stdout:
+  {"protocolVersion":1,"provider":"clawgate","ids":["a","b"]}
+  {"protocolVersion":1,"values":{"a":"..."},"errors":{"b":{"message":"not found"}}}
+(OpenClaw docs/gateway/secrets.md, "Exec provider"; src/secrets/resolve.ts).
+
+What the gateway does with our answer decides the shape of this file:
+- any non-zero exit fails every id of the batch ("exited with code N") and stdout
+  is ignored, so a refusal of one id is an entry in "errors" and exit 0;
+- a broken request can only come from something that is not the gateway, so it
+  gets exit 2, one line on stderr and nothing on stdout: nothing is written
+  until the whole reply is built;
+- values are JSON strings; a stored value that is not UTF-8 cannot be one, so it
+  becomes the error "not valid UTF-8" rather than a lossy or escaped value.
+Limits are the gateway's own defaults (maxRefsPerProvider 512, maxBatchBytes
+256 KiB): a request over them did not come from a default gateway.
+"""
+
+import json
+from typing import BinaryIO, Dict, List, TextIO
+
+from . import durations, grants, names, tiers
+from .cli import Context
+from .errors import NO_SUCH_SECRET, ClawgateError, usage
+from .store import open_store
+
+PROTOCOL_VERSION = 1
+MAX_IDS = 512
+MAX_INPUT = 256 * 1024
+
+
+def serve(ctx: Context, stdin: BinaryIO, stdout: TextIO) -> int:
+    ids = parse_request(read_request(stdin))
+    values, errors = answer(ctx, ids)
+    reply = {"protocolVersion": PROTOCOL_VERSION, "values": values, "errors": errors}
+    stdout.write(json.dumps(reply) + "\n")
+    stdout.flush()
+    return 0
+
+
+def read_request(stdin: BinaryIO) -> bytes:
+    raw = stdin.read(MAX_INPUT + 1)
+    if len(raw) > MAX_INPUT:
+        raise usage(f"resolve: request larger than {MAX_INPUT // 1024} KiB")
+    return raw
+
+
+def parse_request(raw: bytes) -> List[str]:
+    """The requested ids, in order, without repeats; exit 2 for anything that is not a v1 request."""
+    try:
+        request = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise usage("resolve: request is not valid JSON") from None
+    except RecursionError:  # absurd nesting; json would otherwise escape as a traceback
+        raise usage("resolve: request is not valid JSON") from None
+    if not isinstance(request, dict):
+        raise usage("resolve: request must be a JSON object")
+    version = request.get("protocolVersion")
+    # type() rather than ==: JSON true and 1.0 compare equal to 1 in Python.
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise usage(f"resolve: protocolVersion must be {PROTOCOL_VERSION}")
+    if not isinstance(request.get("provider", ""), str):
+        raise usage("resolve: provider must be a string")
+    ids = request.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        raise usage("resolve: ids must be a list of strings")
+    if len(ids) > MAX_IDS:
+        raise usage(f"resolve: more than {MAX_IDS} ids")
+    return list(dict.fromkeys(ids))
+
+
+def answer(ctx: Context, ids: List[str]):
+    """(values, errors): every id lands in exactly one of them, and in the audit log."""
+    store = open_store(ctx.cfg)
+    now = ctx.now()
+    values: Dict[str, str] = {}
+    errors: Dict[str, Dict[str, str]] = {}
+    for secret_id in ids:
+        try:
+            values[secret_id] = _value(ctx, store, secret_id, now)
+        except _Refused as refusal:
+            errors[secret_id] = {"message": refusal.message}
+    return values, errors
+
+
+class _Refused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _value(ctx: Context, store, secret_id: str, now: float) -> str:
+    """The value for one id, or _Refused; audits the decision either way, never the value."""
+    if not names.is_valid(secret_id):
+        ctx.audit("resolve", name=names.shown(secret_id), result="denied", cause="invalid name")
+        raise _Refused("invalid secret name")
+    tier = tiers.get(ctx.cfg, secret_id)
+    try:
+        value = store.get(secret_id)
+    except ClawgateError as err:
+        if err.code != NO_SUCH_SECRET:
+            raise  # an unsafe store fails the whole request (exit 6), like `get`
+        ctx.audit("resolve", name=secret_id, result="missing")
+        raise _Refused("not found") from None
+    if tier != "open" and grants.active(ctx.cfg, secret_id, now) is None:
+        ctx.audit("resolve", name=secret_id, tier=tier, result="denied", cause="no grant")
+        cap = durations.show(ctx.cfg.cap(tier))
+        raise _Refused(f"approval required ({tier}, grants last {cap}); "
+                       f"ask the owner for a code, then: clawgate approve {secret_id} CODE")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        ctx.audit("resolve", name=secret_id, tier=tier, result="denied", cause="not utf-8")
+        raise _Refused("not valid UTF-8 (a JSON reply cannot carry it; use clawgate run or get)") from None
+    ctx.audit("resolve", name=secret_id, tier=tier, result="ok")
+    return text
