@@ -1,0 +1,982 @@
+#!/bin/bash
+# Actions are functions handed to change(), which shellcheck cannot see being called:
+# shellcheck disable=SC2317
+#
+# clawgate installer: a dedicated non-admin agent user, a root-owned install, exact sudoers, a service.
+#
+#   sudo ./install.sh --owner "$USER"            install (or bring an install up to date)
+#   sudo ./install.sh --dry-run                   print every action, change nothing
+#   sudo ./install.sh --uninstall [--purge]       remove exactly what install added
+#
+# Structure after Homebrew's installer: helpers, then argument checks, then a plan shown to the
+# user, then the actions. Every action first checks whether the system already is as wanted, so
+# a second run changes nothing and says so. Nothing goes live unchecked: the sudoers file is
+# written to a dot-named temp file (sudo skips those), passed through `visudo -cf`, made 0440,
+# then renamed into place. The installer refuses an interpreter or any directory up to / that the
+# agent could write, because code there runs as the owner and as root.
+set -u
+set -o pipefail
+umask 022
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+EX_DENIED=1
+EX_USAGE=2
+EX_UNSAFE=6
+
+if [[ -t 1 ]]; then
+  tty_bold=$'\033[1m' tty_blue=$'\033[1;34m' tty_red=$'\033[1;31m' tty_reset=$'\033[0m'
+else
+  tty_bold='' tty_blue='' tty_red='' tty_reset=''
+fi
+
+ohai() { printf '%s==>%s %s%s%s\n' "$tty_blue" "$tty_reset" "$tty_bold" "$*" "$tty_reset"; }
+say() { printf '    %s\n' "$*"; }
+warn() { printf '%sWarning%s: %s\n' "$tty_red" "$tty_reset" "$*" >&2; }
+abort() {
+  printf 'clawgate install: %s\n' "$1" >&2
+  exit "${2:-$EX_DENIED}"
+}
+
+usage() {
+  cat <<'USAGE'
+usage: install.sh [options]
+  --owner USER            the human who holds the secrets and the TOTP seed (default: $SUDO_USER)
+  --agent-user NAME       the agent's own non-admin user, created if missing (default: openclaw)
+  --agent-home DIR        its home (default: /opt/openclaw)
+  --prefix DIR            code in PREFIX/libexec/clawgate, front door PREFIX/bin/clawgate (default: /usr/local)
+  --state-dir DIR         the owner's state (default: /var/lib/clawgate, macOS /var/db/clawgate)
+  --store file|keychain   where secret values live (default: file on Linux, keychain on macOS)
+  --python PATH           interpreter for the installed programs (default: /usr/bin/python3)
+  --migrate-from DIR      move an existing ~/.openclaw into the agent's home and link it back
+  --gateway-command CMD   what the service runs as the agent (default: `openclaw gateway`, if found)
+  --service-dir DIR       where the unit or plist goes (default: /etc/systemd/system, /Library/LaunchDaemons)
+  --no-service            install no service
+  --dry-run               print every action; change nothing
+  --target-os darwin|linux  with --dry-run: show the plan for that OS
+  --uninstall             remove what install added (keeps state and the agent user)
+  --purge                 with --uninstall: also remove the state, the agent user and its home
+  --yes                   do not ask for confirmation
+USAGE
+}
+
+DRY_RUN=0
+CHANGES=0
+# change DESCRIPTION CMD [ARG...]: the one way anything on the system is changed.
+change() {
+  local what=$1
+  shift
+  CHANGES=$((CHANGES + 1))
+  if [[ $DRY_RUN == 1 ]]; then
+    printf 'would: %s\n' "$what"
+    return 0
+  fi
+  printf '  %s\n' "$what"
+  "$@" || abort "failed: $what"
+}
+
+# A private scratch directory for rendered files and the Python helper.
+STAGE=''
+cleanup() { [[ -n $STAGE && -d $STAGE ]] && rm -rf "$STAGE"; }
+trap cleanup EXIT
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/clawgate-install.XXXXXX") || abort "cannot make a temp directory"
+chmod 700 "$STAGE"
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+# ---------------------------------------------------------------------------------------------
+HOST_OS=$(uname -s | tr '[:upper:]' '[:lower:]')
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P) || abort "cannot find the source tree"
+
+OWNER='' AGENT=openclaw AGENT_HOME='' PREFIX=/usr/local STATE_DIR='' STORE=''
+PYTHON=/usr/bin/python3 MIGRATE_FROM='' GATEWAY_COMMAND='' GATEWAY_EXPLICIT=0 SERVICE_DIR=''
+NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS=''
+
+need_value() { [[ $# -ge 2 && -n $2 ]] || abort "$1 needs a value" "$EX_USAGE"; }
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --owner) need_value "$@"; OWNER=$2; shift ;;
+    --agent-user) need_value "$@"; AGENT=$2; shift ;;
+    --agent-home) need_value "$@"; AGENT_HOME=$2; shift ;;
+    --prefix) need_value "$@"; PREFIX=$2; shift ;;
+    --state-dir) need_value "$@"; STATE_DIR=$2; shift ;;
+    --store) need_value "$@"; STORE=$2; shift ;;
+    --python) need_value "$@"; PYTHON=$2; shift ;;
+    --migrate-from) need_value "$@"; MIGRATE_FROM=$2; shift ;;
+    --gateway-command) need_value "$@"; GATEWAY_COMMAND=$2; GATEWAY_EXPLICIT=1; shift ;;
+    --service-dir) need_value "$@"; SERVICE_DIR=$2; shift ;;
+    --target-os) need_value "$@"; TARGET_OS=$2; shift ;;
+    --no-service) NO_SERVICE=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    --uninstall) UNINSTALL=1 ;;
+    --purge) PURGE=1 ;;
+    --yes | -y) YES=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; abort "$1: unknown option" "$EX_USAGE" ;;
+  esac
+  shift
+done
+
+case $HOST_OS in darwin | linux) ;; *) [[ -n $TARGET_OS ]] || abort "$HOST_OS is not supported (macOS and Linux are)" "$EX_USAGE" ;; esac
+[[ -n $TARGET_OS ]] || TARGET_OS=$HOST_OS
+case $TARGET_OS in darwin | linux) ;; *) abort "--target-os must be darwin or linux" "$EX_USAGE" ;; esac
+[[ $TARGET_OS == "$HOST_OS" || $DRY_RUN == 1 ]] || abort "--target-os $TARGET_OS is only for --dry-run on $HOST_OS" "$EX_USAGE"
+[[ $PURGE == 0 || $UNINSTALL == 1 ]] || abort "--purge goes with --uninstall" "$EX_USAGE"
+FOREIGN=0
+[[ $TARGET_OS == "$HOST_OS" ]] || FOREIGN=1
+
+if [[ $TARGET_OS == darwin ]]; then
+  ROOT_GROUP=wheel
+  : "${STATE_DIR:=/var/db/clawgate}" "${STORE:=keychain}" "${SERVICE_DIR:=/Library/LaunchDaemons}"
+  SERVICE_MANAGER=launchd SERVICE_NAME=ai.openclaw.gateway
+  SERVICE_TEMPLATE=launchd/ai.openclaw.gateway.plist SERVICE_FILE_NAME=ai.openclaw.gateway.plist
+  AGENT_SHELL=/bin/zsh
+else
+  ROOT_GROUP=root
+  : "${STATE_DIR:=/var/lib/clawgate}" "${STORE:=file}" "${SERVICE_DIR:=/etc/systemd/system}"
+  SERVICE_MANAGER=systemd SERVICE_NAME=openclaw-gateway.service
+  SERVICE_TEMPLATE=systemd/openclaw-gateway.service SERVICE_FILE_NAME=openclaw-gateway.service
+  AGENT_SHELL=/bin/bash
+fi
+case $STORE in file | keychain) ;; *) abort "--store must be file or keychain" "$EX_USAGE" ;; esac
+
+# Names and paths end up in sudoers, the config and the unit: allow only what needs no quoting.
+check_name() {
+  [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || abort "$1 '$2' is not a plain user name" "$EX_USAGE"
+}
+check_path() {
+  [[ $2 =~ ^/[A-Za-z0-9._/+-]*$ && $2 != *//* && $2 != */../* && $2 != */.. ]] \
+    || abort "$1 '$2' must be an absolute path of letters, digits and ._/+- only" "$EX_USAGE"
+}
+check_name --agent-user "$AGENT"
+if [[ -z $AGENT_HOME ]]; then
+  # An existing agent user keeps its home; a new one gets /opt/openclaw.
+  AGENT_HOME=/opt/openclaw
+  if [[ $TARGET_OS == "$HOST_OS" ]] && id -u "$AGENT" >/dev/null 2>&1; then
+    if [[ $HOST_OS == darwin ]]; then
+      AGENT_HOME=$(dscl . -read "/Users/$AGENT" NFSHomeDirectory | awk '{ print $2 }')
+    else
+      AGENT_HOME=$(getent passwd "$AGENT" | cut -d: -f6)
+    fi
+  fi
+fi
+for flag_path in "--prefix:$PREFIX" "--state-dir:$STATE_DIR" "--agent-home:$AGENT_HOME" \
+  "--service-dir:$SERVICE_DIR" "--python:$PYTHON"; do
+  check_path "${flag_path%%:*}" "${flag_path#*:}"
+done
+[[ -z $MIGRATE_FROM ]] || check_path --migrate-from "$MIGRATE_FROM"
+
+if [[ $DRY_RUN == 0 && $(id -u) != 0 ]]; then
+  abort "run me as root: sudo $0 $*  (or see the plan with --dry-run)" "$EX_DENIED"
+fi
+[[ -x $PYTHON ]] || [[ $FOREIGN == 1 ]] || abort "$PYTHON: no such interpreter (pass --python PATH)" "$EX_UNSAFE"
+
+# The helper runs on the host's interpreter (for a foreign plan the target's may not exist here).
+HELPER_PY=$PYTHON
+[[ $FOREIGN == 0 ]] || HELPER_PY=$(command -v python3) || abort "python3 is needed to show a plan"
+
+# ---------------------------------------------------------------------------------------------
+# the Python helper: stat, path checks, rendering (run with -I: no environment, no user site)
+# ---------------------------------------------------------------------------------------------
+cat >"$STAGE/helper.py" <<'PYTHON'
+import configparser, grp, json, os, pwd, shlex, stat, sys, sysconfig
+from xml.sax.saxutils import escape
+
+
+def name_of(uid, db, attr):
+    try:
+        return getattr(db(uid), attr)
+    except KeyError:
+        return str(uid)
+
+
+def cmd_stat(path):
+    """type owner group mode, or `missing`; never follows a link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        print("missing")
+        return 0
+    kind = "link" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
+        "file" if stat.S_ISREG(st.st_mode) else "other"
+    print(kind, name_of(st.st_uid, pwd.getpwuid, "pw_name"), name_of(st.st_gid, grp.getgrgid, "gr_name"),
+          "%04o" % stat.S_IMODE(st.st_mode))
+    return 0
+
+
+def cmd_realpath(path):
+    print(os.path.realpath(path))
+    return 0
+
+
+def cmd_chain(path, *owners):
+    """Every existing directory from path up to / owned by root (or one of owners), not g/o-writable."""
+    allowed = {0} | {pwd.getpwnam(owner).pw_uid for owner in owners if owner}
+    bad = 0
+    current = path
+    while True:
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            if stat.S_ISLNK(st.st_mode):
+                print(f"{current}: is a symbolic link")
+                bad = 1
+            elif st.st_uid not in allowed:
+                print(f"{current}: owned by {name_of(st.st_uid, pwd.getpwuid, 'pw_name')}")
+                bad = 1
+            elif st.st_mode & 0o022:
+                print(f"{current}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+                bad = 1
+        if current == "/":
+            return bad
+        current = os.path.dirname(current)
+
+
+def cmd_pyinfo():
+    """The stdlib directories an isolated interpreter imports from; exit 1 below Python 3.9."""
+    if sys.version_info < (3, 9):
+        print(f"Python {sys.version_info[0]}.{sys.version_info[1]} is too old (3.9 or later)")
+        return 1
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib"):
+        print(os.path.realpath(paths[key]))
+    print(os.path.realpath(os.path.join(paths["platstdlib"], "lib-dynload")))
+    return 0
+
+
+def cmd_keep(conf):
+    """Sections of an existing config the owner may have tuned ([ttl], [keychain]), to carry over."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(conf, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return 0
+    for section in ("ttl", "keychain"):
+        if parser.has_section(section):
+            print(f"\n[{section}]")
+            for key, value in parser.items(section):
+                if "\n" not in value:
+                    print(f"{key} = {value}")
+    return 0
+
+
+def systemd_word(word):
+    if not word.replace("_", "").replace(".", "").replace("/", "").replace("-", "").replace("=", "") \
+            .replace(":", "").replace("@", "").replace("+", "").replace(",", "").isalnum():
+        word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return word.replace("%", "%%").replace("$", "$$")
+
+
+def cmd_render_service(kind, template, agent, group, home, command):
+    argv = shlex.split(command)
+    if not argv or any("\n" in word or "\0" in word for word in argv):
+        print("the gateway command is empty or has a newline", file=sys.stderr)
+        return 2
+    with open(template, encoding="utf-8") as handle:
+        text = handle.read()
+    if kind == "systemd":
+        text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
+    else:
+        lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
+        text = text.replace("@PROGRAM_ARGUMENTS@", lines)
+    text = text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_first_word(command):
+    argv = shlex.split(command)
+    print(argv[0] if argv else "")
+    return 0
+
+
+def cmd_free_id(low, high):
+    """The lowest id in [low, high] that no user and no group has (dscl listings on stdin)."""
+    used = set()
+    for line in sys.stdin:
+        fields = line.split()
+        if len(fields) >= 2 and fields[-1].lstrip("-").isdigit():
+            used.add(int(fields[-1]))
+    for candidate in range(int(low), int(high) + 1):
+        if candidate not in used:
+            print(candidate)
+            return 0
+    return 1
+
+
+COMMANDS = {"stat": cmd_stat, "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo,
+            "keep": cmd_keep, "render-service": cmd_render_service, "first-word": cmd_first_word,
+            "free-id": cmd_free_id}
+try:
+    sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
+except ValueError as err:
+    print(err, file=sys.stderr)
+    sys.exit(2)
+PYTHON
+helper() { "$HELPER_PY" -I "$STAGE/helper.py" "$@"; }
+
+# All paths are used in their canonical form: sudo, the chain check and doctor see the same path.
+canonical() {
+  if [[ $FOREIGN == 1 ]]; then printf '%s\n' "$1"; else helper realpath "$1"; fi
+}
+PREFIX=$(canonical "$PREFIX") STATE_DIR=$(canonical "$STATE_DIR") AGENT_HOME=$(canonical "$AGENT_HOME")
+SERVICE_DIR=$(canonical "$SERVICE_DIR")
+LIBEXEC=$PREFIX/libexec/clawgate
+BINDIR=$PREFIX/bin
+ETCDIR=$PREFIX/etc/clawgate
+CONF=$ETCDIR/clawgate.conf
+MANIFEST=$ETCDIR/install.manifest
+FRONT_DOOR=$BINDIR/clawgate
+SUDOERS_DIR=/etc/sudoers.d
+SUDOERS_FILE=$SUDOERS_DIR/clawgate-$AGENT
+SERVICE_FILE=$SERVICE_DIR/$SERVICE_FILE_NAME
+
+# stat_of PATH: "type owner group mode" or "missing" (on a foreign plan everything is missing).
+# Read from `ls -ld`, the same on macOS and Linux, at a fraction of an interpreter start.
+stat_of() {
+  if [[ $FOREIGN == 1 || ! ( -e $1 || -L $1 ) ]]; then
+    echo missing
+    return 0
+  fi
+  local perms owner group kind bits=0 special=0 i
+  # Only the leading columns are read, never the name: SC2012 does not apply.
+  # shellcheck disable=SC2012
+  read -r perms _ owner group _ < <(LC_ALL=C ls -ldn -- "$1" | sed 's/^\(..........\)[^ ]*/\1/')
+  owner=$(name_of_uid "$owner") group=$(name_of_gid "$group")
+  case ${perms:0:1} in d) kind='dir' ;; -) kind='file' ;; l) kind='link' ;; *) kind='other' ;; esac
+  for i in 1 2 3 4 5 6 7 8 9; do
+    bits=$((bits * 2))
+    case ${perms:i:1} in [rwxst]) bits=$((bits + 1)) ;; esac
+  done
+  case ${perms:3:1} in [sS]) special=$((special + 2048)) ;; esac
+  case ${perms:6:1} in [sS]) special=$((special + 1024)) ;; esac
+  case ${perms:9:1} in [tT]) special=$((special + 512)) ;; esac
+  printf '%s %s %s %04o\n' "$kind" "$owner" "$group" $((bits + special))
+}
+# Numeric ids from ls -n, turned into names once each (ls without -n may cut long names).
+UID_NAMES='' GID_NAMES=''
+name_of_uid() {
+  local cached
+  cached=$(printf '%s' "$UID_NAMES" | awk -v id="$1" '$1 == id { print $2; exit }')
+  if [[ -z $cached ]]; then
+    cached=$(id -un "$1" 2>/dev/null) || cached=$1
+    UID_NAMES="$UID_NAMES$1 $cached"$'\n'
+  fi
+  printf '%s' "$cached"
+}
+name_of_gid() {
+  local cached
+  cached=$(printf '%s' "$GID_NAMES" | awk -v id="$1" '$1 == id { print $2; exit }')
+  if [[ -z $cached ]]; then
+    cached=$(getent group "$1" 2>/dev/null | cut -d: -f1)
+    [[ -n $cached ]] || cached=$(dscl . -search /Groups PrimaryGroupID "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    [[ -n $cached ]] || cached=$1
+    GID_NAMES="$GID_NAMES$1 $cached"$'\n'
+  fi
+  printf '%s' "$cached"
+}
+user_exists() { [[ $FOREIGN == 0 ]] && id -u "$1" >/dev/null 2>&1; }
+primary_group() { id -gn "$1" 2>/dev/null || echo "$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# the manifest: what this install created, so that --uninstall removes exactly that
+# ---------------------------------------------------------------------------------------------
+RECORDS=()
+record() {
+  RECORDS+=("$*")
+  flush_manifest
+}
+flush_manifest() {
+  [[ $DRY_RUN == 0 && -d $ETCDIR ]] || return 0
+  local new=$STAGE/manifest
+  {
+    [[ -f $MANIFEST ]] && cat "$MANIFEST"
+    [[ ${#RECORDS[@]} -gt 0 ]] && printf '%s\n' "${RECORDS[@]}"
+  } | sort -u >"$new"
+  cmp -s "$new" "$MANIFEST" 2>/dev/null && return 0
+  install_file_raw "$new" "$MANIFEST" root "$ROOT_GROUP" 0644
+}
+
+# ---------------------------------------------------------------------------------------------
+# idempotent actions
+# ---------------------------------------------------------------------------------------------
+install_file_raw() { # SRC DEST OWNER GROUP MODE: temp file beside DEST, then an atomic rename
+  local tmp
+  tmp="$(dirname "$2")/.$(basename "$2").clawgate-tmp.$$"
+  rm -f "$tmp" && cp "$1" "$tmp" && chown "$3:$4" "$tmp" && chmod "$5" "$tmp" && mv -f "$tmp" "$2"
+}
+make_dir() { mkdir "$1" && chown "$2:$3" "$1" && chmod "$4" "$1"; }
+fix_owner_mode() { chown "$2:$3" "$1" && chmod "$4" "$1"; }
+
+# ensure_dir PATH OWNER GROUP MODE: create it or bring owner and mode back to what they must be.
+ensure_dir() {
+  local info
+  info=$(stat_of "$1")
+  case $info in
+    missing)
+      change "create $1 ($2:$3 $4)" make_dir "$@"
+      return 0
+      ;;
+    "dir $2 $3 $4") return 0 ;;
+    dir*) change "set $1 to $2:$3 $4 (was ${info#dir })" fix_owner_mode "$@" ;;
+    *) abort "$1: exists and is not a directory" "$EX_UNSAFE" ;;
+  esac
+}
+
+# ensure_file SRC DEST OWNER GROUP MODE
+ensure_file() {
+  local info
+  info=$(stat_of "$2")
+  case $info in
+    missing) change "install $2 ($3:$4 $5)" install_file_raw "$@" ;;
+    file*)
+      if ! cmp -s "$1" "$2"; then
+        change "update $2" install_file_raw "$@"
+      elif [[ $info != "file $3 $4 $5" ]]; then
+        change "set $2 to $3:$4 $5 (was ${info#file })" fix_owner_mode "$2" "$3" "$4" "$5"
+      fi
+      ;;
+    *) abort "$2: exists and is not a regular file" "$EX_UNSAFE" ;;
+  esac
+}
+
+# ensure_parents DIR: create missing directories above DIR (root, 0755), recorded for uninstall.
+ensure_parents() {
+  local dir=$1 missing=()
+  while [[ $dir != / && $(stat_of "$dir") == missing ]]; do
+    missing=("$dir" ${missing[@]+"${missing[@]}"})
+    dir=$(dirname "$dir")
+  done
+  local each
+  for each in ${missing[@]+"${missing[@]}"}; do
+    [[ $each == "$1" ]] && continue
+    ensure_dir "$each" root "$ROOT_GROUP" 0755
+    [[ $DRY_RUN == 1 ]] || record "dir $each"
+  done
+}
+
+# ensure_root_dir DIR: DIR and any missing parents created root 0755 and recorded; an existing one left alone.
+ensure_root_dir() {
+  [[ $(stat_of "$1") == missing ]] || return 0
+  ensure_parents "$1"
+  ensure_dir "$1" root "$ROOT_GROUP" 0755
+  [[ $DRY_RUN == 1 ]] || record "dir $1"
+}
+
+# refuse_writable WHAT PATH [OWNER...]: PATH and every directory up to / safe from the agent.
+refuse_writable() {
+  local what=$1 path=$2 problems
+  shift 2
+  [[ $FOREIGN == 0 ]] || return 0
+  problems=$(helper chain "$path" "$@") && return 0
+  abort "$what: the agent could change it: $(printf '%s' "$problems" | paste -sd ';' -)" "$EX_UNSAFE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# uninstall
+# ---------------------------------------------------------------------------------------------
+manifest_lines() { [[ -f $MANIFEST ]] && grep -E "^$1 " "$MANIFEST" | cut -d' ' -f2-; }
+
+uninstall() {
+  ohai "Uninstalling clawgate from $PREFIX"
+  [[ -f $MANIFEST ]] || {
+    echo "clawgate: no install found at $PREFIX (no $MANIFEST); nothing to do"
+    exit 0
+  }
+  local owner agent
+  owner=$(manifest_lines owner | head -1)
+  agent=$(manifest_lines agent | head -1)
+  if [[ $PURGE == 1 && $YES == 0 && $DRY_RUN == 0 ]]; then
+    [[ -t 0 ]] || abort "--purge deletes the secrets in the state directory; add --yes to confirm" "$EX_USAGE"
+    printf 'Delete the state (secrets, seed, audit log), the user %s and its home? Type yes: ' "$agent"
+    local answer
+    read -r answer
+    [[ $answer == yes ]] || abort "nothing was removed"
+  fi
+
+  local line kind path
+  while read -r kind path; do
+    [[ -n $kind ]] || continue
+    case $kind in
+      sudoers) [[ -e $path ]] && change "remove $path" rm -f "$path" ;;
+      service) stop_service "$path" ;;
+    esac
+  done <"$MANIFEST"
+  while read -r line; do
+    local from=${line%% *} to=${line#* }
+    if [[ -L $from && $(readlink "$from") == "$to" && -d $to ]]; then
+      change "move $to back to $from (owned by $owner)" move_back "$to" "$from" "$owner"
+    fi
+  done < <(manifest_lines migrated)
+  [[ -e $FRONT_DOOR ]] && change "remove $FRONT_DOOR" rm -f "$FRONT_DOOR"
+  [[ -e $LIBEXEC ]] && change "remove $LIBEXEC" rm -rf "$LIBEXEC"
+  [[ -e $CONF ]] && change "remove $CONF" rm -f "$CONF"
+
+  local kept=()
+  if [[ $PURGE == 1 ]]; then
+    while read -r path; do
+      [[ -e $path ]] && change "remove the state $path" rm -rf "$path"
+    done < <(manifest_lines state)
+    while read -r path; do
+      user_exists "$path" && change "delete the user $path" delete_user "$path"
+    done < <(manifest_lines user)
+    while read -r path; do
+      [[ -e $path ]] && change "remove the agent's home $path" rm -rf "$path"
+    done < <(manifest_lines home)
+  else
+    while read -r path; do [[ -e $path ]] && kept+=("state $path"); done < <(manifest_lines state)
+    while read -r path; do user_exists "$path" && kept+=("user $path"); done < <(manifest_lines user)
+    while read -r path; do [[ -e $path ]] && kept+=("home $path"); done < <(manifest_lines home)
+  fi
+
+  if [[ ${#kept[@]} -gt 0 ]]; then
+    # What is kept stays listed, so that a later --uninstall --purge still finds it.
+    printf '%s\n' "${kept[@]}" "owner $owner" "agent $agent" >"$STAGE/kept"
+    grep -E '^dir ' "$MANIFEST" >>"$STAGE/kept"
+    if ! sort -u "$STAGE/kept" | cmp -s - "$MANIFEST"; then
+      sort -u "$STAGE/kept" >"$STAGE/kept.sorted"
+      change "keep $MANIFEST listing what stays" install_file_raw "$STAGE/kept.sorted" "$MANIFEST" root "$ROOT_GROUP" 0644
+    fi
+  else
+    # Directories this install created, deepest first, each only if nothing else is in it.
+    manifest_lines dir | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- >"$STAGE/dirs"
+    change "remove $MANIFEST" rm -f "$MANIFEST"
+    [[ -d $ETCDIR ]] && change "remove $ETCDIR" rmdir "$ETCDIR"
+    while read -r path; do
+      [[ -d $path ]] && [[ -z $(ls -A "$path") || $DRY_RUN == 1 ]] && change "remove $path" rmdir "$path"
+    done <"$STAGE/dirs"
+  fi
+
+  if [[ $CHANGES == 0 ]]; then
+    echo "clawgate: nothing to remove"
+  elif [[ $DRY_RUN == 1 ]]; then
+    echo "clawgate: dry run: $CHANGES changes would be made; nothing was changed"
+  else
+    echo "clawgate: uninstalled"
+    [[ ${#kept[@]} -eq 0 ]] || say "kept: ${kept[*]} (remove with --uninstall --purge)"
+  fi
+  exit 0
+}
+
+move_back() { # TO FROM OWNER: undo --migrate-from
+  local group
+  group=$(primary_group "$3")
+  rm -f "$2" && mv "$1" "$2" && chown -R "$3:$group" "$2"
+}
+
+delete_user() {
+  if [[ $TARGET_OS == darwin ]]; then
+    dscl . -delete "/Users/$1" && { dscl . -delete "/Groups/$1" 2>/dev/null || true; }
+  else
+    userdel "$1"
+  fi
+}
+
+stop_service() {
+  local path=$1
+  [[ -e $path ]] || return 0
+  if [[ $path == *.plist ]]; then
+    [[ $HOST_OS == darwin ]] && change "stop $SERVICE_NAME" launchctl bootout "system/ai.openclaw.gateway"
+  elif [[ -d /run/systemd/system && $(dirname "$path") == /etc/systemd/system ]]; then
+    change "stop and disable $(basename "$path")" systemctl disable --now "$(basename "$path")"
+  fi
+  change "remove $path" rm -f "$path"
+  if [[ $path != *.plist && -d /run/systemd/system ]]; then
+    change "reload systemd" systemctl daemon-reload
+  fi
+}
+
+[[ $UNINSTALL == 0 ]] || uninstall
+
+# ---------------------------------------------------------------------------------------------
+# install: checks first
+# ---------------------------------------------------------------------------------------------
+if [[ -z $OWNER ]]; then
+  OWNER=${SUDO_USER:-}
+  [[ -n $OWNER && $OWNER != root ]] || abort "--owner USER is required (who holds the secrets?)" "$EX_USAGE"
+fi
+check_name --owner "$OWNER"
+[[ $OWNER != root && $OWNER != "$AGENT" ]] || abort "--owner must be a person, not root or the agent user" "$EX_USAGE"
+if [[ $FOREIGN == 0 ]]; then
+  id -u "$OWNER" >/dev/null 2>&1 || abort "--owner $OWNER: no such user" "$EX_USAGE"
+  [[ $(id -u "$OWNER") != 0 ]] || abort "--owner must not be uid 0" "$EX_USAGE"
+fi
+OWNER_GROUP=$(primary_group "$OWNER")
+[[ $FOREIGN == 0 ]] || OWNER_GROUP=staff
+
+ADMIN_GROUPS=" root sudo admin wheel "
+AGENT_EXISTS=0
+if user_exists "$AGENT"; then
+  AGENT_EXISTS=1
+  [[ $(id -u "$AGENT") != 0 ]] || abort "--agent-user $AGENT has uid 0" "$EX_UNSAFE"
+  for group in $(id -Gn "$AGENT"); do
+    [[ $ADMIN_GROUPS != *" $group "* ]] \
+      || abort "--agent-user $AGENT is in the admin group $group; remove it first" "$EX_UNSAFE"
+  done
+fi
+AGENT_GROUP=$AGENT
+[[ $AGENT_EXISTS == 0 ]] || AGENT_GROUP=$(primary_group "$AGENT")
+
+# Code runs as the owner and as root: the interpreter, its stdlib and every directory above the
+# install must be beyond the agent's reach (and the owner's: elevate runs as root).
+if [[ $FOREIGN == 0 ]]; then
+  PYTHON=$(helper realpath "$PYTHON")
+  refuse_writable "interpreter $PYTHON" "$PYTHON"
+  pypaths=$(helper pyinfo) || abort "$PYTHON: $pypaths" "$EX_UNSAFE"
+  while read -r pypath; do
+    refuse_writable "the standard library of $PYTHON" "$pypath"
+  done <<<"$pypaths"
+  refuse_writable "--prefix" "$PREFIX"
+  refuse_writable "--state-dir" "$(dirname "$STATE_DIR")" "$OWNER"
+  refuse_writable "--agent-home" "$(dirname "$AGENT_HOME")"
+  [[ $NO_SERVICE == 1 ]] || refuse_writable "--service-dir" "$SERVICE_DIR"
+  [[ ! -e $STATE_DIR || -d $STATE_DIR ]] || abort "$STATE_DIR: exists and is not a directory" "$EX_UNSAFE"
+  case $STATE_DIR/ in "$AGENT_HOME"/* | "$PREFIX"/*) abort "--state-dir must lie outside the agent's home and the prefix" "$EX_USAGE" ;; esac
+  case $PREFIX/ in "$AGENT_HOME"/*) abort "--prefix must lie outside the agent's home" "$EX_USAGE" ;; esac
+  command -v visudo >/dev/null || abort "visudo not found: install sudo first" "$EX_UNSAFE"
+  if [[ $DRY_RUN == 0 ]] && ! grep -qE '^[#@]includedir[[:space:]]+(/private)?/etc/sudoers.d' /etc/sudoers; then
+    abort "/etc/sudoers does not include /etc/sudoers.d; add: @includedir /etc/sudoers.d" "$EX_UNSAFE"
+  fi
+fi
+for program in broker approve revoke; do
+  [[ -f $SRC/bin/$program ]] || abort "$SRC/bin/$program missing: run me from a clawgate source tree" "$EX_USAGE"
+done
+
+# The service: what it runs, resolved to an absolute path now (launchd and systemd search no PATH).
+SERVICE=$SERVICE_MANAGER
+if [[ $NO_SERVICE == 1 ]]; then
+  SERVICE=none
+else
+  [[ -n $GATEWAY_COMMAND ]] || GATEWAY_COMMAND="openclaw gateway"
+  gateway_program=$(helper first-word "$GATEWAY_COMMAND") || abort "--gateway-command: cannot parse it" "$EX_USAGE"
+  if [[ $gateway_program != /* ]]; then
+    found=$(PATH="$PATH:/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin" command -v "$gateway_program") || found=''
+    if [[ $found == /* ]]; then
+      GATEWAY_COMMAND="$found${GATEWAY_COMMAND#*"$gateway_program"}"
+    elif [[ $GATEWAY_EXPLICIT == 1 ]]; then
+      abort "--gateway-command: $gateway_program not found; give its absolute path" "$EX_USAGE"
+    else
+      SERVICE=none
+      SERVICE_NOTE="OpenClaw (openclaw) not found: no service installed; rerun with --gateway-command CMD once it is"
+    fi
+  elif [[ ! -x $gateway_program && $FOREIGN == 0 ]]; then
+    [[ $DRY_RUN == 1 ]] || abort "--gateway-command: $gateway_program is not an executable" "$EX_USAGE"
+    warn "$gateway_program is not an executable (yet)"
+  fi
+fi
+if [[ $SERVICE != none ]]; then
+  helper render-service "$SERVICE_MANAGER" "$SRC/$SERVICE_TEMPLATE" "$AGENT" "$AGENT_GROUP" "$AGENT_HOME" \
+    "$GATEWAY_COMMAND" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# render everything that will be written, then show the plan
+# ---------------------------------------------------------------------------------------------
+fill() { # TEMPLATE: the three values sudoers and the front door are made of
+  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" "$1"
+}
+mkdir -p "$STAGE/code/lib" "$STAGE/templates"
+fill "$SRC/sudoers/clawgate.sudoers" >"$STAGE/sudoers"
+fill "$SRC/bin/clawgate" >"$STAGE/clawgate"
+for template in sudoers/clawgate.sudoers bin/clawgate systemd/openclaw-gateway.service launchd/ai.openclaw.gateway.plist; do
+  cp "$SRC/$template" "$STAGE/templates/$(basename "$template")"
+done
+mv "$STAGE/templates/clawgate" "$STAGE/templates/clawgate.frontdoor"
+PROGRAMS=()
+for source in "$SRC"/bin/*; do
+  program=$(basename "$source")
+  [[ -f $source && $program != clawgate ]] || continue
+  [[ $(head -c 2 "$source") == '#!' ]] || abort "$source: no #! line" "$EX_USAGE"
+  { printf '#!%s -IS\n' "$PYTHON" && tail -n +2 "$source"; } >"$STAGE/code/$program"
+  PROGRAMS+=("$program")
+done
+(cd "$SRC/lib" && find clawgate -name '*.py' -type f) | sort >"$STAGE/libfiles"
+while read -r libfile; do
+  mkdir -p "$STAGE/code/lib/$(dirname "$libfile")"
+  cp "$SRC/lib/$libfile" "$STAGE/code/lib/$libfile"
+done <"$STAGE/libfiles"
+
+{
+  echo "# clawgate configuration, written by install.sh (root 0644). Rerun install.sh to change it."
+  echo "# Edits to [ttl] and [keychain] are kept across runs; a cap may be shortened, never lengthened."
+  echo "[clawgate]"
+  echo "owner = $OWNER"
+  echo "agent_user = $AGENT"
+  echo "state_dir = $STATE_DIR"
+  echo "store = $STORE"
+  carried=''
+  [[ $FOREIGN == 1 || ! -f $CONF ]] || carried=$(helper keep "$CONF")
+  if [[ $carried == *"[ttl]"* ]]; then
+    printf '%s\n' "$carried"
+  else
+    printf '\n[ttl]\ncontrolled = 4h\nrestricted = 15m\nroot = 30m\n'
+    [[ -z $carried ]] || printf '%s\n' "$carried"
+  fi
+  echo
+  echo "[service]"
+  echo "manager = $SERVICE"
+  [[ $SERVICE == none ]] || echo "path = $SERVICE_FILE"
+} >"$STAGE/clawgate.conf"
+
+if [[ $FOREIGN == 0 ]] || command -v visudo >/dev/null; then
+  visudo -cf "$STAGE/sudoers" >/dev/null || abort "the sudoers text does not pass visudo -cf: not installing" "$EX_UNSAFE"
+fi
+
+ohai "This script will install clawgate for $TARGET_OS:"
+say "owner (holds secrets and the TOTP seed):  $OWNER"
+say "agent user (non-admin, no password):      $AGENT$([[ $AGENT_EXISTS == 1 ]] && echo ' (exists)'), home $AGENT_HOME"
+say "code (root-owned):                        $LIBEXEC, run by $PYTHON -IS"
+say "front door:                               $FRONT_DOOR"
+say "config (root 0644):                       $CONF"
+say "state ($OWNER, 0700, $STORE store):       $STATE_DIR"
+say "sudoers (root 0440, visudo-checked):      $SUDOERS_FILE"
+if [[ $SERVICE == none ]]; then
+  say "service:                                  none${SERVICE_NOTE:+ ($SERVICE_NOTE)}"
+else
+  say "service ($SERVICE_MANAGER, as the agent):  $SERVICE_FILE running: $GATEWAY_COMMAND"
+fi
+[[ -z $MIGRATE_FROM ]] || say "migrate:                                  $MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
+
+if [[ $DRY_RUN == 1 ]]; then
+  show() { # what a file would contain, between markers a test can cut on
+    echo "--- begin $1"
+    cat "$2"
+    echo "--- end $1"
+  }
+  show "$SUDOERS_FILE" "$STAGE/sudoers"
+  show "$CONF" "$STAGE/clawgate.conf"
+  [[ $SERVICE == none ]] || show "$SERVICE_FILE" "$STAGE/service"
+elif [[ $YES == 0 && -t 0 ]]; then
+  printf '\nPress RETURN to continue or any other key to abort: '
+  IFS= read -r -n 1 reply
+  [[ -z $reply ]] || abort "aborted; nothing was changed"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# install: the actions, each skipped when already done
+# ---------------------------------------------------------------------------------------------
+ohai "Installing"
+
+# 1. Directories above the code and the manifest that lists what we create.
+ensure_parents "$LIBEXEC"
+ensure_parents "$ETCDIR"
+ensure_root_dir "$BINDIR"
+ensure_dir "$ETCDIR" root "$ROOT_GROUP" 0755
+record "owner $OWNER"
+record "agent $AGENT"
+
+# 2. The agent user: a system account, no password, no admin group.
+create_user_linux() {
+  useradd --system --user-group --home-dir "$AGENT_HOME" --no-create-home --shell "$AGENT_SHELL" \
+    --comment "OpenClaw agent (clawgate)" "$AGENT"
+}
+dscl_bin() { "${CLAWGATE_DSCL:-/usr/bin/dscl}" "$@"; }
+free_darwin_id() {
+  # Hidden users live below 500; take the lowest id that no user and no group holds.
+  { dscl_bin . -list /Users UniqueID && dscl_bin . -list /Groups PrimaryGroupID; } 2>/dev/null | helper free-id 401 499
+}
+create_user_darwin() {
+  local id=$1 user=/Users/$AGENT group=/Groups/$AGENT
+  dscl_bin . -create "$group" && dscl_bin . -create "$group" PrimaryGroupID "$id" \
+    && dscl_bin . -create "$group" Password '*' \
+    && dscl_bin . -create "$user" && dscl_bin . -create "$user" UniqueID "$id" \
+    && dscl_bin . -create "$user" PrimaryGroupID "$id" && dscl_bin . -create "$user" UserShell "$AGENT_SHELL" \
+    && dscl_bin . -create "$user" NFSHomeDirectory "$AGENT_HOME" \
+    && dscl_bin . -create "$user" RealName "OpenClaw agent (clawgate)" \
+    && dscl_bin . -create "$user" IsHidden 1 && dscl_bin . -create "$user" Password '*'
+}
+if [[ $AGENT_EXISTS == 0 ]]; then
+  if [[ $TARGET_OS == darwin ]]; then
+    agent_id=$(free_darwin_id) || abort "no free user id between 401 and 499" "$EX_UNSAFE"
+    for attribute in "PrimaryGroupID $agent_id" "Password *"; do
+      [[ $DRY_RUN == 1 ]] && echo "would: dscl . -create /Groups/$AGENT $attribute"
+    done
+    for attribute in "UniqueID $agent_id" "PrimaryGroupID $agent_id" "UserShell $AGENT_SHELL" \
+      "NFSHomeDirectory $AGENT_HOME" "IsHidden 1" "Password *"; do
+      [[ $DRY_RUN == 1 ]] && echo "would: dscl . -create /Users/$AGENT $attribute"
+    done
+    change "create the hidden user $AGENT (uid $agent_id, group $AGENT, no password, not admin)" \
+      create_user_darwin "$agent_id"
+  else
+    change "create the system user $AGENT (no password, not in any admin group)" create_user_linux
+  fi
+  [[ $DRY_RUN == 1 ]] || record "user $AGENT"
+fi
+[[ $(stat_of "$AGENT_HOME") != missing ]] || { [[ $DRY_RUN == 1 ]] || record "home $AGENT_HOME"; }
+ensure_parents "$AGENT_HOME"
+ensure_dir "$AGENT_HOME" "$AGENT" "$AGENT_GROUP" 0711
+
+# 3. The code: root-owned, shebangs pointing at the checked interpreter, nothing left over.
+ensure_dir "$LIBEXEC" root "$ROOT_GROUP" 0755
+ensure_dir "$LIBEXEC/lib" root "$ROOT_GROUP" 0755
+ensure_dir "$LIBEXEC/templates" root "$ROOT_GROUP" 0755
+while read -r libdir; do
+  ensure_dir "$LIBEXEC/lib/$libdir" root "$ROOT_GROUP" 0755
+done < <(sed -e 's|/[^/]*$||' "$STAGE/libfiles" | sort -u)
+for program in ${PROGRAMS[@]+"${PROGRAMS[@]}"}; do
+  ensure_file "$STAGE/code/$program" "$LIBEXEC/$program" root "$ROOT_GROUP" 0755
+done
+while read -r libfile; do
+  ensure_file "$STAGE/code/lib/$libfile" "$LIBEXEC/lib/$libfile" root "$ROOT_GROUP" 0644
+done <"$STAGE/libfiles"
+for template in "$STAGE"/templates/*; do
+  ensure_file "$template" "$LIBEXEC/templates/$(basename "$template")" root "$ROOT_GROUP" 0644
+done
+if [[ $FOREIGN == 0 && -d $LIBEXEC ]]; then
+  # Anything in the code directory that this version did not put there goes (bytecode aside).
+  while IFS= read -r -d '' stale; do
+    relative=${stale#"$LIBEXEC"/}
+    case $relative in
+      lib/* | templates/*) [[ -e $STAGE/code/$relative || -e $STAGE/$relative ]] && continue ;;
+      *) [[ -e $STAGE/code/$relative ]] && continue ;;
+    esac
+    change "remove $stale (not part of this version)" rm -f "$stale"
+  done < <(find "$LIBEXEC" \( -name __pycache__ -prune \) -o \( -type f -print0 \) -o \( -type l -print0 \))
+fi
+if [[ $DRY_RUN == 0 ]]; then
+  # Bytecode compiled now, as root: the owner cannot write __pycache__ here, and without it every
+  # `clawgate get` would compile its imports again.
+  "$PYTHON" -I -m compileall -q "$LIBEXEC/lib" >/dev/null || abort "compiling $LIBEXEC/lib failed"
+fi
+ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
+
+# 4. Config (root 0644) and state (the owner's, 0700), then the store's own set-up as the owner.
+ensure_file "$STAGE/clawgate.conf" "$CONF" root "$ROOT_GROUP" 0644
+[[ $(stat_of "$STATE_DIR") != missing ]] || { [[ $DRY_RUN == 1 ]] || record "state $STATE_DIR"; }
+ensure_parents "$STATE_DIR"
+ensure_dir "$STATE_DIR" "$OWNER" "$OWNER_GROUP" 0700
+as_owner() {
+  if [[ $TARGET_OS == darwin ]]; then
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sudo -H -n -u "$OWNER" -- "$@"
+  else
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 runuser -u "$OWNER" -- "$@"
+  fi
+}
+store_ready=1
+for sub in secrets tiers grants; do [[ -d $STATE_DIR/$sub ]] || store_ready=0; done
+[[ $STORE != keychain ]] || store_ready=0 # its init is idempotent and cheap to ask
+if [[ $store_ready == 0 ]]; then
+  if [[ $STORE == keychain && $DRY_RUN == 0 && -d $STATE_DIR/grants ]]; then
+    as_owner "$LIBEXEC/secrets" init >/dev/null || abort "secrets init failed for the $STORE store"
+  else
+    change "set up the $STORE store as $OWNER ($LIBEXEC/secrets init)" as_owner "$LIBEXEC/secrets" init
+  fi
+fi
+
+# 5. sudoers: the exact lines, checked before they go live.
+install_sudoers() {
+  local tmp=$SUDOERS_DIR/.clawgate-$AGENT.tmp
+  rm -f "$tmp"
+  if ! { cp "$STAGE/sudoers" "$tmp" && chown "root:$ROOT_GROUP" "$tmp" && chmod 0440 "$tmp" \
+    && visudo -cf "$tmp" >/dev/null && mv -f "$tmp" "$SUDOERS_FILE"; }; then
+    rm -f "$tmp"
+    return 1
+  fi
+  if ! visudo -c >/dev/null 2>&1; then
+    rm -f "$SUDOERS_FILE"
+    echo "the sudoers configuration as a whole failed visudo -c; $SUDOERS_FILE removed again" >&2
+    return 1
+  fi
+}
+[[ $(stat_of "$SUDOERS_DIR") != missing ]] || ensure_dir "$SUDOERS_DIR" root "$ROOT_GROUP" 0755
+sudoers_info=$(stat_of "$SUDOERS_FILE")
+if [[ $sudoers_info == missing ]]; then
+  change "install $SUDOERS_FILE (visudo -cf, then 0440, then rename)" install_sudoers
+elif ! cmp -s "$STAGE/sudoers" "$SUDOERS_FILE" || [[ $sudoers_info != "file root $ROOT_GROUP 0440" ]]; then
+  change "replace $SUDOERS_FILE (visudo -cf, then 0440, then rename)" install_sudoers
+fi
+[[ $DRY_RUN == 1 ]] || record "sudoers $SUDOERS_FILE"
+
+# 6. Migration of an existing ~/.openclaw into the agent's home, linked back for the owner.
+migrate() {
+  local target=$AGENT_HOME/.openclaw
+  mv "$MIGRATE_FROM" "$target" && ln -s "$target" "$MIGRATE_FROM" \
+    && chown -h "$OWNER:$OWNER_GROUP" "$MIGRATE_FROM" && chown -R "$AGENT:$AGENT_GROUP" "$target" \
+    && chmod 0711 "$target" || return 1
+  if [[ -d $target/workspace ]]; then chmod 0755 "$target/workspace" || return 1; fi
+  if [[ -d $target/credentials ]]; then
+    chmod 0700 "$target/credentials" && find "$target/credentials" -type f -exec chmod 0600 {} + || return 1
+  fi
+}
+if [[ -n $MIGRATE_FROM ]]; then
+  target=$AGENT_HOME/.openclaw
+  if [[ -L $MIGRATE_FROM && $(readlink "$MIGRATE_FROM") == "$target" ]]; then
+    : # done before
+  elif [[ $FOREIGN == 1 || $DRY_RUN == 1 && ! -e $MIGRATE_FROM ]]; then
+    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700) and link it back" true
+  else
+    [[ -d $MIGRATE_FROM && ! -L $MIGRATE_FROM ]] || abort "--migrate-from $MIGRATE_FROM: not a directory" "$EX_USAGE"
+    [[ ! -e $target ]] || abort "$target already exists: not moving $MIGRATE_FROM over it" "$EX_UNSAFE"
+    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700) and link it back" migrate
+    [[ $DRY_RUN == 1 ]] || record "migrated $MIGRATE_FROM $target"
+  fi
+  [[ ! -d $target/credentials ]] \
+    || say "then move the credentials into the store: clawgate secrets import --shred $target/credentials/*"
+fi
+
+# 7. The service, as the agent.
+service_running() {
+  if [[ $SERVICE_MANAGER == launchd ]]; then
+    launchctl print "system/ai.openclaw.gateway" >/dev/null 2>&1
+  else
+    systemctl is-enabled --quiet "$SERVICE_NAME" 2>/dev/null
+  fi
+}
+start_service() {
+  if [[ $SERVICE_MANAGER == launchd ]]; then
+    launchctl bootout "system/ai.openclaw.gateway" >/dev/null 2>&1
+    launchctl bootstrap system "$SERVICE_FILE"
+  else
+    systemctl daemon-reload && systemctl enable "$SERVICE_NAME" && systemctl restart "$SERVICE_NAME"
+  fi
+}
+can_manage_service() {
+  if [[ $SERVICE_MANAGER == launchd ]]; then
+    [[ $HOST_OS == darwin && $SERVICE_DIR == /Library/LaunchDaemons ]]
+  else
+    [[ -d /run/systemd/system && $SERVICE_DIR == /etc/systemd/system ]]
+  fi
+}
+if [[ $SERVICE != none ]]; then
+  ensure_root_dir "$SERVICE_DIR"
+  before=$CHANGES
+  ensure_file "$STAGE/service" "$SERVICE_FILE" root "$ROOT_GROUP" 0644
+  [[ $DRY_RUN == 1 ]] || record "service $SERVICE_FILE"
+  if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
+    change "load it: launchctl bootstrap system $SERVICE_FILE" true
+  elif can_manage_service; then
+    if [[ $CHANGES != "$before" ]] || ! service_running; then
+      change "start $SERVICE_NAME" start_service
+    fi
+  elif [[ $DRY_RUN == 0 ]]; then
+    say "($SERVICE_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started)"
+  fi
+fi
+flush_manifest
+
+# ---------------------------------------------------------------------------------------------
+# done
+# ---------------------------------------------------------------------------------------------
+if [[ $DRY_RUN == 1 ]]; then
+  echo "clawgate: dry run: $CHANGES changes would be made; nothing was changed"
+  exit 0
+fi
+if [[ $CHANGES == 0 ]]; then
+  echo "clawgate: already installed as asked; nothing to do"
+else
+  ohai "Installation successful ($CHANGES changes)"
+fi
+if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE == keychain && $CHANGES != 0 ]]; then
+  ohai "Next steps"
+  say "as $OWNER: clawgate enroll                     (scan the QR code with your authenticator)"
+  say "as $OWNER: clawgate secrets set NAME --tier T  (value from stdin or a hidden prompt)"
+  say "as $OWNER: clawgate doctor                     (checks this install)"
+fi
+if [[ $CHANGES != 0 && -x $LIBEXEC/doctor ]]; then
+  "$LIBEXEC/doctor" --openclaw-config 2>/dev/null || true
+fi
+exit 0

@@ -1,0 +1,161 @@
+"""The root end-to-end harness: the real install.sh, real users, the real sudo.
+
+    with RootEnv() as env:                       # fresh owner + agent users, installed
+        env.enroll_seed()                        # through `clawgate enroll --import`
+        env.set_secret("db", b"pw", tier="open")
+        env.agent("get", "db")                   # runuser -u AGENT -- PREFIX/bin/clawgate get db
+        env.agent("approve", "x", env.code())    # env.code(): a valid code nobody has spent
+
+Everything lives under a root-owned temp dir in /opt (never /tmp: it is world-writable
+and the installer refuses it); close() runs `install.sh --uninstall --purge`, deletes
+both users and the temp dir. Needs root; mark tests that use it `@pytest.mark.root`.
+"""
+
+import os
+import random
+import shutil
+import string
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from installtree import REPO, Tree, python_for_install
+from clawgate import totp
+
+INSTALL = REPO / "install.sh"
+SUDOERS_DIR = Path("/etc/sudoers.d")
+TEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def random_user() -> str:
+    return "cg" + "".join(random.choices(string.ascii_lowercase, k=6))
+
+
+def run(argv: Sequence[str], input: Optional[bytes] = b"", env: Optional[Dict[str, str]] = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    base = {"PATH": TEST_PATH, "LANG": "C.UTF-8"}
+    base.update(env or {})
+    return subprocess.run(list(argv), input=input, capture_output=True, env=base, cwd="/", timeout=timeout)
+
+
+def make_user(name: str) -> None:
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/bin/sh", name], check=True)
+
+
+def delete_user(name: str) -> None:
+    subprocess.run(["userdel", name], capture_output=True)
+
+
+def user_exists(name: str) -> bool:
+    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+
+
+class RootEnv:
+    """One throwaway install: a fresh owner (made here) and agent (made by install.sh)."""
+
+    # Handing out unspent codes works exactly as in the unprivileged tree (uses .seed, .last_step).
+    code = Tree.code
+    spent_code = Tree.spent_code
+
+    def __init__(self, ttl: Optional[Dict[str, str]] = None, service: bool = False,
+                 install_args: Sequence[str] = (), install: bool = True) -> None:
+        assert os.geteuid() == 0, "RootEnv needs root"
+        self.root = Path(tempfile.mkdtemp(prefix="clawgate-test-", dir="/opt"))
+        self.root.chmod(0o755)  # the agent and the owner must reach PREFIX/bin and libexec
+        self.owner_name = random_user()
+        self.agent_name = random_user()
+        self.prefix = self.root / "prefix"
+        self.state = self.root / "state"
+        self.agent_home = self.root / "agent-home"
+        self.service_dir = self.root / "units"
+        self.libexec = self.prefix / "libexec" / "clawgate"
+        self.door = self.prefix / "bin" / "clawgate"
+        self.config_path = self.prefix / "etc" / "clawgate" / "clawgate.conf"
+        self.sudoers = SUDOERS_DIR / f"clawgate-{self.agent_name}"
+        self.service = service
+        self.extra_args = list(install_args)
+        self.seed: Optional[totp.Params] = None
+        self.last_step = -1
+        make_user(self.owner_name)
+        try:
+            if install:
+                result = self.install()
+                assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+                if ttl:
+                    self.set_ttl(**ttl)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- install.sh ---------------------------------------------------------------------------
+    def install_argv(self, *extra: str) -> "list[str]":
+        argv = ["bash", str(INSTALL), "--owner", self.owner_name, "--agent-user", self.agent_name,
+                "--prefix", str(self.prefix), "--state-dir", str(self.state), "--agent-home", str(self.agent_home),
+                "--python", python_for_install(), "--yes"]
+        if self.service:
+            argv += ["--gateway-command", "/bin/sleep infinity", "--service-dir", str(self.service_dir)]
+        else:
+            argv += ["--no-service"]
+        return argv + self.extra_args + list(extra)
+
+    def install(self, *extra: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+        return run(self.install_argv(*extra), input=None, env=env)
+
+    def uninstall(self, purge: bool = True, *extra: str) -> subprocess.CompletedProcess:
+        argv = ["bash", str(INSTALL), "--uninstall", "--prefix", str(self.prefix), "--yes", *extra]
+        return run(argv + (["--purge"] if purge else []), input=None)
+
+    def set_ttl(self, **caps: str) -> None:
+        """Shorten the TTL caps in the installed config (install.sh keeps [ttl] across runs)."""
+        lines = self.config_path.read_text().splitlines()
+        out = [line for line in lines if line.split("=")[0].strip() not in caps]
+        at = out.index("[ttl]") + 1
+        out[at:at] = [f"{tier} = {value}" for tier, value in caps.items()]
+        self.config_path.write_text("\n".join(out) + "\n")
+
+    # -- running as the principals ------------------------------------------------------------
+    def run_as(self, user: str, *argv: str, input: Optional[bytes] = b"", env: Optional[Dict[str, str]] = None,
+               timeout: float = 60) -> subprocess.CompletedProcess:
+        return run(["runuser", "-u", user, "--", *argv], input=input, env=env, timeout=timeout)
+
+    def agent(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        """`clawgate ARGS` as the agent: through the front door and the real sudo."""
+        return self.run_as(self.agent_name, str(self.door), *args, **kw)
+
+    def owner(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run_as(self.owner_name, str(self.door), *args, **kw)
+
+    def doctor(self, as_owner: bool = False) -> subprocess.CompletedProcess:
+        return self.owner("doctor") if as_owner else run([str(self.door), "doctor"])
+
+    # -- owner set-up shortcuts ---------------------------------------------------------------
+    def enroll_seed(self, params: Optional[totp.Params] = None) -> totp.Params:
+        params = params or totp.Params(totp.new_secret())
+        self.seed = params
+        self.last_step = -1
+        code = self.code()  # spent by enroll's confirmation
+        result = self.owner("enroll", "--import", input=f"{totp.to_base32(params.secret)}\n{code}\n".encode())
+        assert result.returncode == 0, result.stderr
+        return params
+
+    def set_secret(self, name: str, value: bytes, tier: Optional[str] = None) -> None:
+        result = self.owner("secrets", "set", name, "--raw", *(["--tier", tier] if tier else []), input=value)
+        assert result.returncode == 0, result.stderr
+
+    # -- teardown -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if (self.prefix / "etc" / "clawgate" / "install.manifest").exists():
+            self.uninstall(purge=True)
+        for name in (self.agent_name, self.owner_name):
+            if user_exists(name):
+                delete_user(name)
+        if self.sudoers.exists():
+            self.sudoers.unlink()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "RootEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
