@@ -338,7 +338,15 @@ SERVICE_FILE=$SERVICE_DIR/$SERVICE_FILE_NAME
 # stat_of PATH: "type owner group mode" or "missing" (on a foreign plan everything is missing).
 # Read from `ls -ld`, the same on macOS and Linux, at a fraction of an interpreter start.
 stat_of() {
-  if [[ $FOREIGN == 1 || ! ( -e $1 || -L $1 ) ]]; then
+  if [[ $FOREIGN == 1 ]]; then # a plan for another machine: assume its standard directories only
+    case $1 in
+      / | /usr | /usr/local | /usr/local/bin | /etc | /etc/sudoers.d | /var | /var/db | /var/lib | /opt | /Library | \
+        /Library/LaunchDaemons | /etc/systemd | /etc/systemd/system) echo "dir root $ROOT_GROUP 0755" ;;
+      *) echo missing ;;
+    esac
+    return 0
+  fi
+  if [[ ! ( -e $1 || -L $1 ) ]]; then
     echo missing
     return 0
   fi
@@ -777,7 +785,16 @@ create_user_linux() {
 dscl_bin() { "${CLAWGATE_DSCL:-/usr/bin/dscl}" "$@"; }
 free_darwin_id() {
   # Hidden users live below 500; take the lowest id that no user and no group holds.
-  { dscl_bin . -list /Users UniqueID && dscl_bin . -list /Groups PrimaryGroupID; } 2>/dev/null | helper free-id 401 499
+  local listing
+  if listing=$({ dscl_bin . -list /Users UniqueID && dscl_bin . -list /Groups PrimaryGroupID; } 2>/dev/null); then
+    :
+  elif [[ $DRY_RUN == 1 ]]; then
+    warn "dscl cannot be asked here: the plan takes every id from 401 up as free"
+    listing=''
+  else
+    return 1
+  fi
+  printf '%s\n' "$listing" | helper free-id 401 499
 }
 create_user_darwin() {
   local id=$1 user=/Users/$AGENT group=/Groups/$AGENT
@@ -791,7 +808,7 @@ create_user_darwin() {
 }
 if [[ $AGENT_EXISTS == 0 ]]; then
   if [[ $TARGET_OS == darwin ]]; then
-    agent_id=$(free_darwin_id) || abort "no free user id between 401 and 499" "$EX_UNSAFE"
+    agent_id=$(free_darwin_id) || abort "no free user id between 401 and 499 (or dscl failed)" "$EX_UNSAFE"
     for attribute in "PrimaryGroupID $agent_id" "Password *"; do
       [[ $DRY_RUN == 1 ]] && echo "would: dscl . -create /Groups/$AGENT $attribute"
     done

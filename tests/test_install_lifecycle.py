@@ -1,0 +1,287 @@
+"""install.sh before and after: dry runs, refusals, migration, uninstall, and the macOS plan."""
+
+import os
+import plistlib
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from installtree import REPO
+from rootenv import INSTALL, RootEnv, run, user_exists
+
+root = pytest.mark.root
+
+
+def system_snapshot(*trees: Path):
+    """Users, groups, sudoers.d and every file under the given trees."""
+    files = {}
+    for tree in trees:
+        for top, dirs, names in os.walk(tree):
+            for name in dirs + names:
+                path = os.path.join(top, name)
+                st = os.lstat(path)
+                files[path] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    return {
+        "passwd": Path("/etc/passwd").read_text(),
+        "group": Path("/etc/group").read_text(),
+        "sudoers.d": sorted(os.listdir("/etc/sudoers.d")),
+        "files": files,
+    }
+
+
+@root
+def test_uninstall_purge_leaves_no_trace():
+    env = RootEnv(service=True, install=False)
+    try:
+        before = system_snapshot(env.root)
+        assert env.install().returncode == 0
+        env.enroll_seed()
+        env.set_secret("k", b"v")
+        assert user_exists(env.agent_name) and env.sudoers.exists()
+        result = env.uninstall(purge=True)
+        assert result.returncode == 0, result.stderr
+        assert system_snapshot(env.root) == before
+        assert not user_exists(env.agent_name)
+    finally:
+        env.close()
+
+
+@root
+def test_uninstall_keeps_state_and_user_until_purge():
+    with RootEnv() as env:
+        env.enroll_seed()
+        kept = env.uninstall(purge=False)
+        assert kept.returncode == 0, kept.stderr
+        assert b"kept:" in kept.stdout
+        assert not env.sudoers.exists() and not env.libexec.exists() and not env.door.exists()
+        assert (env.state / "totp-seed").exists() and user_exists(env.agent_name)
+        purged = env.uninstall(purge=True)
+        assert purged.returncode == 0, purged.stderr
+        assert not env.state.exists() and not user_exists(env.agent_name) and not env.prefix.exists()
+        again = env.uninstall(purge=True)
+        assert again.returncode == 0 and b"nothing to do" in again.stdout
+
+
+@root
+def test_purge_needs_confirmation_without_a_terminal():
+    with RootEnv() as env:
+        result = run(["bash", str(INSTALL), "--uninstall", "--purge", "--prefix", str(env.prefix)])
+        assert result.returncode == 2
+        assert env.sudoers.exists() and env.state.exists()
+
+
+@root
+def test_dry_run_changes_nothing():
+    env = RootEnv(install=False, service=True)
+    try:
+        before = system_snapshot(env.root)
+        result = env.install("--dry-run")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode()
+        assert f"would: create the system user {env.agent_name}" in out
+        assert f"would: install {env.sudoers}" in out
+        assert re.search(r"dry run: \d+ changes would be made; nothing was changed", out)
+        assert system_snapshot(env.root) == before
+        assert not user_exists(env.agent_name) and not env.sudoers.exists()
+    finally:
+        env.close()
+
+
+@root
+def test_migrate_from_moves_links_and_uninstall_moves_back():
+    env = RootEnv(install=False)
+    try:
+        home = env.root / "owner-home"
+        old = home / ".openclaw"
+        (old / "workspace").mkdir(parents=True)
+        (old / "credentials").mkdir()
+        (old / "credentials" / "telegram").write_text("token")
+        (old / "openclaw.json").write_text("{}")
+        subprocess.run(["chown", "-R", f"{env.owner_name}:{env.owner_name}", str(home)], check=True)
+        result = env.install("--migrate-from", str(old))
+        assert result.returncode == 0, result.stderr
+        moved = env.agent_home / ".openclaw"
+        assert old.is_symlink() and os.readlink(old) == str(moved)
+        agent_uid = int(run(["id", "-u", env.agent_name]).stdout)
+        assert (os.lstat(moved).st_uid, stat.S_IMODE(os.lstat(moved).st_mode)) == (agent_uid, 0o711)
+        assert stat.S_IMODE(os.lstat(moved / "workspace").st_mode) == 0o755
+        assert stat.S_IMODE(os.lstat(moved / "credentials").st_mode) == 0o700
+        assert stat.S_IMODE(os.lstat(moved / "credentials" / "telegram").st_mode) == 0o600
+        assert b"secrets import --shred" in result.stdout
+        again = env.install("--migrate-from", str(old))
+        assert b"nothing to do" in again.stdout, again.stdout
+        # The agent reads its own files; the owner reaches them through the link.
+        assert env.run_as(env.agent_name, "/bin/cat", str(moved / "credentials" / "telegram")).stdout == b"token"
+        assert env.run_as(env.owner_name, "/bin/cat", str(old / "openclaw.json")).returncode == 0
+
+        assert env.uninstall(purge=True).returncode == 0
+        assert old.is_dir() and not old.is_symlink()
+        assert (old / "credentials" / "telegram").read_text() == "token"
+        owner_uid = int(run(["id", "-u", env.owner_name]).stdout)
+        assert os.lstat(old / "credentials" / "telegram").st_uid == owner_uid
+    finally:
+        env.close()
+
+
+# -- refusals: nothing changes --------------------------------------------------------------------
+
+@root
+@pytest.mark.parametrize("where", ["world-writable", "owner-owned", "under /tmp"])
+def test_refuses_a_prefix_the_agent_could_write(where):
+    env = RootEnv(install=False)
+    try:
+        if where == "under /tmp":
+            env.prefix = Path("/tmp") / f"clawgate-refused-{env.agent_name}"
+        else:
+            loose = env.root / "loose"
+            loose.mkdir()
+            if where == "world-writable":
+                loose.chmod(0o1777)
+            else:
+                subprocess.run(["chown", env.owner_name, str(loose)], check=True)
+            env.prefix = loose / "prefix"
+        before = system_snapshot(env.root)
+        result = env.install()
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"--prefix: the agent could change it" in result.stderr
+        assert system_snapshot(env.root) == before
+        assert not env.prefix.exists() and not user_exists(env.agent_name) and not env.sudoers.exists()
+    finally:
+        env.close()
+
+
+@root
+def test_refuses_an_interpreter_the_agent_could_write():
+    env = RootEnv(install=False)
+    try:
+        loose = env.root / "py"
+        loose.mkdir()
+        loose.chmod(0o777)
+        python = loose / "python3"
+        subprocess.run(["cp", os.path.realpath("/usr/bin/python3"), str(python)], check=True)
+        result = env.install("--python", str(python))
+        assert result.returncode == 6
+        assert b"interpreter" in result.stderr and b"writable by group or others" in result.stderr
+        assert not user_exists(env.agent_name) and not env.prefix.exists()
+    finally:
+        env.close()
+
+
+@root
+@pytest.mark.parametrize("args, message", [
+    (["--owner", "root"], b"--owner must be a person"),
+    (["--owner", "no-such-user-x"], b"no such user"),
+    (["--agent-user", "bad name"], b"not a plain user name"),
+    (["--agent-user", "root"], b"has uid 0"),
+    (["--prefix", "relative/path"], b"must be an absolute path"),
+    (["--prefix", "/opt/a b"], b"must be an absolute path"),
+    (["--prefix", "/opt/x,ALL"], b"must be an absolute path"),
+    (["--state-dir", "/opt/../tmp/x"], b"must be an absolute path"),
+    (["--target-os", "darwin"], b"only for --dry-run"),
+    (["--target-os", "windows", "--dry-run"], b"darwin or linux"),
+    (["--purge"], b"--purge goes with --uninstall"),
+    (["--store", "s3"], b"file or keychain"),
+    (["--gateway-command", "no-such-gateway-program"], b"not found"),
+    (["--frobnicate"], b"unknown option"),
+])
+def test_bad_arguments_change_nothing(args, message):
+    env = RootEnv(install=False, service=True)
+    try:
+        result = env.install(*args)
+        assert result.returncode in (2, 6), result.stderr
+        assert message in result.stderr, result.stderr
+        assert not env.prefix.exists() and not env.sudoers.exists()
+    finally:
+        env.close()
+
+
+@root
+def test_owner_defaults_to_sudo_user_and_is_required():
+    env = RootEnv(install=False)
+    try:
+        argv = [a for a in env.install_argv("--dry-run") if a not in ("--owner", env.owner_name)]
+        assert run(argv).returncode == 2
+        assert run(argv, env={"SUDO_USER": "root"}).returncode == 2
+        result = run(argv, env={"SUDO_USER": env.owner_name})
+        assert result.returncode == 0, result.stderr
+        assert f"owner = {env.owner_name}".encode() in result.stdout
+    finally:
+        env.close()
+
+
+@root
+def test_readme_first_command_installs(tmp_path):
+    """The README's first command, as the person it is written for, planned with --dry-run."""
+    first = next(line for line in (REPO / "README.md").read_text().splitlines() if "install.sh" in line)
+    command = first.split("#")[0].strip()
+    env = RootEnv(install=False)
+    try:
+        result = run(["bash", "-c", f"cd {REPO} && {command} --dry-run"], env={"USER": env.owner_name})
+        assert result.returncode == 0, result.stderr
+        assert f"owner = {env.owner_name}".encode() in result.stdout
+        assert b"nothing was changed" in result.stdout
+    finally:
+        env.close()
+
+
+# -- the macOS plan, shown on any machine ----------------------------------------------------------
+
+FAKE_DSCL = """#!/bin/sh
+# Stand-in for dscl: users 401, 402 and 404 taken, group 403 taken.
+case "$3" in
+  /Users) printf 'root 0\\nnobody -2\\n_www 70\\nused1 401\\nused2 402\\nused4 404\\n' ;;
+  /Groups) printf 'wheel 0\\nstaff 20\\ngrp3 403\\n' ;;
+esac
+"""
+
+
+def blocks(text):
+    return dict(re.findall(r"^--- begin (\S+)\n(.*?)^--- end \1$", text, re.S | re.M))
+
+
+def test_darwin_plan(tmp_path):
+    dscl = tmp_path / "dscl"
+    dscl.write_text(FAKE_DSCL)
+    dscl.chmod(0o755)
+    argv = ["bash", str(INSTALL), "--dry-run", "--target-os", "darwin", "--owner", "alice",
+            "--gateway-command", "/opt/homebrew/bin/openclaw gateway --port 18789"]
+    result = run(argv, env={"CLAWGATE_DSCL": str(dscl)})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+
+    assert "would: create the hidden user openclaw (uid 405, group openclaw, no password, not admin)" in out
+    for attribute in ("UniqueID 405", "PrimaryGroupID 405", "IsHidden 1", "Password *", "UserShell /bin/zsh",
+                      "NFSHomeDirectory /opt/openclaw"):
+        assert f"would: dscl . -create /Users/openclaw {attribute}" in out, attribute
+    assert "would: dscl . -create /Groups/openclaw PrimaryGroupID 405" in out
+    assert "launchctl bootstrap system /Library/LaunchDaemons/ai.openclaw.gateway.plist" in out
+
+    files = blocks(out)
+    plist = plistlib.loads(files["/Library/LaunchDaemons/ai.openclaw.gateway.plist"].encode())
+    assert plist["Label"] == "ai.openclaw.gateway"
+    assert plist["UserName"] == "openclaw"
+    assert plist["ProgramArguments"] == ["/opt/homebrew/bin/openclaw", "gateway", "--port", "18789"]
+    assert plist["RunAtLoad"] is True and plist["KeepAlive"] is True
+    assert "would: install /Library/LaunchDaemons/ai.openclaw.gateway.plist (root:wheel 0644)" in out
+
+    sudoers = files["/etc/sudoers.d/clawgate-openclaw"]
+    assert "openclaw ALL=(alice) NOPASSWD: /usr/local/libexec/clawgate/broker" in sudoers
+    checked = tmp_path / "sudoers"
+    checked.write_text(sudoers)
+    assert subprocess.run(["visudo", "-cf", str(checked)], capture_output=True).returncode == 0
+
+    conf = files["/usr/local/etc/clawgate/clawgate.conf"]
+    assert "store = keychain" in conf and "state_dir = /var/db/clawgate" in conf
+    assert "would: install /etc/sudoers.d/clawgate-openclaw" in out
+
+
+def test_darwin_plan_escapes_the_gateway_command(tmp_path):
+    argv = ["bash", str(INSTALL), "--dry-run", "--target-os", "darwin", "--owner", "alice",
+            "--gateway-command", "/opt/x/gw --name 'a <b> & \"c\"'"]
+    result = run(argv, env={"CLAWGATE_DSCL": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    plist = plistlib.loads(blocks(result.stdout.decode())["/Library/LaunchDaemons/ai.openclaw.gateway.plist"].encode())
+    assert plist["ProgramArguments"] == ["/opt/x/gw", "--name", 'a <b> & "c"']
