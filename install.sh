@@ -632,8 +632,10 @@ AGENT_GROUP=$AGENT
 # Code runs as the owner and as root: the interpreter, its stdlib and every directory above the
 # install must be beyond the agent's reach (and the owner's: elevate runs as root).
 if [[ $FOREIGN == 0 ]]; then
-  PYTHON=$(helper realpath "$PYTHON")
-  refuse_writable "interpreter $PYTHON" "$PYTHON"
+  # The shebang keeps the name given (/usr/bin/python3 outlives a minor upgrade): the directories
+  # above that name and the file it resolves to must both be beyond the agent's reach.
+  refuse_writable "interpreter $PYTHON" "$(dirname "$PYTHON")"
+  refuse_writable "interpreter $PYTHON" "$(helper realpath "$PYTHON")"
   pypaths=$(helper pyinfo) || abort "$PYTHON: $pypaths" "$EX_UNSAFE"
   while read -r pypath; do
     refuse_writable "the standard library of $PYTHON" "$pypath"

@@ -180,7 +180,7 @@ def test_installed_owners_and_modes(env):
 def test_shebangs_are_absolute_and_isolated(env):
     for program in ("broker", "approve", "revoke", "secrets", "enroll", "doctor"):
         first = (env.libexec / program).read_text().split("\n", 1)[0]
-        assert first == f"#!{os.path.realpath('/usr/bin/python3')} -IS", program
+        assert first == "#!/usr/bin/python3 -IS", program
 
 
 def test_sudoers_is_exactly_the_design(env):
@@ -208,7 +208,7 @@ def test_service_unit_runs_as_the_agent_without_no_new_privileges(env):
     assert mode_of(env.service_dir / "openclaw-gateway.service") == (0, 0o644)
 
 
-# -- idempotence and doctor --------------------------------------------------------------------
+# -- idempotence --------------------------------------------------------------------
 
 def test_second_install_changes_nothing(env):
     before = snapshot(env)
@@ -231,75 +231,3 @@ def snapshot(env):
     st = os.lstat(env.sudoers)
     found[str(env.sudoers)] = (st.st_uid, st.st_mode, st.st_mtime_ns, st.st_ino)
     return found
-
-
-def test_doctor_passes_as_root_and_as_owner(env):
-    as_root = env.doctor()
-    assert as_root.returncode == 0, as_root.stdout.decode()
-    lines = as_root.stdout.decode().splitlines()
-    assert not [line for line in lines if line.startswith(("FAIL", "skip"))]
-    for check in ("config", "code", "sudoers", "agent groups", "agent sudo rights", "agent reach", "seed", "service"):
-        assert any(line.startswith(f"ok    {check}:") for line in lines), check
-    as_owner = env.doctor(as_owner=True)
-    assert as_owner.returncode == 0, as_owner.stdout.decode()
-    assert b"skip  sudoers" in as_owner.stdout
-
-
-@pytest.mark.parametrize("target, mode, check", [
-    ("state", 0o750, "state"),
-    ("config", 0o664, "config"),
-    ("code", 0o775, "code"),
-    ("sudoers", 0o444, "sudoers"),
-    ("grants", 0o733, "agent reach"),
-])
-def test_doctor_names_a_loosened_mode(env, target, mode, check):
-    path = {"state": env.state, "config": env.config_path, "code": env.libexec / "broker",
-            "sudoers": env.sudoers, "grants": env.state / "grants"}[target]
-    old = stat.S_IMODE(os.lstat(path).st_mode)
-    if target == "grants":
-        env.state.chmod(0o711)  # the agent can now reach into the state dir
-    try:
-        path.chmod(mode)
-        result = env.doctor()
-    finally:
-        path.chmod(old)
-        env.state.chmod(0o700)
-    out = result.stdout.decode()
-    assert result.returncode == 1, out
-    failing = [line for line in out.splitlines() if line.startswith("FAIL")]
-    assert any(line.startswith(f"FAIL  {check}:") and str(path) in line for line in failing), out
-    assert env.doctor().returncode == 0
-
-
-def test_doctor_catches_an_extra_sudo_rule(env):
-    extra = env.sudoers.parent / f"zz-test-{env.agent_name}"
-    extra.write_text(f"{env.agent_name} ALL=(ALL) NOPASSWD: ALL\n")
-    extra.chmod(0o440)
-    try:
-        result = env.doctor()
-    finally:
-        extra.unlink()
-    assert result.returncode == 1
-    assert b"FAIL  agent sudo rights: also allowed: (ALL) ALL" in result.stdout
-
-
-def test_doctor_catches_an_edited_sudoers_file(env):
-    original = env.sudoers.read_bytes()
-    try:
-        env.sudoers.write_bytes(original + f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: /bin/cat\n".encode())
-        result = env.doctor()
-    finally:
-        env.sudoers.write_bytes(original)
-        env.sudoers.chmod(0o440)
-    assert result.returncode == 1
-    assert b"differs from what install.sh writes" in result.stdout
-
-
-def test_doctor_catches_the_agent_in_an_admin_group(env):
-    subprocess.run(["usermod", "-a", "-G", "sudo", env.agent_name], check=True)
-    try:
-        result = env.doctor()
-    finally:
-        subprocess.run(["gpasswd", "-d", env.agent_name, "sudo"], capture_output=True, check=True)
-    assert result.returncode == 1
-    assert b"FAIL  agent groups" in result.stdout

@@ -3,8 +3,10 @@
 import os
 import plistlib
 import re
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,41 @@ def test_darwin_plan_escapes_the_gateway_command(tmp_path):
     assert result.returncode == 0, result.stderr
     plist = plistlib.loads(blocks(result.stdout.decode())["/Library/LaunchDaemons/ai.openclaw.gateway.plist"].encode())
     assert plist["ProgramArguments"] == ["/opt/x/gw", "--name", 'a <b> & "c"']
+
+
+@root
+def test_a_sudoers_text_that_fails_visudo_never_goes_live(tmp_path):
+    """A source tree whose sudoers template is broken: install.sh stops before anything changes."""
+    src = Path(tempfile.mkdtemp(prefix="clawgate-src-", dir="/opt"))
+    env = RootEnv(install=False)
+    try:
+        for part in ("install.sh", "bin", "lib", "sudoers", "systemd", "launchd"):
+            (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, src / part)
+        template = src / "sudoers" / "clawgate.sudoers"
+        template.write_text(template.read_text() + "@AGENT@ ALL=(@OWNER@ NOPASSWD: @LIBEXEC@/broker\n")
+        argv = env.install_argv()
+        argv[1] = str(src / "install.sh")
+        result = run(argv)
+        assert result.returncode == 6, result.stderr
+        assert b"does not pass visudo -cf" in result.stderr
+        assert not env.sudoers.exists() and not user_exists(env.agent_name) and not env.prefix.exists()
+    finally:
+        env.close()
+        shutil.rmtree(src, ignore_errors=True)
+
+
+@root
+def test_without_yes_a_terminal_is_asked_first():
+    pexpect = pytest.importorskip("pexpect")
+    env = RootEnv(install=False)
+    try:
+        argv = [a for a in env.install_argv() if a != "--yes"]
+        child = pexpect.spawn(argv[0], argv[1:], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60)
+        child.expect("Press RETURN to continue or any other key to abort")
+        child.send("n")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        assert not env.prefix.exists() and not user_exists(env.agent_name)
+    finally:
+        env.close()

@@ -1,0 +1,198 @@
+"""doctor: every invariant checked on the live system, one line each, exit 1 naming what is wrong.
+
+The parsing and the mode arithmetic are tested without root; the rest against a real install,
+each test loosening one thing and checking doctor names it (then restoring it)."""
+
+import importlib.machinery
+import importlib.util
+import os
+import stat
+import subprocess
+
+import pytest
+
+from installtree import REPO
+from rootenv import RootEnv
+
+
+def load_doctor():
+    loader = importlib.machinery.SourceFileLoader("clawgate_doctor", str(REPO / "bin" / "doctor"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+doctor = load_doctor()
+
+WRAPPED = """Matching Defaults entries for oc on vm:
+    env_reset, mail_badpass,
+    secure_path=/usr/local/sbin\\:/usr/local/bin\\:/usr/sbin\\:/usr/bin\\:/sbin\\:/bin, use_pty
+
+User oc may run the following commands on vm:
+    (alice) NOPASSWD: /p/libexec/clawgate/broker,
+        /p/libexec/clawgate/approve,
+        /p/libexec/clawgate/revoke
+    (root) NOPASSWD: /p/libexec/clawgate/elevate
+"""
+
+
+def test_parse_sudo_list_follows_wrapped_lines():
+    assert doctor.parse_sudo_list(WRAPPED) == {
+        ("alice", "/p/libexec/clawgate/broker"), ("alice", "/p/libexec/clawgate/approve"),
+        ("alice", "/p/libexec/clawgate/revoke"), ("root", "/p/libexec/clawgate/elevate")}
+
+
+def test_parse_sudo_list_sees_a_blanket_rule():
+    text = WRAPPED + "    (ALL : ALL) ALL\n    (alice) SETENV: NOPASSWD: /bin/sh\n"
+    rules = doctor.parse_sudo_list(text)
+    assert ("ALL", "ALL") in rules and ("alice", "/bin/sh") in rules
+
+
+def test_parse_sudo_list_of_a_user_with_no_rights():
+    assert doctor.parse_sudo_list("User oc is not allowed to run sudo on vm.\n") == set()
+
+
+class FakeStat:
+    def __init__(self, uid, gid, mode):
+        self.st_uid, self.st_gid, self.st_mode = uid, gid, mode
+
+
+def test_computed_access_follows_owner_group_other_and_search_bits(monkeypatch):
+    tree = {"/": FakeStat(0, 0, 0o755), "/s": FakeStat(10, 10, 0o755), "/s/f": FakeStat(10, 20, 0o640)}
+    monkeypatch.setattr(doctor.os, "stat", lambda path: tree[path])
+    assert doctor.computed_access("/s/f", 10, {10}, 4)          # owner reads
+    assert doctor.computed_access("/s/f", 30, {20}, 4)          # group reads
+    assert not doctor.computed_access("/s/f", 30, {20}, 2)      # group does not write
+    assert not doctor.computed_access("/s/f", 30, {40}, 4)      # others nothing
+    tree["/s"] = FakeStat(10, 10, 0o700)                        # a closed directory hides its files
+    tree["/s/f"] = FakeStat(10, 20, 0o666)
+    assert not doctor.computed_access("/s/f", 30, {40}, 2)
+    assert doctor.computed_access("/s/f", 10, {10}, 2)
+
+
+# -- against a real install ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def env():
+    with RootEnv(service=True) as env:
+        env.enroll_seed()
+        env.set_secret("db-password", b"value")
+        yield env
+
+
+@pytest.mark.root
+def test_doctor_passes_as_root_and_as_owner(env):
+    as_root = env.doctor()
+    assert as_root.returncode == 0, as_root.stdout.decode()
+    lines = as_root.stdout.decode().splitlines()
+    assert not [line for line in lines if line.startswith(("FAIL", "skip"))]
+    for check in ("config", "code", "sudoers", "agent groups", "agent sudo rights", "agent reach", "seed", "service"):
+        assert any(line.startswith(f"ok    {check}:") for line in lines), check
+    as_owner = env.doctor(as_owner=True)
+    assert as_owner.returncode == 0, as_owner.stdout.decode()
+    assert b"skip  sudoers" in as_owner.stdout
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("target, mode, check", [
+    ("state", 0o750, "state"),
+    ("config", 0o664, "config"),
+    ("code", 0o775, "code"),
+    ("sudoers", 0o444, "sudoers"),
+    ("grants", 0o733, "agent reach"),
+])
+def test_doctor_names_a_loosened_mode(env, target, mode, check):
+    path = {"state": env.state, "config": env.config_path, "code": env.libexec / "broker",
+            "sudoers": env.sudoers, "grants": env.state / "grants"}[target]
+    old = stat.S_IMODE(os.lstat(path).st_mode)
+    if target == "grants":
+        env.state.chmod(0o711)  # the agent can now reach into the state dir
+    try:
+        path.chmod(mode)
+        result = env.doctor()
+    finally:
+        path.chmod(old)
+        env.state.chmod(0o700)
+    out = result.stdout.decode()
+    assert result.returncode == 1, out
+    failing = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert any(line.startswith(f"FAIL  {check}:") and str(path) in line for line in failing), out
+    assert env.doctor().returncode == 0
+
+
+@pytest.mark.root
+def test_doctor_catches_an_extra_sudo_rule(env):
+    extra = env.sudoers.parent / f"zz-test-{env.agent_name}"
+    extra.write_text(f"{env.agent_name} ALL=(ALL) NOPASSWD: ALL\n")
+    extra.chmod(0o440)
+    try:
+        result = env.doctor()
+    finally:
+        extra.unlink()
+    assert result.returncode == 1
+    assert b"FAIL  agent sudo rights: also allowed: (ALL) ALL" in result.stdout
+
+
+@pytest.mark.root
+def test_doctor_catches_an_edited_sudoers_file(env):
+    original = env.sudoers.read_bytes()
+    try:
+        env.sudoers.write_bytes(original + f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: /bin/cat\n".encode())
+        result = env.doctor()
+    finally:
+        env.sudoers.write_bytes(original)
+        env.sudoers.chmod(0o440)
+    assert result.returncode == 1
+    assert b"differs from what install.sh writes" in result.stdout
+
+
+@pytest.mark.root
+def test_doctor_catches_the_agent_in_an_admin_group(env):
+    subprocess.run(["usermod", "-a", "-G", "sudo", env.agent_name], check=True)
+    try:
+        result = env.doctor()
+    finally:
+        subprocess.run(["gpasswd", "-d", env.agent_name, "sudo"], capture_output=True, check=True)
+    assert result.returncode == 1
+    assert b"FAIL  agent groups" in result.stdout
+
+
+@pytest.mark.root
+def test_doctor_names_a_planted_file_and_an_edited_front_door(env):
+    planted = env.libexec / "lib" / "clawgate" / "planted.py"
+    planted.write_text("")
+    owner_uid = int(subprocess.run(["id", "-u", env.owner_name], capture_output=True).stdout)
+    os.chown(planted, owner_uid, -1)
+    original = env.door.read_bytes()
+    env.door.write_bytes(original.replace(b"SUDO=/usr/bin/sudo", b"SUDO=/tmp/sudo"))
+    try:
+        result = env.doctor()
+    finally:
+        planted.unlink()
+        env.door.write_bytes(original)
+    out = result.stdout.decode()
+    assert result.returncode == 1
+    assert f"FAIL  code: {planted} is owned by {env.owner_name}, not root" in out
+    assert f"FAIL  front door: {env.door} differs from what install.sh writes" in out
+    assert env.doctor().returncode == 0
+
+
+@pytest.mark.root
+def test_doctor_fails_without_a_seed_and_without_the_service():
+    with RootEnv(service=True) as fresh:
+        unit = fresh.service_dir / "openclaw-gateway.service"
+        unit.unlink()
+        result = fresh.doctor()
+        out = result.stdout.decode()
+        assert result.returncode == 1
+        assert "FAIL  seed: no TOTP seed enrolled: as %s, run: clawgate enroll" % fresh.owner_name in out
+        assert f"FAIL  service: {unit}: No such file or directory" in out
+        assert fresh.install().returncode == 0  # install.sh puts the unit back
+        fresh.enroll_seed()
+        assert fresh.doctor().returncode == 0
+
+
+@pytest.mark.root
+def test_doctor_as_the_agent_is_refused(env):
+    assert env.agent("doctor").returncode == 1
