@@ -1,6 +1,6 @@
 #!/bin/bash
 # Actions are functions handed to change(), which shellcheck cannot see being called:
-# shellcheck disable=SC2317
+# shellcheck disable=SC2317,SC2329
 #
 # clawgate installer: a dedicated non-admin agent user, a root-owned install, exact sudoers, a service.
 #
