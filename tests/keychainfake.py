@@ -28,7 +28,7 @@ class ArgvLog:
     def remember(self, *values: Union[bytes, str], what: str = "a secret value") -> None:
         for value in values:
             raw = value if isinstance(value, bytes) else value.encode()
-            if len(raw) >= 4:  # shorter ones turn up by chance (a one-byte value in any path)
+            if raw:
                 self.secrets[raw] = what
 
     def entries(self) -> List[dict]:
@@ -43,17 +43,30 @@ class ArgvLog:
         return self.entries()[mark:]
 
     def leaks(self) -> List[str]:
-        """Each remembered secret found, as itself or as hex, in any argv the fake received."""
+        """Each remembered secret found in any argv the fake received, as itself or as hex.
+
+        An argument equal to the value (or to -wVALUE) counts however short the value; a value
+        inside a longer argument counts from 8 bytes up (shorter ones turn up in temp paths).
+        """
         found = []
         for entry in self.entries():
             if "argv" not in entry:
                 continue
-            joined = b"\0".join(os.fsencode(arg) for arg in entry["argv"])
+            args = [os.fsencode(arg) for arg in entry["argv"]]
+            joined = b"\0".join(args)
             for secret, what in self.secrets.items():
                 forms = (secret, secret.hex().encode(), secret.hex().upper().encode())
-                if any(form in joined for form in forms):
-                    found.append(f"{what} ({len(secret)} bytes) in argv {entry['argv'][:3]}...")
+                whole = any(arg in forms or arg[2:] in forms for arg in args)
+                inside = len(secret) >= 8 and any(form in joined for form in forms)
+                if whole or inside:
+                    found.append(f"{what} ({len(secret)} bytes) in argv {entry['argv']}: {secret!r}")
         return found
+
+    @staticmethod
+    def services(entry: dict) -> List[str]:
+        """The -s values of one logged command (argv or stdin)."""
+        args = entry.get("argv") or entry.get("stdin") or []
+        return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "-s"]
 
 
 _LOG_DIR = tempfile.mkdtemp(prefix="clawgate-fake-security-")
@@ -83,7 +96,7 @@ class KeychainTree(Tree):
 
     def __init__(self, root: Path, **kw) -> None:
         keychains = root / "Keychains"
-        keychains.mkdir()
+        keychains.mkdir(parents=True)
         self.keychain = keychains / "clawgate.keychain-db"
         kw.setdefault("extra_config", f"[keychain]\nsecurity = {FAKE}\npath = {self.keychain}\n")
         super().__init__(root, store="keychain", **kw)

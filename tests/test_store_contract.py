@@ -193,4 +193,4 @@ def test_concurrent_writers_leave_one_whole_value(backend):
 def test_no_secret_reached_the_fake_security_argv():
     """Over every keychain test so far in this run: values, their hex, the keychain password."""
     assert LOG.secrets, "the keychain tests remembered nothing: is the fixture in use?"
-    assert LOG.leaks() == []
+    assert LOG.leaks() == [], LOG.leaks()

@@ -31,7 +31,7 @@ PARTS = "clawgate-parts"
 SERVICE_ITEM_ACCOUNT = "seed"
 PASSWORD_FILE = "keychain-password"
 _MARKER = re.compile(rb"clawgate-parts:([0-9a-f]{16}):([0-9]{1,7})")
-_SERVICE_ITEM = re.compile(r"^clawgate-[a-z]+$")
+_SERVICE_ITEM = re.compile(r"clawgate-[a-z]+")
 _MAX_INDEX = "9999999"
 _MAX_PARTS = 1 << 16  # far above what secrets' 1 MiB cap needs; a damaged comment cannot run away
 _READ_TRIES = 3
@@ -116,7 +116,7 @@ class Keychain:
 
     def room(self, service: str, account: str, comment: str) -> int:
         """How many bytes of data fit one -i line for this item (hex: two characters a byte)."""
-        overhead = len(line(self._add(service, account, b"", comment))) + len(" -X ")
+        overhead = len(line(self._add(service, account, b"\0", comment))) - 2  # the line less one byte's hex
         return (LINE_MAX - overhead) // 2
 
     def delete(self, service: str, account: str) -> bool:
@@ -276,6 +276,6 @@ def _part(service: str, account: str, gen: str, index: int) -> str:
 
 def _own(service: str) -> str:
     """A service clawgate keeps for itself (the TOTP seed): never the secrets' or their parts'."""
-    if not _SERVICE_ITEM.match(service) or service in (SERVICE, PARTS):
+    if not _SERVICE_ITEM.fullmatch(service) or service in (SERVICE, PARTS):
         raise usage(f"{service!r}: not one of clawgate's own keychain services")
     return service
