@@ -78,7 +78,30 @@ change() {
 
 # A private scratch directory for rendered files and the Python helper.
 STAGE=''
-cleanup() { [[ -n $STAGE && -d $STAGE ]] && rm -rf "$STAGE"; }
+LOCK_DIR=/var/run/clawgate-install.lock LOCKED=0
+cleanup() {
+  [[ -n $STAGE && -d $STAGE ]] && rm -rf "$STAGE"
+  [[ $LOCKED == 0 ]] || rm -rf "$LOCK_DIR"
+}
+
+# One install.sh changes the system at a time (mkdir is atomic; macOS has no flock(1)): a second
+# one waits for the first, up to five minutes. A lock whose holder died is taken over.
+take_lock() {
+  local holder tries=0 said=0
+  until mkdir "$LOCK_DIR" 2>/dev/null; do
+    holder=$(cat "$LOCK_DIR/pid" 2>/dev/null) || holder=''
+    if [[ -n $holder ]] && ! kill -0 "$holder" 2>/dev/null; then
+      rm -rf "$LOCK_DIR" # its holder is gone
+      continue
+    fi
+    [[ $said == 1 ]] || { say "waiting for another install.sh (pid ${holder:-?}) to finish"; said=1; }
+    tries=$((tries + 1))
+    [[ $tries -lt 1500 ]] || abort "another install.sh (pid ${holder:-?}) has held $LOCK_DIR for five minutes"
+    sleep 0.2
+  done
+  LOCKED=1
+  echo $$ >"$LOCK_DIR/pid"
+}
 trap cleanup EXIT
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/clawgate-install.XXXXXX") || abort "cannot make a temp directory"
 chmod 700 "$STAGE"
@@ -170,6 +193,8 @@ done
 if [[ $DRY_RUN == 0 && $(id -u) != 0 ]]; then
   abort "run me as root: sudo $0 $*  (or see the plan with --dry-run)" "$EX_DENIED"
 fi
+# Everything from here on looks at the system, so it waits its turn behind another install.sh.
+[[ $DRY_RUN == 1 ]] || take_lock
 [[ -x $PYTHON ]] || [[ $FOREIGN == 1 ]] || abort "$PYTHON: no such interpreter (pass --python PATH)" "$EX_UNSAFE"
 
 # The helper runs on the host's interpreter (for a foreign plan the target's may not exist here).

@@ -325,3 +325,33 @@ def test_without_yes_a_terminal_is_asked_first():
         assert not env.prefix.exists() and not user_exists(env.agent_name)
     finally:
         env.close()
+
+
+@root
+def test_two_installs_at_once_leave_one_good_install():
+    env = RootEnv(install=False)
+    try:
+        argv = env.install_argv()
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                                  env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}) for _ in range(3)]
+        results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+        assert [code for code, _, _ in results] == [0, 0, 0], results
+        assert sum(b"nothing to do" in out for _, out, _ in results) == 2  # the later ones found it done
+        assert b"nothing to do" in env.install().stdout
+        env.enroll_seed()
+        assert env.doctor().returncode == 0
+    finally:
+        env.close()
+
+
+@root
+def test_reinstall_keeps_shortened_ttls():
+    with RootEnv(ttl={"restricted": "5s", "root": "3s"}) as env:
+        assert env.install().returncode == 0
+        assert b"nothing to do" in env.install().stdout
+        text = env.config_path.read_text()
+        assert "restricted = 5s" in text and "root = 3s" in text and "controlled = 4h" in text
+        env.enroll_seed()
+        env.set_secret("k", b"v")
+        approved = env.agent("approve", "k", env.code())
+        assert b"granted for 5s" in approved.stdout, approved.stdout
