@@ -17,19 +17,22 @@ from rootenv import INSTALL, RootEnv, run, user_exists
 root = pytest.mark.root
 
 
-def system_snapshot(*trees: Path):
-    """Users, groups, sudoers.d and every file under the given trees."""
+def system_snapshot(env: RootEnv):
+    """What an install of env could add: its users and groups, sudoers files, every file under its root.
+
+    Only env's own names are compared: other test runs on the machine add and remove users too."""
     files = {}
-    for tree in trees:
-        for top, dirs, names in os.walk(tree):
-            for name in dirs + names:
-                path = os.path.join(top, name)
-                st = os.lstat(path)
-                files[path] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    for top, dirs, names in os.walk(env.root):
+        for name in dirs + names:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            files[path] = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    ours = (env.agent_name, env.owner_name)
     return {
-        "passwd": Path("/etc/passwd").read_text(),
-        "group": Path("/etc/group").read_text(),
-        "sudoers.d": sorted(os.listdir("/etc/sudoers.d")),
+        "passwd": [line for line in Path("/etc/passwd").read_text().splitlines() if line.split(":")[0] in ours],
+        "group": [line for line in Path("/etc/group").read_text().splitlines()
+                  if line.split(":")[0] in ours or set(line.split(":")[-1].split(",")) & set(ours)],
+        "sudoers.d": sorted(name for name in os.listdir("/etc/sudoers.d") if "clawgate" in name and env.agent_name in name),
         "files": files,
     }
 
@@ -38,14 +41,14 @@ def system_snapshot(*trees: Path):
 def test_uninstall_purge_leaves_no_trace():
     env = RootEnv(service=True, install=False)
     try:
-        before = system_snapshot(env.root)
+        before = system_snapshot(env)
         assert env.install().returncode == 0
         env.enroll_seed()
         env.set_secret("k", b"v")
         assert user_exists(env.agent_name) and env.sudoers.exists()
         result = env.uninstall(purge=True)
         assert result.returncode == 0, result.stderr
-        assert system_snapshot(env.root) == before
+        assert system_snapshot(env) == before
         assert not user_exists(env.agent_name)
     finally:
         env.close()
@@ -79,14 +82,14 @@ def test_purge_needs_confirmation_without_a_terminal():
 def test_dry_run_changes_nothing():
     env = RootEnv(install=False, service=True)
     try:
-        before = system_snapshot(env.root)
+        before = system_snapshot(env)
         result = env.install("--dry-run")
         assert result.returncode == 0, result.stderr
         out = result.stdout.decode()
         assert f"would: create the system user {env.agent_name}" in out
         assert f"would: install {env.sudoers}" in out
         assert re.search(r"dry run: \d+ changes would be made; nothing was changed", out)
-        assert system_snapshot(env.root) == before
+        assert system_snapshot(env) == before
         assert not user_exists(env.agent_name) and not env.sudoers.exists()
     finally:
         env.close()
@@ -145,11 +148,11 @@ def test_refuses_a_prefix_the_agent_could_write(where):
             else:
                 subprocess.run(["chown", env.owner_name, str(loose)], check=True)
             env.prefix = loose / "prefix"
-        before = system_snapshot(env.root)
+        before = system_snapshot(env)
         result = env.install()
         assert result.returncode == 6, result.stdout + result.stderr
         assert b"--prefix: the agent could change it" in result.stderr
-        assert system_snapshot(env.root) == before
+        assert system_snapshot(env) == before
         assert not env.prefix.exists() and not user_exists(env.agent_name) and not env.sudoers.exists()
     finally:
         env.close()
