@@ -75,9 +75,10 @@ def import_keychain(tree: Tree, path: str, *extra: str, password: str = GUIDE_PA
                     input=password.encode() + b"\n", as_agent=as_agent)
 
 
-def enroll_as_documented(tree: Tree, guide_path: str, phone: totp.Params) -> subprocess.CompletedProcess:
+def enroll_as_documented(tree: Tree, guide_path: str, phone: totp.Params, rotate: bool = False
+                         ) -> subprocess.CompletedProcess:
     """Command 2, exactly as printed, with the terminal (/dev/tty) replaced by this test's stdin."""
-    command = migrate.seed_command(str(FAKE), guide_path, SERVICE, "totp_secret")
+    command = migrate.seed_command(str(FAKE), guide_path, SERVICE, "totp_secret", rotate)
     command = command.replace("head -n 1 /dev/tty", "head -n 1").replace(
         "clawgate enroll --import", str(tree.libexec / "enroll") + " --import")
     step = totp.step_at(time.time(), phone.period)
@@ -115,6 +116,17 @@ def test_migration_moves_every_secret_and_the_seed(kc, guide, phone):
     got = kc.as_agent("broker", "get", name)
     assert got.returncode == 0 and got.stdout == EXPECTED[name]
     assert kc.as_agent("approve", "github-token", kc.spent_code()).returncode == 1  # each code once
+
+
+def test_with_a_seed_already_enrolled_the_command_rotates(kc, guide, phone):
+    kc.enroll_seed()  # the install's fresh seed
+    result = import_keychain(kc, guide)
+    assert result.returncode == 0, result.stderr
+    command = migrate.seed_command(str(FAKE), guide, SERVICE, "totp_secret", rotate=True)
+    assert command.endswith("clawgate enroll --import --rotate") and command in result.stdout.decode()
+    rotated = enroll_as_documented(kc, guide, phone, rotate=True)
+    assert rotated.returncode == 0, rotated.stderr
+    assert kc.as_agent("approve", "github-token", kc.code()).returncode == 0  # the phone's code
 
 
 def test_the_old_keychain_is_only_read(kc, guide):

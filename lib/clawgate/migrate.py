@@ -12,7 +12,7 @@ import os
 import shlex
 from typing import List, NamedTuple, Optional
 
-from . import names, prompt, tiers
+from . import names, prompt, seed, tiers
 from .cli import Context
 from .errors import denied, unsafe, usage
 from .store import NoSuchSecret, open_store
@@ -28,14 +28,15 @@ class Entry(NamedTuple):
     value: bytes
 
 
-def seed_command(security: str, path: str, service: str, account: str) -> str:
+def seed_command(security: str, path: str, service: str, account: str, rotate: bool = False) -> str:
     """The exact command that hands the guide's seed to enroll: keychain -> pipe -> enroll.
 
     `-w` is safe here: a base32 seed or otpauth URI is printable text, which -w prints as it
     is. The code that confirms the enrolment is the line typed next on the terminal.
     """
     return (f"( {shlex.quote(security)} find-generic-password -w -s {shlex.quote(service)} "
-            f"-a {shlex.quote(account)} {shlex.quote(path)}; head -n 1 /dev/tty ) | clawgate enroll --import")
+            f"-a {shlex.quote(account)} {shlex.quote(path)}; head -n 1 /dev/tty ) | clawgate enroll --import"
+            + (" --rotate" if rotate else ""))
 
 
 def import_keychain(ctx: Context, path: str, service: str, tier: Optional[str]) -> int:
@@ -59,10 +60,12 @@ def import_keychain(ctx: Context, path: str, service: str, tier: Optional[str]) 
         if not verified:
             raise unsafe(f"{entry.name}: the stored copy reads back different; the original is untouched")
         print(f"clawgate: {entry.name}: imported ({tier})")
+    enrolled = bool(seeds) and seed.load(ctx.cfg) is not None
     for account in seeds:
         print(f"clawgate: {account} is the guide's TOTP seed, not a secret; enrol it with:\n"
-              f"  {seed_command(ctx.cfg.security, path, service, account)}\n"
-              f"  then type the current code from your authenticator and press Enter")
+              f"  {seed_command(ctx.cfg.security, path, service, account, rotate=enrolled)}\n"
+              f"  then type the current code from your authenticator and press Enter"
+              + ("\n  (--rotate: it replaces the seed enrolled now and revokes every grant)" if enrolled else ""))
     return 0
 
 
