@@ -9,6 +9,7 @@ values and the keychain password never in argv, locked/missing keychains never r
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -176,6 +177,20 @@ def test_init_finishes_after_a_crash_between_password_and_keychain(tmp_path):
     assert tree.password() == password
     tree.set_secret("after", b"recovered", tier="open")
     assert tree.as_agent("broker", "get", "after").stdout == b"recovered"
+
+
+def test_concurrent_inits_agree_on_one_password(tmp_path):
+    """Racing inits (a retried install) must not leave a password file the keychain does not take.
+
+    Without init's lock this fails only when two racers pass the "no password yet" check
+    together (about one run in three here); with it, it cannot fail."""
+    tree = KeychainTree(tmp_path)
+    runs = [subprocess.Popen([str(tree.libexec / "secrets"), "init"], env=tree.env(False),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(8)]
+    assert [run.wait(timeout=60) for run in runs] == [0] * 8
+    LOG.remember(tree.password(), what="the keychain password")
+    tree.set_secret("after-race", b"one password", tier="open")
+    assert tree.as_agent("broker", "get", "after-race").stdout == b"one password"
 
 
 def test_a_locked_keychain_is_unlocked_before_use(kc):

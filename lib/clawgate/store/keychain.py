@@ -185,6 +185,10 @@ class KeychainStore:
     # -- set-up ------------------------------------------------------------------------------
     def init(self) -> None:
         """Create the keychain with a fresh password, once; then unlock it, never to auto-lock."""
+        with fsio.locked(state.path(self._cfg, "keychain.lock")):  # two inits must not make two passwords
+            self._init_locked()
+
+    def _init_locked(self) -> None:
         if not os.path.lexists(self._password_path):
             if self._keychain.exists():
                 raise unsafe(f"{self._keychain.path} exists but {self._password_path} does not, so clawgate "

@@ -54,9 +54,11 @@ class Result(NamedTuple):
 
     def reason(self) -> str:
         """security's own error line, safe to show: it names APIs and paths, never data."""
-        for line in reversed(self.err.decode("utf-8", "replace").splitlines()):
-            if line.startswith("security: "):
-                return line[len("security: "):][:200]
+        for text in reversed(self.err.decode("utf-8", "replace").splitlines()):
+            if text.startswith("security: unknown command"):
+                return "security rejected a command"  # it quotes the line, which may hold data
+            if text.startswith("security: "):
+                return text[len("security: "):][:200]
         return f"exit status {self.code}"
 
 
