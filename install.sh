@@ -202,7 +202,7 @@ HELPER_PY=$PYTHON
 [[ $FOREIGN == 0 ]] || HELPER_PY=$(command -v python3) || abort "python3 is needed to show a plan"
 
 # ---------------------------------------------------------------------------------------------
-# the Python helper: stat, path checks, rendering (run with -I: no environment, no user site)
+# the Python helper: path checks, rendering (run with -I: no environment, no user site)
 # ---------------------------------------------------------------------------------------------
 cat >"$STAGE/helper.py" <<'PYTHON'
 import configparser, grp, json, os, pwd, shlex, stat, sys, sysconfig
@@ -214,20 +214,6 @@ def name_of(uid, db, attr):
         return getattr(db(uid), attr)
     except KeyError:
         return str(uid)
-
-
-def cmd_stat(path):
-    """type owner group mode, or `missing`; never follows a link."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        print("missing")
-        return 0
-    kind = "link" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else \
-        "file" if stat.S_ISREG(st.st_mode) else "other"
-    print(kind, name_of(st.st_uid, pwd.getpwuid, "pw_name"), name_of(st.st_gid, grp.getgrgid, "gr_name"),
-          "%04o" % stat.S_IMODE(st.st_mode))
-    return 0
 
 
 def cmd_realpath(path):
@@ -333,7 +319,7 @@ def cmd_free_id(low, high):
     return 1
 
 
-COMMANDS = {"stat": cmd_stat, "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo,
+COMMANDS = {"realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo,
             "keep": cmd_keep, "render-service": cmd_render_service, "first-word": cmd_first_word,
             "free-id": cmd_free_id}
 try:
