@@ -1006,7 +1006,8 @@ if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE == keychain &&
   say "as $OWNER: clawgate secrets set NAME --tier T  (value from stdin or a hidden prompt)"
   say "as $OWNER: clawgate doctor                     (checks this install)"
 fi
-if [[ $CHANGES != 0 && -x $LIBEXEC/doctor ]]; then
-  "$LIBEXEC/doctor" --openclaw-config 2>/dev/null || true
+if [[ $CHANGES != 0 && -x $PREFIX/bin/clawgate ]]; then
+  ohai "OpenClaw: the provider block for openclaw.json (also: clawgate openclaw-config)"
+  "$PREFIX/bin/clawgate" openclaw-config || true
 fi
 exit 0
