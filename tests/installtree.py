@@ -108,13 +108,21 @@ class Tree:
         return config_mod.load(str(self.config_path))
 
     def enroll_seed(self, params: Optional[totp.Params] = None) -> totp.Params:
-        """Enrol through `enroll --import` (stdin: seed, then the confirming code)."""
+        """Enrol through `enroll --import` (stdin: seed, then the confirming code).
+
+        It confirms with the previous step's code, so the current and the next step's
+        codes stay unspent for code(); if the clock turns a step meanwhile, enroll re-asks
+        and the second line (the then previous step's code) confirms.
+        """
         params = params or totp.Params(totp.new_secret())
-        code = totp.code_at(params, time.time())
-        result = self.run("enroll", "--import", input=f"{totp.to_base32(params.secret)}\n{code}\n".encode())
+        before = totp.step_at(time.time(), params.period) - 1
+        first, second = (totp.hotp(params.secret, step, params.digits, params.algorithm)
+                         for step in (before, before + 1))
+        result = self.run("enroll", "--import",
+                          input=f"{totp.to_base32(params.secret)}\n{first}\n{second}\n".encode())
         assert result.returncode == 0, result.stderr
         self.seed = params
-        self.last_step = totp.step_at(time.time(), params.period)  # enroll spent that code
+        self.last_step = before + (b"does not match" in result.stderr)  # enroll spent that code
         return params
 
     def code(self) -> str:

@@ -9,6 +9,7 @@ the log. Lines carry names, callers and decisions, never secret values.
 """
 
 import os
+import stat
 import time
 from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -112,9 +113,9 @@ def _open_log(path: str, owner_uid: int) -> int:
     if st.st_uid != owner_uid and os.geteuid() == 0 and st.st_size == 0:
         os.fchown(fd, owner_uid, -1)  # created by elevate's root side: hand it to the owner
         st = os.fstat(fd)
-    if st.st_uid != owner_uid or st.st_mode & 0o077:
+    if st.st_uid != owner_uid or st.st_mode & 0o077 or not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise unsafe(f"{path}: the audit log must be the owner's, mode 0600")
+        raise unsafe(f"{path}: the audit log must be the owner's regular file, mode 0600")
     return fd
 
 
@@ -159,11 +160,15 @@ def verify_lines(lines: Iterable[bytes]) -> Tuple[int, List[Problem]]:
             problems.append(Problem(count, "not an audit record (damaged or inserted)"))
             continue
         seq, prefix, recorded = parsed
+        if seq <= prev_seq:
+            # Out of place: report it, and keep chaining from the highest record so that a
+            # swap of two lines names those two lines and nothing after them.
+            problems.append(Problem(count, f"seq {seq} comes after seq {prev_seq}: lines reordered or repeated"))
+            continue
         if seq != prev_seq + 1:
-            what = "lines deleted before it" if seq > prev_seq + 1 else "lines reordered or repeated"
-            problems.append(Problem(count, f"seq {seq} follows seq {prev_seq}: {what}"))
+            problems.append(Problem(count, f"seq {seq} follows seq {prev_seq}: lines deleted (or moved) before it"))
         elif _chain(prev_hash, prefix) != recorded:
-            problems.append(Problem(count, "hash does not match: the line was edited"))
+            problems.append(Problem(count, "hash does not match: this line (or the hash of the one before) was edited"))
         prev_hash, prev_seq = recorded, seq
     return count, problems
 

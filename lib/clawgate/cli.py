@@ -16,10 +16,13 @@ from . import state
 from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied
 
 PROG = "clawgate"
+MAX_MESSAGE = 512  # characters; a message never runs past one line
 
 
 def say(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
+    # One line whatever the message quotes: argparse echoes raw arguments (newlines, 100 KB).
+    text = "".join(ch if ch.isprintable() else "?" for ch in message[:MAX_MESSAGE])
+    sys.stderr.write(f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n")
     sys.stderr.flush()
 
 

@@ -14,7 +14,7 @@ from .errors import unsafe
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-READ_FLAGS = os.O_RDONLY | NOFOLLOW | CLOEXEC
+READ_FLAGS = os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK  # a planted FIFO must not hang the open
 _TMP_SUFFIX = ".tmp"
 
 

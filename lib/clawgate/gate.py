@@ -73,11 +73,12 @@ def _cause(params_: totp.Params, code: str, now: float) -> str:
     return "reused" if totp.match_step(params_, code, now, -1) is not None else "wrong"
 
 
-def refuse_if_locked(ctx: Context, now: float) -> None:
+def refuse_if_locked(ctx: Context, now: float, purpose: str = "check") -> None:
     """Before asking the agent for a code at all: a locked-out agent is told so at once."""
     if ctx.caller.is_agent:
         current = load_state(ctx)
         if lockout.is_locked(current.lock, now):
+            ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
             raise locked_out(ctx, current.lock.locked_until)
 
 

@@ -4,7 +4,7 @@ import json
 import os
 from typing import List, NamedTuple, Optional
 
-from . import fsio, names, state
+from . import fsio, names, state, tiers
 from .config import Config
 
 
@@ -39,12 +39,19 @@ def _parse(raw: bytes, name: str) -> Optional[Grant]:
     return grant if grant.name == name else None
 
 
-def active(cfg: Config, name: str, now: float) -> Optional[Grant]:
+def active(cfg: Config, name: str, now: float, tier: Optional[str] = None) -> Optional[Grant]:
+    """The unexpired grant for `name`, cut to the cap of `tier` (the secret's tier now).
+
+    A grant never outlives the cap in force: not after the owner moves the secret to a
+    stricter tier, nor after the config shortens the cap.
+    """
     raw = fsio.read_checked(_path(cfg, name), cfg.owner.uid)
     grant = _parse(raw, name) if raw is not None else None
-    if grant is None or not grant.granted_at <= now < grant.expires_at:
+    cap = cfg.ttl.get(tier or grant.tier) if grant is not None else None
+    if grant is None or cap is None:
         return None
-    return grant
+    grant = grant._replace(expires_at=min(grant.expires_at, grant.granted_at + cap))
+    return grant if grant.granted_at <= now < grant.expires_at else None
 
 
 def revoke(cfg: Config, name: str) -> bool:
@@ -60,5 +67,5 @@ def all_names(cfg: Config) -> List[str]:
 
 
 def all_active(cfg: Config, now: float) -> List[Grant]:
-    found = (active(cfg, name, now) for name in all_names(cfg))
+    found = (active(cfg, name, now, None if name == names.ROOT else tiers.get(cfg, name)) for name in all_names(cfg))
     return [grant for grant in found if grant is not None]

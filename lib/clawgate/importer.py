@@ -34,10 +34,10 @@ def _read_source(path: str) -> Source:
         fd = os.open(path, fsio.READ_FLAGS)
     except OSError as err:
         raise usage(f"{names.shown(path)}: {err.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a directory with OSError
+        os.close(fd)
+        raise usage(f"{names.shown(path)}: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise usage(f"{names.shown(path)}: not a regular file")
         value = handle.read(MAX_FILE + 1)
     if len(value) > MAX_FILE:
         raise usage(f"{names.shown(path)}: larger than {MAX_FILE} bytes")

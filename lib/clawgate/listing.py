@@ -12,7 +12,7 @@ def secrets_table(ctx: Context, now: float) -> List[Dict[str, object]]:
     rows = []
     for name in open_store(ctx.cfg).names():
         tier = tiers.get(ctx.cfg, name)
-        grant = grants.active(ctx.cfg, name, now) if tier != "open" else None
+        grant = grants.active(ctx.cfg, name, now, tier) if tier != "open" else None
         rows.append({
             "name": name,
             "tier": tier,

@@ -18,8 +18,12 @@ def path(cfg: Config, *parts: str) -> str:
 
 
 def check(cfg: Config) -> None:
-    """Exit 6 unless the state dir is the owner's and closed to everyone else."""
+    """Exit 6 unless the state dir and its subdirectories are the owner's and closed to everyone else."""
     fsio.check_dir(cfg.state_dir, cfg.owner.uid)
+    # O_NOFOLLOW guards only a path's last part: a linked grants/ would lend its records.
+    for sub in SUBDIRS:
+        if os.path.lexists(path(cfg, sub)):
+            fsio.check_dir(path(cfg, sub), cfg.owner.uid)
 
 
 def ensure(cfg: Config) -> None:

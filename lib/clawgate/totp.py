@@ -63,7 +63,10 @@ def from_base32(text: str) -> bytes:
     cleaned = "".join(text.split()).replace("-", "").upper().rstrip("=")
     if not cleaned or any(ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for ch in cleaned):
         raise ValueError("not a base32 seed")
-    return base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    try:
+        return base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except ValueError:  # binascii.Error: a length no base32 encoder produces
+        raise ValueError("not a base32 seed") from None
 
 
 def uri(params: Params, account: str, issuer: str = "clawgate") -> str:

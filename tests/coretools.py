@@ -1,0 +1,51 @@
+"""Helpers for the core tests: in-process contexts on a staged Tree, and small probes."""
+
+import json
+import os
+from typing import Dict
+
+from installtree import Tree
+from clawgate import cli, layout, totp
+
+
+def context(tree: Tree, role: str = "agent") -> cli.Context:
+    """What cli.context() builds inside a program of the tree, for calling gate/grants in-process."""
+    cfg = tree.config()
+    uid, name = (cfg.agent.uid, cfg.agent.name) if role == "agent" else (cfg.owner.uid, cfg.owner.name)
+    return cli.Context(cfg, cli.Caller(uid, name, role), layout.of_program(str(tree.libexec / "approve")))
+
+
+def wrong_code_at(params: totp.Params, now: float, start: int = 0) -> str:
+    """A well-formed code that no step in now±1 accepts."""
+    valid = {totp.code_at(params, now + offset) for offset in (-params.period, 0, params.period)}
+    candidate = start
+    while f"{candidate:0{params.digits}d}" in valid:
+        candidate += 1
+    return f"{candidate:0{params.digits}d}"
+
+
+def status(tree: Tree) -> Dict[str, object]:
+    result = tree.run("broker", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def audit_records(tree: Tree):
+    path = tree.state / "audit.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def one_line_error(result, code: int) -> str:
+    """The single `clawgate: ...` line a failing program must print; asserts its shape."""
+    err = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == code, (result.returncode, err)
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith("clawgate: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def grant_path(tree: Tree, name: str) -> str:
+    return os.path.join(tree.state, "grants", name.replace("/", "%"))
