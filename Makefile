@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: test lint demo bench install clean
 
@@ -22,7 +23,7 @@ demo:
 	bash tests/demo.sh
 
 bench: $(VENV)/.ready
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 install:
 	bash install.sh

@@ -11,10 +11,14 @@ the log. Lines carry names, callers and decisions, never secret values.
 import os
 import stat
 import time
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from . import fsio
 from .errors import unsafe
+from .lean import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
+if TYPE_CHECKING:  # that name its types are strings, never evaluated at run time
+    from typing import Iterable, Iterator, List, Optional, Tuple
 
 try:  # hashlib pulls in OpenSSL, which costs more than the rest of a `get`
     from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
@@ -30,6 +34,8 @@ _TAIL_BLOCK = 8192
 
 
 def _quote(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # nothing to escape: the usual case, and 20x faster than the loop below
     out = ['"']
     for ch in text:
         if ch == '"' or ch == "\\":
@@ -43,6 +49,8 @@ def _quote(text: str) -> str:
 
 
 def _encode(value: object) -> str:
+    if type(value) is str:  # most fields: skip the checks below
+        return _quote(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -54,8 +62,17 @@ def _encode(value: object) -> str:
     return _quote(str(value))
 
 
-def _body(seq: int, now: float, event: str, fields: Iterable[Tuple[str, object]]) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+_last_stamp = [None, ""]  # (time, its text): a batch stamps all its lines with one time
+
+
+def _stamp(now: float) -> str:
+    if _last_stamp[0] != now:
+        _last_stamp[:] = [now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))]
+    return _last_stamp[1]
+
+
+def _body(seq: int, now: float, event: str, fields: "Iterable[Tuple[str, object]]") -> str:
+    stamp = _stamp(now)
     parts = [f'{{"seq":{seq}', f'"ts":"{stamp}"', f'"event":{_quote(event)}']
     parts += [f"{_quote(key)}:{_encode(value)}" for key, value in fields if value is not None]
     return ",".join(parts)
@@ -65,7 +82,7 @@ def _chain(prev_hash: bytes, prefix: bytes) -> bytes:
     return sha256(prev_hash + prefix).hexdigest().encode()
 
 
-class _Tail(NamedTuple):
+class _Tail(Record):
     seq: int
     hash: bytes
     needs_newline: bool
@@ -91,7 +108,7 @@ def _read_tail(fd: int, size: int) -> _Tail:
     return _Tail(parsed[0], parsed[2], not data.endswith(b"\n"))
 
 
-def _parse_line(line: bytes) -> Optional[Tuple[int, bytes, bytes]]:
+def _parse_line(line: bytes) -> "Optional[Tuple[int, bytes, bytes]]":
     """(seq, prefix, recorded hash), or None when the line is not one of ours."""
     at = line.rfind(_HASH_KEY)
     if not line.startswith(b'{"seq":') or at < 0 or not line.endswith(b'"}'):
@@ -119,20 +136,41 @@ def _open_log(path: str, owner_uid: int) -> int:
     return fd
 
 
-def append(path: str, owner_uid: int, event: str, fields: Iterable[Tuple[str, object]], now: float) -> None:
+def append(path: str, owner_uid: int, event: str, fields: "Iterable[Tuple[str, object]]", now: float) -> None:
+    append_many(path, owner_uid, [(event, fields)], now)
+
+
+def append_many(path: str, owner_uid: int, records: "Iterable[Tuple[str, Iterable[Tuple[str, object]]]]",
+                now: float) -> None:
+    """Append (event, fields) records in order, under one lock, with one tail read and one write.
+
+    `resolve` decides up to 512 ids in one request: one lock per line would cost more than
+    deciding them.
+    """
     import fcntl
 
-    fields = list(fields)
+    records = [(event, list(fields)) for event, fields in records]
+    if not records:
+        return
+    prefixes = []
     fd = _open_log(path, owner_uid)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         tail = _read_tail(fd, os.fstat(fd).st_size)
-        prefix = _body(tail.seq + 1, now, event, fields).encode("utf-8", "backslashreplace")
-        line = prefix + _HASH_KEY + _chain(tail.hash, prefix) + b'"}\n'
-        os.write(fd, (b"\n" if tail.needs_newline else b"") + line)
+        seq, prev_hash, lines = tail.seq, tail.hash, [b"\n" if tail.needs_newline else b""]
+        for event, fields in records:
+            seq += 1
+            prefix = _body(seq, now, event, fields).encode("utf-8", "backslashreplace")
+            prev_hash = _chain(prev_hash, prefix)
+            lines.append(prefix + _HASH_KEY + prev_hash + b'"}\n')
+            prefixes.append(prefix)
+        view = memoryview(b"".join(lines))
+        while view:  # O_APPEND: a short write's remainder still lands at the end, and we hold the lock
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
-    _to_syslog(prefix)
+    for prefix in prefixes:
+        _to_syslog(prefix)
 
 
 def _to_syslog(prefix: bytes) -> None:
@@ -145,12 +183,12 @@ def _to_syslog(prefix: bytes) -> None:
         pass
 
 
-class Problem(NamedTuple):
+class Problem(Record):
     line: int
     reason: str
 
 
-def verify_lines(lines: Iterable[bytes]) -> Tuple[int, List[Problem]]:
+def verify_lines(lines: "Iterable[bytes]") -> "Tuple[int, List[Problem]]":
     """(lines checked, problems). Each problem names the line and what happened to it."""
     prev_hash, prev_seq, count = GENESIS, 0, 0
     problems: List[Problem] = []
@@ -173,7 +211,7 @@ def verify_lines(lines: Iterable[bytes]) -> Tuple[int, List[Problem]]:
     return count, problems
 
 
-def read_lines(path: str, owner_uid: int) -> Iterator[bytes]:
+def read_lines(path: str, owner_uid: int) -> "Iterator[bytes]":
     fd = fsio.open_checked(path, owner_uid, secret=True)
     if fd is None:
         return

@@ -7,13 +7,17 @@ installed, refuse an unsafe installation, identify the caller, then act.
 import os
 import sys
 import time
-from typing import Callable, List, NamedTuple, Optional
 
 from . import audit as audit_log
 from . import config as config_mod
 from . import layout as layout_mod
 from . import state
 from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied
+from .lean import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Callable
 
 PROG = "clawgate"
 MAX_MESSAGE = 512  # characters; a message never runs past one line
@@ -30,7 +34,7 @@ def die(code: int, message: str) -> "NoReturn":  # type: ignore[name-defined]  #
     raise ClawgateError(code, message)
 
 
-class Caller(NamedTuple):
+class Caller(Record):
     uid: int
     name: str
     role: str  # "owner", "agent" or "root"
@@ -40,7 +44,7 @@ class Caller(NamedTuple):
         return self.role == "agent"
 
 
-class Context(NamedTuple):
+class Context(Record):
     cfg: config_mod.Config
     caller: Caller
     layout: layout_mod.Layout
@@ -49,13 +53,37 @@ class Context(NamedTuple):
         return time.time()
 
     def audit(self, event: str, **fields: object) -> None:
-        audit_log.append(
-            state.path(self.cfg, "audit.log"),
-            self.cfg.owner.uid,
-            event,
-            [("caller", self.caller.name), ("role", self.caller.role), *fields.items()],
-            time.time(),
-        )
+        record = (event, [("caller", self.caller.name), ("role", self.caller.role), *fields.items()])
+        if _held is not None:
+            _held.append(record)
+            return
+        audit_log.append(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, *record, time.time())
+
+    def audit_batch(self) -> "_AuditBatch":
+        """`with ctx.audit_batch():` holds this process's audit records and appends them together
+        when the block ends, error or not: one lock and one write instead of one per record.
+        Nothing the records describe may leave the process before the block ends."""
+        return _AuditBatch(self)
+
+
+_held: "list | None" = None  # records held by an open audit_batch()
+
+
+class _AuditBatch:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> None:
+        global _held
+        if _held is not None:
+            raise RuntimeError("audit batches do not nest")
+        _held = []
+
+    def __exit__(self, *exc: object) -> None:
+        global _held
+        records, _held = _held, None
+        cfg = self._ctx.cfg
+        audit_log.append_many(state.path(cfg, "audit.log"), cfg.owner.uid, records, time.time())
 
 
 def _invoking_uid() -> int:
@@ -97,8 +125,13 @@ def require_owner(ctx: Context, what: str) -> None:
         raise denied(f"{what}: only the owner may do this")
 
 
-def run(main: Callable[[List[str]], Optional[int]]) -> None:
-    """Call main(argv) and exit with its code; every failure becomes one line, never a traceback."""
+def run(main: "Callable[[list[str]], int | None]", *, fast_exit: bool = False) -> None:
+    """Call main(argv) and exit with its code; every failure becomes one line, never a traceback.
+
+    fast_exit: leave with os._exit once stdout and stderr are flushed, skipping the interpreter's
+    teardown (freeing every module: ~1.5 ms, a tenth of a `get` through sudo). Only for programs
+    that leave nothing else behind: no atexit handler, no open file object, no child.
+    """
     os.umask(0o077)
     try:
         code = main(sys.argv[1:]) or 0
@@ -116,6 +149,13 @@ def run(main: Callable[[List[str]], Optional[int]]) -> None:
     except Exception as err:  # noqa: BLE001 - a traceback could carry a secret value
         say(f"internal error ({type(err).__name__}); nothing was changed")
         code = UNSAFE
+    if fast_exit:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            code = code or DENIED
+        os._exit(code)
     sys.stdout.flush()
     sys.exit(code)
 

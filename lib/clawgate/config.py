@@ -1,11 +1,10 @@
 """The INI config: principals, store and TTL caps. Root-owned; never taken from the environment."""
 
-import configparser
 import os
 import pwd
-from typing import Dict, NamedTuple
 
 from . import durations, fsio
+from .lean import Record, read_ini  # not configparser/typing: they would double the cost of a `get`
 from .errors import ClawgateError, unsafe
 
 TIERS = ("open", "controlled", "restricted")
@@ -14,20 +13,20 @@ MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
 
 
-class Principal(NamedTuple):
+class Principal(Record):
     name: str
     uid: int
     gid: int
     home: str
 
 
-class Config(NamedTuple):
+class Config(Record):
     path: str
     owner: Principal
     agent: Principal
     state_dir: str
     store: str
-    ttl: Dict[str, int]
+    ttl: "dict[str, int]"
     security: str
     keychain: str
 
@@ -45,13 +44,19 @@ def principal(name: str, role: str) -> Principal:
 
 def load(path: str) -> Config:
     fsio.check_trusted_file(path, _trusted_uids())
-    parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (configparser.Error, UnicodeDecodeError) as err:
-        raise unsafe(f"{path}: not a valid config ({type(err).__name__})") from None
+            parser = _Sections(read_ini(handle.read()))
+    except ValueError as err:  # UnicodeDecodeError included
+        raise unsafe(f"{path}: not a valid config ({err})") from None
     return _build(path, parser)
+
+
+class _Sections(dict):
+    """The parsed INI with configparser's get(section, key, fallback=...), which _build uses."""
+
+    def get(self, section: str, key: str, fallback: str = "") -> str:  # type: ignore[override]
+        return dict.get(self, section, {}).get(key, fallback)
 
 
 def _trusted_uids() -> "tuple[int, ...]":
@@ -59,7 +64,7 @@ def _trusted_uids() -> "tuple[int, ...]":
     return (0, os.geteuid())
 
 
-def _build(path: str, parser: configparser.ConfigParser) -> Config:
+def _build(path: str, parser: _Sections) -> Config:
     def get(section: str, key: str, default: str = "") -> str:
         value = parser.get(section, key, fallback=default).strip()
         if not value:
@@ -91,7 +96,7 @@ def _build(path: str, parser: configparser.ConfigParser) -> Config:
     )
 
 
-def _ttl_caps(path: str, parser: configparser.ConfigParser) -> Dict[str, int]:
+def _ttl_caps(path: str, parser: _Sections) -> "dict[str, int]":
     caps = {}
     for tier, maximum in MAX_TTL.items():
         text = parser.get("ttl", tier, fallback=durations.show(maximum))

@@ -7,8 +7,6 @@ directory is fsynced so the rename itself survives a power cut.
 
 import os
 import stat
-from contextlib import contextmanager
-from typing import Iterator, Optional
 
 from .errors import unsafe
 
@@ -30,7 +28,7 @@ def _check_fd(fd: int, path: str, owner_uid: int, secret: bool) -> os.stat_resul
     return st
 
 
-def open_checked(path: str, owner_uid: int, secret: bool) -> Optional[int]:
+def open_checked(path: str, owner_uid: int, secret: bool) -> "int | None":
     try:
         fd = os.open(path, READ_FLAGS)
     except FileNotFoundError:
@@ -46,7 +44,7 @@ def open_checked(path: str, owner_uid: int, secret: bool) -> Optional[int]:
     return fd
 
 
-def read_checked(path: str, owner_uid: int, secret: bool = True) -> Optional[bytes]:
+def read_checked(path: str, owner_uid: int, secret: bool = True) -> "bytes | None":
     """The file's bytes, or None if it does not exist; refuses links, other owners, loose modes."""
     fd = open_checked(path, owner_uid, secret)
     if fd is None:
@@ -148,14 +146,27 @@ def check_trusted_file(path: str, allowed_uids: "tuple[int, ...]") -> None:
         raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is writable by others")
 
 
-@contextmanager
-def locked(path: str) -> Iterator[int]:
-    """Hold an exclusive flock on `path` (created 0600) for the block."""
-    import fcntl
+class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:`
+    """Hold an exclusive flock on `path` (created 0600) for the block.
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)
+    A class, not @contextlib.contextmanager: contextlib would cost every `get` its import.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd = -1
+
+    def __enter__(self) -> int:
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)

@@ -1,14 +1,16 @@
 """Grants: one record per granted name in the owner's state; absence or expiry means no access."""
 
-import json
 import os
-from typing import List, NamedTuple, Optional
 
-from . import fsio, names, state, tiers
+from . import fsio, lean, names, state, tiers
 from .config import Config
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
+if TYPE_CHECKING:  # that name its types are strings, never evaluated at run time
+    from typing import List, Optional
 
-class Grant(NamedTuple):
+
+class Grant(lean.Record):
     name: str
     tier: str
     granted_at: float
@@ -24,12 +26,14 @@ def _path(cfg: Config, name: str) -> str:
 
 
 def write(cfg: Config, grant: Grant) -> None:
+    import json  # here, not at the top: `get` only reads grants, and json drags in re
+
     fsio.write_atomic(_path(cfg, grant.name), json.dumps(grant._asdict()).encode())
 
 
-def _parse(raw: bytes, name: str) -> Optional[Grant]:
+def _parse(raw: bytes, name: str) -> "Optional[Grant]":
     try:
-        record = json.loads(raw)
+        record = lean.loads(raw)  # json.loads, without importing json
         grant = Grant(
             str(record["name"]), str(record["tier"]), float(record["granted_at"]),
             float(record["expires_at"]), str(record["caller"]),
@@ -39,7 +43,7 @@ def _parse(raw: bytes, name: str) -> Optional[Grant]:
     return grant if grant.name == name else None
 
 
-def active(cfg: Config, name: str, now: float, tier: Optional[str] = None) -> Optional[Grant]:
+def active(cfg: Config, name: str, now: float, tier: "Optional[str]" = None) -> "Optional[Grant]":
     """The unexpired grant for `name`, cut to the cap of `tier` (the secret's tier now).
 
     A grant never outlives the cap in force: not after the owner moves the secret to a
@@ -58,7 +62,7 @@ def revoke(cfg: Config, name: str) -> bool:
     return fsio.remove(_path(cfg, name))
 
 
-def all_names(cfg: Config) -> List[str]:
+def all_names(cfg: Config) -> "List[str]":
     return sorted(
         names.from_filename(entry)
         for entry in os.listdir(state.path(cfg, "grants"))
@@ -66,6 +70,6 @@ def all_names(cfg: Config) -> List[str]:
     )
 
 
-def all_active(cfg: Config, now: float) -> List[Grant]:
+def all_active(cfg: Config, now: float) -> "List[Grant]":
     found = (active(cfg, name, now, None if name == names.ROOT else tiers.get(cfg, name)) for name in all_names(cfg))
     return [grant for grant in found if grant is not None]

@@ -5,10 +5,11 @@ arguments: PREFIX/libexec/clawgate/PROG reads PREFIX/etc/clawgate/clawgate.conf.
 """
 
 import os
-from typing import NamedTuple
+
+from .lean import Record
 
 
-class Layout(NamedTuple):
+class Layout(Record):
     prefix: str
     libexec: str
     config: str

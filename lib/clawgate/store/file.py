@@ -1,7 +1,6 @@
 """The `file` store: one 0600 file per secret in a 0700 directory owned by the owner."""
 
 import os
-from typing import List
 
 from .. import fsio, names, state
 from ..config import Config
@@ -28,7 +27,7 @@ class FileStore:
     def delete(self, name: str) -> bool:
         return fsio.remove(self._path(name))
 
-    def names(self) -> List[str]:
+    def names(self) -> "list[str]":
         return sorted(
             names.from_filename(entry)
             for entry in os.listdir(self._dir)

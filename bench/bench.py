@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""make bench: what a user pays for clawgate, measured against the floors it cannot beat.
+
+Root, Linux. Installs clawgate with the real install.sh into a temp prefix with throwaway
+users (tests/rootenv.py), then measures everything in ONE run, interleaving the commands
+it compares (round-robin, shuffled each round) so that a busy machine slows all of them
+alike, and reports medians and ratios:
+
+  get      `clawgate get` as the agent: the front door (sh + sudo + broker) and the direct
+           `sudo -n -u OWNER broker get` path, against the floors `sudo -n -u OWNER /bin/cat FILE`
+           and `sudo -n -u OWNER /usr/bin/python3 -I -S -c pass`; the same without sudo
+           (broker vs bare interpreter, as the owner) shows the broker's own cost
+  resolve  OpenClaw's provider call with 1, 50 and 500 ids
+  list     `clawgate list` with 10,000 secrets
+  audit    one audited `get` with a 1,000-line and a 1,000,000-line audit log; `audit verify`
+           over 1,000,000 lines
+  burst    50 concurrent `get`s under one grant: all succeed, none slower than 10x the median
+
+The agent's processes are started with setuid/setgid in the child (no runuser, no PAM
+session of our own), so what is timed is exactly: exec of the command + everything it does.
+The floors need the agent to run cat and python3 through sudo, which clawgate's sudoers
+never allows: a bench-only sudoers file grants exactly those two commands for the run
+(checked with visudo -cf, removed afterwards, like the throwaway users).
+
+Output: a table on stdout, bench/results/bench-YYYYmmddTHHMMSS.json, and bench/latest.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "lib"))
+
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+PYTHON = "/usr/bin/python3"
+SUDO = "/usr/bin/sudo"
+CAT = "/bin/cat"
+
+GET_NAME = "bench-get"  # controlled, granted once through the real approve with a TOTP code
+GET_VALUE = b"sk-bench-0123456789abcdef0123456789abcdef"
+LIST_SIZE = 10_000
+RESOLVE_SIZES = (1, 50, 500)
+BIG_LOG, SMALL_LOG = 1_000_000, 1_000
+BURST = 50
+
+TARGETS = {
+    "get_vs_python_floor": ("get (front door) / python floor", "<=", 1.3),
+    "get_direct_vs_python_floor": ("get (sudo + broker) / python floor", "<=", 1.3),
+    "resolve_500_vs_1": ("resolve 500 ids / 1 id", "<=", 2.0),
+    "list_10k_s": ("list 10,000 secrets (s)", "<=", 0.5),
+    "audited_get_1m_vs_1k": ("audited get at 1M lines / 1k lines", "<=", 1.1),
+    "audit_verify_1m_s": ("audit verify 1M lines (s)", "<=", 5.0),
+    "burst_max_vs_median": ("burst of 50: slowest / median", "<=", 10.0),
+}
+
+
+# -- running as a principal ----------------------------------------------------------------------
+
+class Principal:
+    def __init__(self, name: str, home: str) -> None:
+        import pwd
+
+        entry = pwd.getpwnam(name)
+        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
+        self.env = {"PATH": PATH, "LANG": "C.UTF-8", "HOME": home, "USER": name, "LOGNAME": name}
+
+    def popen(self, argv, stdin=subprocess.PIPE) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=self.env, cwd="/", user=self.uid, group=self.gid, extra_groups=[])
+
+    def timed(self, argv, input: bytes = b""):
+        """(seconds, returncode, stdout, stderr) of one run, from just before exec to its exit."""
+        start = time.perf_counter()
+        proc = self.popen(argv)
+        out, err = proc.communicate(input)
+        return time.perf_counter() - start, proc.returncode, out, err
+
+
+class Case:
+    """One command measured repeatedly; every run's output is checked, a wrong answer aborts."""
+
+    def __init__(self, key: str, label: str, who: Principal, argv, input: bytes = b"", check=None,
+                 before=None) -> None:
+        self.key, self.label, self.who, self.argv, self.input = key, label, who, list(argv), input
+        self.check = check or (lambda rc, out, err: rc == 0)
+        self.before = before
+        self.samples: "list[float]" = []
+        self.cpu: "list[float]" = []  # user + system time of the run's whole process tree
+
+    def run_once(self) -> float:
+        if self.before:
+            self.before()
+        used = _children_cpu()
+        seconds, rc, out, err = self.who.timed(self.argv, self.input)
+        self.cpu.append(_children_cpu() - used)  # runs are sequential: the delta is this run's tree
+        if not self.check(rc, out, err):
+            raise SystemExit(f"bench: {self.label}: unexpected result (exit {rc}): {err.decode(errors='replace')[:300]}")
+        self.samples.append(seconds)
+        return seconds
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def interleave(cases, rounds: int, warmup: int = 3) -> None:
+    for _ in range(warmup):
+        for case in cases:
+            case.run_once()
+        for case in cases:
+            case.samples.clear()
+            case.cpu.clear()
+    for _ in range(rounds):
+        order = list(cases)
+        random.shuffle(order)
+        for case in order:
+            case.run_once()
+
+
+def summary(samples) -> dict:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"n": len(ordered), "median": statistics.median(ordered), "p10": pick(0.10), "p90": pick(0.90),
+            "min": ordered[0], "max": ordered[-1]}
+
+
+# -- setting up the install ----------------------------------------------------------------------
+
+def bench_sudoers(env, secret_file: Path) -> Path:
+    """Let the agent run the two floor commands as the owner, for this run only."""
+    path = Path("/etc/sudoers.d") / f"clawgate-bench-{env.agent_name}"
+    tmp = path.with_name(f".{path.name}.tmp")  # sudo skips dotted names until the rename
+    tmp.write_text(f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: {CAT} {secret_file}, "
+                   f"{PYTHON} -I -S -c pass\n")
+    tmp.chmod(0o440)
+    checked = subprocess.run(["visudo", "-cf", str(tmp)], capture_output=True)
+    if checked.returncode != 0:
+        tmp.unlink()
+        raise SystemExit(f"bench: visudo refused the bench sudoers file: {checked.stderr.decode()}")
+    tmp.rename(path)
+    return path
+
+
+SETUP = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+os.fsync = lambda fd: None  # setup data need not survive a power cut; 30,000 fsyncs would take minutes
+from clawgate import config, grants, tiers
+from clawgate.store import open_store
+cfg = config.load(sys.argv[2])
+store = open_store(cfg)
+now = time.time()
+for name, tier, granted in json.load(sys.stdin):
+    store.put(name, ("value of " + name).encode())
+    if tier != tiers.DEFAULT:
+        tiers.set(cfg, name, tier)
+    if granted:
+        grants.write(cfg, grants.Grant(name, tier, now, now + cfg.cap(tier), sys.argv[3]))
+"""
+
+
+def fill_store(env, owner: Principal, specs) -> None:
+    """Owner-side bulk set-up through clawgate's own library (as `secrets set` + `approve` would)."""
+    proc = owner.popen([PYTHON, "-I", "-c", SETUP, str(env.libexec / "lib"), str(env.config_path),
+                        env.agent_name])
+    _, err = proc.communicate(json.dumps(specs).encode())
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: store set-up failed: {err.decode()[-2000:]}")
+    os.sync()
+
+
+def write_audit_log(path: Path, lines: int, owner_uid: int, agent: str) -> None:
+    """A valid hash-chained log of `lines` get records, built fast (one f-string + one sha256 a line).
+
+    The format is the one lib/clawgate/audit.py writes; the first line is checked against its
+    own encoder, and `audit verify` over the result must say it is intact.
+    """
+    from clawgate import audit
+
+    sha256 = audit.sha256
+    now = float(int(time.time()))
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    fields = [("caller", agent), ("role", "agent"), ("name", GET_NAME), ("tier", "controlled"), ("result", "ok")]
+    template = (f'{{"seq":%d,"ts":"{ts}","event":"get","caller":"{agent}","role":"agent",'
+                f'"name":"{GET_NAME}","tier":"controlled","result":"ok"')
+    expected = audit._body(1, now, "get", fields)
+    if (template % 1) != expected:
+        raise SystemExit(f"bench: audit line format drifted:\n  {template % 1}\n  {expected}")
+    tmp = path.with_name(path.name + ".tmp")
+    prev = audit.GENESIS
+    with open(tmp, "wb", buffering=1 << 22) as out:
+        for seq in range(1, lines + 1):
+            prefix = (template % seq).encode()
+            prev = sha256(prev + prefix).hexdigest().encode()
+            out.write(prefix + b',"hash":"' + prev + b'"}\n')
+    os.chown(tmp, owner_uid, -1)
+    os.chmod(tmp, 0o600)
+    tmp.rename(path)
+
+
+# -- the measurements ----------------------------------------------------------------------------
+
+def measure_get(env, agent, owner, rounds, secret_file):
+    door, broker = str(env.door), str(env.libexec / "broker")
+    value = lambda rc, out, err: rc == 0 and out == GET_VALUE  # noqa: E731
+    cases = [
+        Case("get_front_door", "clawgate get (front door: sh + sudo + broker)", agent, [door, "get", GET_NAME],
+             check=value),
+        Case("get_sudo_broker", "sudo -n -u OWNER broker get", agent,
+             [SUDO, "-n", "-u", env.owner_name, broker, "get", GET_NAME], check=value),
+        Case("floor_sudo_cat", "floor: sudo -n -u OWNER /bin/cat FILE", agent,
+             [SUDO, "-n", "-u", env.owner_name, CAT, str(secret_file)], check=value),
+        Case("floor_sudo_python", "floor: sudo -n -u OWNER python3 -I -S -c pass", agent,
+             [SUDO, "-n", "-u", env.owner_name, PYTHON, "-I", "-S", "-c", "pass"]),
+        Case("broker_get_no_sudo", "broker get, as the owner, no sudo", owner, [broker, "get", GET_NAME],
+             check=value),
+        Case("python_no_sudo", "python3 -I -S -c pass, as the owner, no sudo", owner,
+             [PYTHON, "-I", "-S", "-c", "pass"]),
+    ]
+    interleave(cases, rounds)
+    return cases
+
+
+def measure_resolve(env, agent, rounds, resolve_names):
+    broker = str(env.libexec / "broker")
+    cases = []
+    for size in RESOLVE_SIZES:
+        ids = resolve_names[:size]
+        request = json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": ids}).encode()
+
+        def check(rc, out, err, ids=ids):
+            if rc != 0:
+                return False
+            reply = json.loads(out)
+            return not reply["errors"] and sorted(reply["values"]) == sorted(ids)
+
+        cases.append(Case(f"resolve_{size}", f"resolve {size} id{'s' if size > 1 else ''} (sudo + broker)",
+                          agent, [SUDO, "-n", "-u", env.owner_name, broker, "resolve"], input=request,
+                          check=check))
+    interleave(cases, rounds, warmup=2)
+    return cases
+
+
+def measure_list(env, agent, rounds):
+    def check(rc, out, err):
+        return rc == 0 and out.count(b"\n") == LIST_SIZE
+
+    case = Case("list_10k", f"clawgate list, {LIST_SIZE:,} secrets (front door)", agent, [str(env.door), "list"],
+                check=check)
+    interleave([case], rounds, warmup=1)
+    return [case]
+
+
+def measure_audited_get(env, agent, owner, rounds):
+    """get with a 1k-line and a 1M-line log, swapped into place (rename) before each run."""
+    log = env.state / "audit.log"
+    parked = {n: env.state / f"bench-audit-{n}.log" for n in (SMALL_LOG, BIG_LOG)}
+    if log.exists():
+        log.rename(env.state / "bench-audit-setup.log")
+    for lines, path in parked.items():
+        write_audit_log(path, lines, owner.uid, env.agent_name)
+    current = {"lines": None}
+
+    def place(lines):
+        def swap():
+            if current["lines"] is not None:
+                log.rename(parked[current["lines"]])
+            parked[lines].rename(log)
+            current["lines"] = lines
+        return swap
+
+    value = lambda rc, out, err: rc == 0 and out == GET_VALUE  # noqa: E731
+    cases = [Case(f"audited_get_{lines}", f"clawgate get, audit log of {lines:,} lines", agent,
+                  [str(env.door), "get", GET_NAME], check=value, before=place(lines))
+             for lines in (SMALL_LOG, BIG_LOG)]
+    interleave(cases, rounds)
+    if current["lines"] != BIG_LOG:
+        place(BIG_LOG)()
+    return cases
+
+
+def measure_verify(env, owner, rounds):
+    def check(rc, out, err):
+        return rc == 0 and b"intact" in out
+
+    case = Case("audit_verify_1m", f"clawgate audit verify, {BIG_LOG:,}+ lines (owner)", owner,
+                [str(env.door), "audit", "verify"], check=check)
+    interleave([case], rounds, warmup=0)
+    return [case]
+
+
+def measure_burst(env, agent, owner, batches):
+    """BURST concurrent front-door gets, released together; each timed from its own spawn to its exit."""
+    results = []
+    for _ in range(batches):
+        gate = threading.Barrier(BURST)
+        times, codes = [0.0] * BURST, [None] * BURST
+
+        def one(i):
+            gate.wait()
+            seconds, rc, out, _ = agent.timed([str(env.door), "get", GET_NAME])
+            times[i], codes[i] = seconds, (rc, out == GET_VALUE)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(BURST)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+        ok = sum(1 for rc, same in codes if rc == 0 and same)
+        median = statistics.median(times)
+        results.append({"ok": ok, "of": BURST, "wall": wall, "median": median, "max": max(times),
+                        "max_vs_median": max(times) / median, "samples": times})
+    verify = owner.timed([str(env.door), "audit", "verify"])
+    return results, verify
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    def first(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+        except (OSError, IndexError):
+            return "?"
+
+    model = "?"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    debian = Path("/etc/debian_version").read_text().strip() if Path("/etc/debian_version").exists() else "?"
+    return {"cpus": os.cpu_count(), "cpu": model, "kernel": platform.release(), "debian": debian,
+            "python": first([PYTHON, "-VV"]), "sudo": first([SUDO, "-V"])}
+
+
+def code_version() -> str:
+    """The commit measured, and whether the code that runs (bin/, lib/, the installer) had local edits."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+
+    edited = git("status", "--porcelain", "--", "bin", "lib", "install.sh")
+    return (git("rev-parse", "--short", "HEAD") or "?") + (" + local edits" if edited else "")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:9.2f}"
+
+
+def report(cases, extra, run_info) -> dict:
+    by = {case.key: dict(summary(case.samples), cpu_median=statistics.median(case.cpu)) for case in cases}
+    med = {key: s["median"] for key, s in by.items()}
+    cpu = {key: s["cpu_median"] for key, s in by.items()}
+    ratios = {
+        "get_vs_python_floor": med["get_front_door"] / med["floor_sudo_python"],
+        "get_direct_vs_python_floor": med["get_sudo_broker"] / med["floor_sudo_python"],
+        "get_vs_cat_floor": med["get_front_door"] / med["floor_sudo_cat"],
+        "python_floor_vs_cat_floor": med["floor_sudo_python"] / med["floor_sudo_cat"],
+        "broker_vs_python_no_sudo": med["broker_get_no_sudo"] / med["python_no_sudo"],
+        "cpu_get_vs_python_floor": cpu["get_front_door"] / cpu["floor_sudo_python"],
+        "cpu_get_direct_vs_python_floor": cpu["get_sudo_broker"] / cpu["floor_sudo_python"],
+        "resolve_50_vs_1": med["resolve_50"] / med["resolve_1"],
+        "resolve_500_vs_1": med["resolve_500"] / med["resolve_1"],
+        "cpu_resolve_500_vs_1": cpu["resolve_500"] / cpu["resolve_1"],
+        "audited_get_1m_vs_1k": med[f"audited_get_{BIG_LOG}"] / med[f"audited_get_{SMALL_LOG}"],
+        "list_10k_s": med["list_10k"],
+        "audit_verify_1m_s": med["audit_verify_1m"],
+        "burst_max_vs_median": max(batch["max_vs_median"] for batch in extra["burst"]),
+    }
+    derived = {
+        "sudo_cost_ms": (med["floor_sudo_python"] - med["python_no_sudo"]) * 1000,
+        "broker_own_cost_ms": (med["broker_get_no_sudo"] - med["python_no_sudo"]) * 1000,
+        "front_door_cost_ms": (med["get_front_door"] - med["get_sudo_broker"]) * 1000,
+        "resolve_per_id_us": (med["resolve_500"] - med["resolve_1"]) / 499 * 1e6,
+    }
+    verdicts = {key: {"what": what, "value": ratios[key], "target": f"{op} {limit}",
+                      "met": ratios[key] <= limit} for key, (what, op, limit) in TARGETS.items()}
+    burst_ok = all(batch["ok"] == batch["of"] for batch in extra["burst"])
+    verdicts["burst_all_succeed"] = {"what": "burst of 50: every get succeeds", "value": burst_ok,
+                                     "target": "all", "met": burst_ok}
+
+    m = run_info["machine"]
+    print(f"\nclawgate bench  {run_info['when']}  code {run_info['code']}  {m['cpus']} cpus ({m['cpu']}), Debian {m['debian']}, "
+          f"kernel {m['kernel']}, {m['python'].split(' (')[0]}, {m['sudo']}; "
+          f"load average {run_info['load_before'][0]:.2f} before, {run_info['load_after'][0]:.2f} after\n")
+    print(f"{'case (wall ms; cpu = user+sys of the whole process tree)':58} {'median':>9} {'p10':>9} {'p90':>9} "
+          f"{'cpu':>9} {'n':>5}")
+    for case in cases:
+        s = by[case.key]
+        print(f"{case.label:58} {ms(s['median'])} {ms(s['p10'])} {ms(s['p90'])} {ms(s['cpu_median'])} {s['n']:5d}")
+    for i, batch in enumerate(extra["burst"], 1):
+        label = f"burst {i}: {BURST} concurrent gets, {batch['ok']}/{batch['of']} ok"
+        print(f"{label:58} {ms(batch['median'])} {'':9} {ms(batch['max'])} (p90 column: slowest; "
+              f"all done in {batch['wall'] * 1000:.0f} ms)")
+    print()
+    print("derived: sudo costs {sudo_cost_ms:.2f} ms, the broker's own work {broker_own_cost_ms:.2f} ms, "
+          "the sh front door {front_door_cost_ms:.2f} ms, resolve {resolve_per_id_us:.0f} us per extra id"
+          .format(**derived))
+    print(f"ratios: get/python floor {ratios['get_vs_python_floor']:.2f} (sudo + broker without the front door "
+          f"{ratios['get_direct_vs_python_floor']:.2f}; in cpu time {ratios['cpu_get_vs_python_floor']:.2f} and "
+          f"{ratios['cpu_get_direct_vs_python_floor']:.2f}), get/cat floor {ratios['get_vs_cat_floor']:.2f}, "
+          f"resolve 50/1 {ratios['resolve_50_vs_1']:.2f}\n")
+    print(f"{'target':48} {'measured':>10}  {'goal':>8}  result")
+    for verdict in verdicts.values():
+        value = verdict["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{verdict['what']:48} {shown:>10}  {verdict['target']:>8}  {'met' if verdict['met'] else 'MISSED'}")
+    return {"run": run_info, "cases": {case.key: dict(by[case.key], label=case.label, samples=case.samples,
+                                                      cpu=case.cpu) for case in cases},
+            "burst": extra["burst"], "burst_verify": extra["burst_verify"],
+            "ratios": ratios, "derived": derived, "targets": verdicts}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=100, help="runs of each get case (default 100)")
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test of the bench itself")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    if os.geteuid() != 0 or sys.platform != "linux":
+        print("bench: make bench needs root on Linux (it installs into a temp prefix with throwaway users)",
+              file=sys.stderr)
+        return 2
+    rounds = 5 if args.quick else args.rounds
+    small = max(3, rounds // 3)
+
+    from rootenv import RootEnv
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
+                "code": code_version()}
+    sudoers = None
+    with RootEnv() as env:
+        try:
+            agent = Principal(env.agent_name, str(env.agent_home))
+            owner = Principal(env.owner_name, "/")
+            print(f"bench: installed in {env.prefix}; filling the store ...", flush=True)
+            env.enroll_seed()
+            env.set_secret(GET_NAME, GET_VALUE, tier="controlled")
+            approved = env.agent("approve", GET_NAME, env.code())
+            assert approved.returncode == 0, approved.stderr
+            resolve_names = [f"openclaw/key-{i:03d}" for i in range(max(RESOLVE_SIZES))]
+            tier_cycle = ("open", "controlled", "restricted")
+            specs = [[name, "controlled", True] for name in resolve_names]
+            specs += [[f"list/secret-{i:05d}", tier_cycle[i % 3], i % 3 == 1]
+                      for i in range(LIST_SIZE - len(resolve_names) - 1)]
+            fill_store(env, owner, specs)
+            secret_file = env.state / "secrets" / GET_NAME
+            sudoers = bench_sudoers(env, secret_file)
+
+            print("bench: get against the floors ...", flush=True)
+            cases = measure_get(env, agent, owner, rounds, secret_file)
+            print("bench: resolve ...", flush=True)
+            cases += measure_resolve(env, agent, small, resolve_names)
+            print("bench: list ...", flush=True)
+            cases += measure_list(env, agent, max(3, rounds // 10))
+            print("bench: audited get with 1k and 1M-line logs ...", flush=True)
+            cases += measure_audited_get(env, agent, owner, max(10, rounds // 2))
+            print("bench: audit verify ...", flush=True)
+            cases += measure_verify(env, owner, 3 if not args.quick else 1)
+            print("bench: 50 concurrent gets ...", flush=True)
+            burst, verify = measure_burst(env, agent, owner, 3 if not args.quick else 1)
+            if verify[1] != 0:
+                raise SystemExit(f"bench: audit verify after the bursts failed: {verify[2].decode()}")
+        finally:
+            if sudoers is not None:
+                sudoers.unlink()
+    run_info["load_after"] = os.getloadavg()
+    result = report(cases, {"burst": burst, "burst_verify": verify[2].decode().strip()}, run_info)
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = started.replace("-", "").replace(":", "").rstrip("Z")
+    text = json.dumps(result, indent=1) + "\n"
+    (results / f"bench-{stamp}.json").write_text(text)
+    if not args.quick:
+        (REPO / "bench" / "latest.json").write_text(text)
+    print(f"\nbench: results in bench/results/bench-{stamp}.json{'' if args.quick else ' and bench/latest.json'}")
+    missed = [v["what"] for v in result["targets"].values() if not v["met"]]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
