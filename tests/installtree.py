@@ -145,6 +145,10 @@ class Tree:
         assert self.seed is not None and self.last_step >= 0
         return totp.hotp(self.seed.secret, self.last_step, self.seed.digits, self.seed.algorithm)
 
+    def owner_approve(self, name: str, code: str, *extra: str) -> subprocess.CompletedProcess:
+        """The owner approves the way the README says: the code on stdin, never in argv."""
+        return self.run("approve", name, *extra, input=f"{code}\n".encode())
+
     def set_secret(self, name: str, value: bytes, tier: Optional[str] = None) -> None:
         args = ["set", name, "--raw"] + (["--tier", tier] if tier else [])
         result = self.run("secrets", *args, input=value)

@@ -2,6 +2,8 @@
 that was edited, deleted or moved. Appending reads only the log's tail."""
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -200,3 +202,39 @@ def test_every_decision_is_recorded(tree):
     grant = next(r for r in audit_records(tree) if r["event"] == "grant")
     assert (grant["name"], grant["tier"], grant["ttl"]) == ("k", "restricted", 900)
     assert _verify(tree).returncode == 0
+
+
+def test_a_write_that_fails_half_way_leaves_no_torn_line(tree):
+    """A file-size limit (sudo passes rlimits on) cut a line in two, blocking every later append."""
+    import resource
+
+    log = tree.state / "audit.log"
+    size = log.stat().st_size
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, size + 20))
+
+    proc = subprocess.run([str(tree.libexec / "broker"), "get", "nothing-here"], capture_output=True,
+                          env=tree.env(True), preexec_fn=limit)
+    assert proc.returncode == 6 and b"file-size limit" in proc.stderr, proc.stderr
+    assert log.stat().st_size == size
+    assert tree.run("audit", "verify").returncode == 0
+
+
+def test_append_cut_short_by_the_disk_is_rolled_back(tree):
+    """Below the program's own check: audit.append itself never leaves half a line."""
+    import resource
+
+    log = tree.state / "audit.log"
+    size = log.stat().st_size
+    code = (f"import sys; sys.path.insert(0, {str(tree.libexec / 'lib')!r})\n"
+            "from clawgate import audit\n"
+            f"audit.append({str(log)!r}, {os.geteuid()}, 'get', [('name', 'x' * 500)], 0.0)\n")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, size + 20))
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, preexec_fn=limit)
+    assert proc.returncode != 0 and b"cannot write the audit log" in proc.stderr, proc.stderr
+    assert log.stat().st_size == size
+    assert tree.run("audit", "verify").returncode == 0

@@ -284,7 +284,7 @@ def test_valid_code_from_agent_during_lockout_gets_exit_5_grants_nothing_and_is_
 def test_owner_can_approve_during_the_agents_lockout(tree):
     tree.set_secret("k", b"v")
     _agent_guesses_wrong(tree, 6)
-    result = tree.run("approve", "k", tree.code())
+    result = tree.owner_approve("k", tree.code())
     assert result.returncode == 0, result.stderr
     assert tree.as_agent("broker", "get", "k").stdout == b"v"
     assert status(tree)["locked_until"] is not None  # still locked: success resets nothing

@@ -17,9 +17,11 @@ RACERS = 20
 def test_a_code_used_twice_is_denied_like_a_wrong_code(tree, as_agent):
     tree.set_secret("k", b"v")
     code = tree.code()
-    assert tree.run("approve", "k", code, as_agent=as_agent).returncode == 0
-    reused = tree.run("approve", "k", code, as_agent=as_agent)
-    wrong = tree.run("approve", "k", wrong_code_at(tree.seed, time.time()), as_agent=as_agent)
+    approve = (lambda c: tree.run("approve", "k", c, as_agent=True)) if as_agent else (
+        lambda c: tree.owner_approve("k", c))
+    assert approve(code).returncode == 0
+    reused = approve(code)
+    wrong = approve(wrong_code_at(tree.seed, time.time()))
     assert one_line_error(reused, 1) == one_line_error(wrong, 1) == DENIED
     assert reused.stdout == wrong.stdout == b""
     causes = [r.get("cause") for r in audit_records(tree) if r["event"] == "code" and r["result"] == "denied"]
@@ -97,3 +99,13 @@ def test_twenty_agent_processes_racing_one_code_exactly_one_wins(tree):
     assert len([r for r in audit_records(tree) if r["event"] == "grant"]) == 1
     assert status(tree)["failures"] == free
     assert tree.as_agent("broker", "get", "k").stdout == b"v"
+
+
+def test_the_owners_code_in_argv_is_refused_and_not_spent(tree):
+    """An argument shows in every user's ps: the agent could race the owner to spend it on @root."""
+    tree.set_secret("k", b"v")
+    code = tree.code()
+    refused = tree.run("approve", "k", code)
+    assert one_line_error(refused, 2).startswith("clawgate: as the owner, give the code at the prompt")
+    assert not (tree.state / "grants" / "k").exists()
+    assert tree.owner_approve("k", code).returncode == 0  # still unspent

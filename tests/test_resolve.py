@@ -39,7 +39,7 @@ def reply_of(result: subprocess.CompletedProcess) -> dict:
 def stocked(tree):
     for name, (value, tier) in SECRETS.items():
         tree.set_secret(name, value, tier)
-    result = tree.run("approve", "granted/key", tree.code())
+    result = tree.owner_approve("granted/key", tree.code())
     assert result.returncode == 0, result.stderr
     return tree
 
@@ -218,3 +218,19 @@ def test_openclaw_config_takes_no_arguments(tree):
     result = subprocess.run([str(tree.prefix / "bin" / "clawgate"), "openclaw-config", "x"], capture_output=True,
                             env=tree.env(False))
     assert result.returncode == 2 and result.stdout == b""
+
+
+def test_a_grant_is_cut_to_the_cap_of_the_secrets_tier_now(tmp_path):
+    """Retiered from controlled (4h) to restricted: the old grant lasts no longer than the new cap."""
+    import time
+
+    from installtree import Tree
+
+    tree = Tree(tmp_path, ttl={"controlled": "4h", "restricted": "2s", "root": "30m"})
+    tree.enroll_seed()
+    tree.set_secret("ctl", b"CTLVALUE", "controlled")
+    assert tree.owner_approve("ctl", tree.code()).returncode == 0
+    assert tree.run("secrets", "tier", "ctl", "restricted").returncode == 0
+    time.sleep(2.5)
+    reply = reply_of(resolve(tree, request(["ctl"])))
+    assert "ctl" not in reply["values"] and "approval required" in reply["errors"]["ctl"]["message"]

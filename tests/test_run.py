@@ -161,7 +161,7 @@ def test_a_secret_without_a_grant_stops_before_the_command(stocked, tmp_path):
 
 
 def test_a_granted_secret_is_served(stocked):
-    assert stocked.run("approve", "locked", stocked.code()).returncode == 0
+    assert stocked.owner_approve("locked", stocked.code()).returncode == 0
     result = run(stocked, "--env", "L=locked", *script("import os; print(os.environ['L'])"))
     assert result.stdout == b"[redacted:locked]\n"
 

@@ -164,13 +164,27 @@ def append_many(path: str, owner_uid: int, records: "Iterable[Tuple[str, Iterabl
             prev_hash = _chain(prev_hash, prefix)
             lines.append(prefix + _HASH_KEY + prev_hash + b'"}\n')
             prefixes.append(prefix)
-        view = memoryview(b"".join(lines))
-        while view:  # O_APPEND: a short write's remainder still lands at the end, and we hold the lock
-            view = view[os.write(fd, view):]
+        _write_whole(fd, b"".join(lines))
     finally:
         os.close(fd)
     for prefix in prefixes:
         _to_syslog(prefix)
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """All of `data` at the end of the log, or nothing: a torn line would block every later append.
+
+    A caller can make writes fail part-way (a file-size limit sudo passes on, a full disk);
+    cut back to where the log ended, still under the lock, and refuse.
+    """
+    size = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:  # O_APPEND: a short write's remainder still lands at the end, and we hold the lock
+            view = view[os.write(fd, view):]
+    except OSError as err:
+        os.ftruncate(fd, size)
+        raise unsafe(f"cannot write the audit log ({err.strerror}); nothing was done") from None
 
 
 def _to_syslog(prefix: bytes) -> None:

@@ -12,7 +12,7 @@ from . import audit as audit_log
 from . import config as config_mod
 from . import layout as layout_mod
 from . import state
-from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied
+from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied, unsafe
 from .lean import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -116,7 +116,24 @@ def context(script: str, *, run_as_owner: bool = True) -> Context:
         raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")
     if run_as_owner:
         state.check(cfg)
+        _lift_file_size_limit()
     return Context(cfg, identify(cfg), layout)
+
+
+def _lift_file_size_limit() -> None:
+    """Refuse to touch state under a file-size limit the caller set (sudo passes rlimits on).
+
+    With one, a write of the TOTP state or the audit log could fail half-way after the gate has
+    decided: a refused guess that leaves no audit line.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft == resource.RLIM_INFINITY:
+        return
+    if hard != resource.RLIM_INFINITY:
+        raise unsafe("a file-size limit is set (ulimit -f); refusing to write state under it")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
 
 
 def require_owner(ctx: Context, what: str) -> None:

@@ -44,14 +44,24 @@ def _read_source(path: str) -> Source:
     return Source(path, name, value)
 
 
-def _shred(path: str, size: int) -> None:
-    fd = os.open(path, os.O_WRONLY | fsio.NOFOLLOW | fsio.CLOEXEC)
+def _shred(path: str, size: int) -> bool:
+    """Overwrite and unlink the file we read, and only it.
+
+    The directory may be writable by the agent (~/.openclaw/credentials): a file swapped or
+    hard-linked in since we read it must not be the one overwritten.
+    """
+    fd = os.open(path, os.O_WRONLY | fsio.NOFOLLOW | fsio.CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != size or st.st_uid != os.geteuid():
+            say(f"{names.shown(path)}: changed since it was read (or has other links); not shredded")
+            return False
         os.write(fd, os.urandom(size))
         os.fsync(fd)
     finally:
         os.close(fd)
     os.unlink(path)
+    return True
 
 
 def import_files(ctx: Context, paths: List[str], tier: Optional[str], shred: bool) -> int:
@@ -73,10 +83,9 @@ def import_files(ctx: Context, paths: List[str], tier: Optional[str], shred: boo
         store.put(source.name, source.value)
         tiers.set(ctx.cfg, source.name, tier or tiers.DEFAULT)
         verified = store.get(source.name) == source.value
-        ctx.audit("import", name=source.name, tier=tier or tiers.DEFAULT, verified=verified, shred=shred and verified)
-        if shred and verified:
-            _shred(source.path, len(source.value))
+        shredded = shred and verified and _shred(source.path, len(source.value))
+        ctx.audit("import", name=source.name, tier=tier or tiers.DEFAULT, verified=verified, shred=shredded)
         print(f"clawgate: {source.name}: imported ({tier or tiers.DEFAULT})"
-              + (", original shredded" if shred and verified else "")
+              + (", original shredded" if shredded else "")
               + ("" if verified else "; read-back differed, original kept"))
     return 0

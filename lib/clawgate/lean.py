@@ -31,13 +31,26 @@ except ImportError:  # pragma: no cover - not CPython
 
 # -- Record ------------------------------------------------------------------------------------
 
+def _annotations(ns: dict) -> dict:
+    """The class body's annotations: a dict up to Python 3.13, a function from 3.14 on (PEP 649/749)."""
+    if "__annotations__" in ns:
+        return ns["__annotations__"]
+    for key in ("__annotate__", "__annotate_func__"):
+        annotate = ns.get(key)
+        if callable(annotate):
+            return annotate(1)  # annotationlib.Format.VALUE: our fields are plain builtins
+    return {}
+
+
 class _RecordType(type):
     """Turns `class Grant(Record): name: str ...` into a namedtuple-like tuple subclass."""
 
     def __new__(mcls, name, bases, ns):
         if not any(isinstance(base, _RecordType) for base in bases):
             return super().__new__(mcls, name, bases, ns)  # Record itself
-        fields = tuple(ns.get("__annotations__", {}))
+        fields = tuple(_annotations(ns))
+        if not fields:
+            raise TypeError(f"{name}: a Record needs annotated fields")
         defaults = {}
         for field in fields:
             if field.startswith("_"):

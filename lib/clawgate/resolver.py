@@ -109,7 +109,7 @@ def _value(ctx: Context, store, secret_id: str, now: float) -> str:
             raise  # an unsafe store fails the whole request (exit 6), like `get`
         ctx.audit("resolve", name=secret_id, result="missing")
         raise _Refused("not found") from None
-    if tier != "open" and grants.active(ctx.cfg, secret_id, now) is None:
+    if tier != "open" and grants.active(ctx.cfg, secret_id, now, tier) is None:
         ctx.audit("resolve", name=secret_id, tier=tier, result="denied", cause="no grant")
         cap = durations.show(ctx.cfg.cap(tier))
         raise _Refused(f"approval required ({tier}, grants last {cap}); "
