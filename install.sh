@@ -167,6 +167,8 @@ case $STORE in file | keychain) ;; *) abort "--store must be file or keychain" "
 # Names and paths end up in sudoers, the config and the unit: allow only what needs no quoting.
 check_name() {
   [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_.-]{0,31}$ ]] || abort "$1 '$2' is not a plain user name" "$EX_USAGE"
+  # The agent's name also names /etc/sudoers.d/clawgate-NAME, and sudo silently skips a file with a dot.
+  [[ $1 != --agent-user || $2 != *.* ]] || abort "$1 '$2': no dot (sudo would skip /etc/sudoers.d/clawgate-$2)" "$EX_USAGE"
 }
 check_path() {
   [[ $2 =~ ^/[A-Za-z0-9._/+-]*$ && $2 != *//* && $2 != */../* && $2 != */.. ]] \
@@ -205,7 +207,7 @@ HELPER_PY=$PYTHON
 # the Python helper: path checks, rendering (run with -I: no environment, no user site)
 # ---------------------------------------------------------------------------------------------
 cat >"$STAGE/helper.py" <<'PYTHON'
-import configparser, grp, json, os, pwd, shlex, stat, sys, sysconfig
+import configparser, grp, json, os, pwd, re, shlex, stat, sys, sysconfig
 from xml.sax.saxutils import escape
 
 
@@ -319,9 +321,75 @@ def cmd_free_id(low, high):
     return 1
 
 
+# / and every top-level directory, whatever lies in the system's own trees, and what sits right below /var.
+SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
+                "/sys", "/run", "/System", "/Library", "/private/etc")
+SYSTEM_PARENTS = ("/", "/var", "/private", "/private/var")
+
+
+def is_system_dir(path):
+    return path == "/" or os.path.dirname(path) in SYSTEM_PARENTS \
+        or any(path == tree or path.startswith(tree + "/") for tree in SYSTEM_TREES)
+
+
+def cmd_ordinary_dir(path):
+    """Exit 1 if path is /, a top-level directory or a system directory: never one to hand to a user."""
+    return 1 if is_system_dir(path) else 0
+
+
+def plain_path(path):
+    return re.fullmatch(r"/[A-Za-z0-9._/+-]*", path) is not None and "//" not in path \
+        and "/../" not in path + "/" and not path.endswith("/.")
+
+
+def below(path, top):
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def cmd_manifest(manifest, prefix, service_name):
+    """Every line names something install.sh could have made for this prefix; print each that does not."""
+    entries = {}
+    with open(manifest, encoding="utf-8", errors="replace") as handle:
+        for line in filter(None, handle.read().splitlines()):
+            kind, _, value = line.partition(" ")
+            entries.setdefault(kind, []).append(value)
+    name = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+    bad = [f"{kind} {value}" for kind in ("owner", "agent", "user") for value in entries.get(kind, [])
+           if not name.fullmatch(value)]
+    agents, owners = set(entries.get("agent", [])), set(entries.get("owner", []))
+    for user in entries.get("user", []):
+        try:
+            root = pwd.getpwnam(user).pw_uid == 0
+        except KeyError:
+            root = False
+        if user not in agents or user in owners or root:
+            bad.append(f"user {user}")
+    bad += [f"sudoers {path}" for path in entries.get("sudoers", [])
+            if path not in {f"/etc/sudoers.d/clawgate-{agent}" for agent in agents}]
+    bad += [f"service {path}" for path in entries.get("service", [])
+            if not plain_path(path) or os.path.basename(path) != service_name]
+    homes = entries.get("home", [])
+    for kind in ("state", "home"):
+        bad += [f"{kind} {path}" for path in entries.get(kind, [])
+                if not plain_path(path) or is_system_dir(path) or below(prefix, path) or below(path, prefix)]
+    for line in entries.get("migrated", []):
+        source, _, target = line.partition(" ")
+        if not plain_path(source) or is_system_dir(source) or target not in {f"{home}/.openclaw" for home in homes}:
+            bad.append(f"migrated {line}")
+    made_below = entries.get("state", []) + homes + entries.get("service", []) + [prefix]
+    bad += [f"dir {path}" for path in entries.get("dir", [])
+            if not plain_path(path) or path == "/" or not below(path, prefix)
+            and not any(below(made, path) for made in made_below)]
+    known = {"owner", "agent", "user", "sudoers", "service", "state", "home", "migrated", "dir"}
+    bad += [f"{kind} {value}" for kind in entries if kind not in known for value in entries[kind]]
+    for line in bad:
+        print(f"{line!r} is not something install.sh makes")
+    return 1 if bad else 0
+
+
 COMMANDS = {"realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo,
             "keep": cmd_keep, "render-service": cmd_render_service, "first-word": cmd_first_word,
-            "free-id": cmd_free_id}
+            "free-id": cmd_free_id, "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest}
 try:
     sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
 except ValueError as err:
@@ -506,6 +574,12 @@ uninstall() {
     echo "clawgate: no install found at $PREFIX (no $MANIFEST); nothing to do"
     exit 0
   }
+  # What it lists is removed as root (rm -rf, userdel): only a manifest nobody but root could have
+  # written, listing only what install.sh makes, is acted on.
+  refuse_writable "$MANIFEST" "$MANIFEST"
+  local problems
+  problems=$(helper manifest "$MANIFEST" "$PREFIX" "$SERVICE_FILE_NAME") \
+    || abort "$MANIFEST: not removing anything: $(printf '%s' "$problems" | paste -sd ';' -)" "$EX_UNSAFE"
   local owner agent
   owner=$(manifest_lines owner | head -1)
   agent=$(manifest_lines agent | head -1)
@@ -626,6 +700,9 @@ if [[ $FOREIGN == 0 ]]; then
 fi
 OWNER_GROUP=$(primary_group "$OWNER")
 [[ $FOREIGN == 0 ]] || OWNER_GROUP=staff
+# The home is chowned to the agent: never /, a system directory, or one that holds the code or the state.
+helper ordinary-dir "$AGENT_HOME" || abort "--agent-home $AGENT_HOME: a system directory; give the agent a home of its own" "$EX_UNSAFE"
+case $AGENT_HOME/ in "$PREFIX"/* | "$STATE_DIR"/*) abort "--agent-home must lie outside the prefix and the state" "$EX_USAGE" ;; esac
 
 ADMIN_GROUPS=" root sudo admin wheel "
 AGENT_EXISTS=0
@@ -651,11 +728,16 @@ if [[ $FOREIGN == 0 ]]; then
   while read -r pypath; do
     refuse_writable "the standard library of $PYTHON" "$pypath"
   done <<<"$pypaths"
-  refuse_writable "--prefix" "$PREFIX"
+  # Below PREFIX too: whoever can write PREFIX/libexec can replace elevate, which runs as root.
+  for below_prefix in "$LIBEXEC" "$ETCDIR" "$BINDIR"; do refuse_writable "--prefix" "$below_prefix"; done
   refuse_writable "--state-dir" "$(dirname "$STATE_DIR")" "$OWNER"
   refuse_writable "--agent-home" "$(dirname "$AGENT_HOME")"
   [[ $NO_SERVICE == 1 ]] || refuse_writable "--service-dir" "$SERVICE_DIR"
   [[ ! -e $STATE_DIR || -d $STATE_DIR ]] || abort "$STATE_DIR: exists and is not a directory" "$EX_UNSAFE"
+  # The home is handed to the agent: only one made now, or one that is the agent's already.
+  home_info=$(stat_of "$AGENT_HOME")
+  [[ $home_info == missing || $home_info == "dir $AGENT "* ]] \
+    || abort "--agent-home $AGENT_HOME: exists and is not a directory of $AGENT ($home_info); not handing it over" "$EX_UNSAFE"
   case $STATE_DIR/ in "$AGENT_HOME"/* | "$PREFIX"/*) abort "--state-dir must lie outside the agent's home and the prefix" "$EX_USAGE" ;; esac
   case $PREFIX/ in "$AGENT_HOME"/*) abort "--prefix must lie outside the agent's home" "$EX_USAGE" ;; esac
   command -v visudo >/dev/null || abort "visudo not found: install sudo first" "$EX_UNSAFE"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from installtree import REPO
-from rootenv import INSTALL, RootEnv, run, user_exists
+from rootenv import INSTALL, SUDOERS_DIR, RootEnv, make_user, run, user_exists
 
 root = pytest.mark.root
 
@@ -180,6 +180,7 @@ def test_refuses_an_interpreter_the_agent_could_write():
     (["--owner", "root"], b"--owner must be a person"),
     (["--owner", "no-such-user-x"], b"no such user"),
     (["--agent-user", "bad name"], b"not a plain user name"),
+    (["--owner", "x;ALL"], b"not a plain user name"),
     (["--agent-user", "root"], b"has uid 0"),
     (["--prefix", "relative/path"], b"must be an absolute path"),
     (["--prefix", "/opt/a b"], b"must be an absolute path"),
@@ -221,15 +222,230 @@ def test_owner_defaults_to_sudo_user_and_is_required():
 def test_readme_first_command_installs(tmp_path):
     """The README's first command, as the person it is written for, planned with --dry-run."""
     first = next(line for line in (REPO / "README.md").read_text().splitlines() if "install.sh" in line)
-    command = first.split("#")[0].strip()
+    # Only the installer's part of the line, --dry-run right after install.sh: whatever the README
+    # chains to it (`&& clawgate enroll`), this test must never install for real.
+    command = next(part for part in re.split(r"&&|\|\||[;|#]", first) if "install.sh" in part).strip()
+    command = command.replace("install.sh", "install.sh --dry-run", 1)
     env = RootEnv(install=False)
     try:
-        result = run(["bash", "-c", f"cd {REPO} && {command} --dry-run"], env={"USER": env.owner_name})
+        result = run(["bash", "-c", f"cd {REPO} && {command}"], env={"USER": env.owner_name})
         assert result.returncode == 0, result.stderr
         assert f"owner = {env.owner_name}".encode() in result.stdout
         assert b"nothing was changed" in result.stdout
     finally:
         env.close()
+
+
+# -- the agent's home: made now, or the agent's already; never a system directory -----------------
+
+def without(argv, flag):
+    """argv with FLAG and its value taken out."""
+    at = argv.index(flag)
+    return argv[:at] + argv[at + 2:]
+
+
+@root
+@pytest.mark.parametrize("home", ["/", "/usr/sbin", "/etc", "/var/lib", "/usr/local/sbin"])
+def test_refuses_a_system_directory_as_the_agent_home(home):
+    """Planned only (--dry-run): without the check the plan is `set / to AGENT:AGENT 0711`."""
+    env = RootEnv(install=False)
+    try:
+        result = env.install("--dry-run", "--agent-home", home)
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"a system directory" in result.stderr
+        assert b"would:" not in result.stdout
+    finally:
+        env.close()
+
+
+@root
+@pytest.mark.parametrize("inside", ["prefix", "state"])
+def test_refuses_an_agent_home_inside_the_prefix_or_the_state(inside):
+    env = RootEnv(install=False)
+    try:
+        home = (env.prefix if inside == "prefix" else env.state) / "agent"
+        result = env.install("--dry-run", "--agent-home", str(home))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert b"--agent-home must lie outside the prefix and the state" in result.stderr
+        assert b"would:" not in result.stdout
+    finally:
+        env.close()
+
+
+@root
+def test_refuses_an_existing_agent_whose_home_is_a_system_directory():
+    env = RootEnv(install=False)
+    try:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--home-dir", "/usr/sbin",
+                        env.agent_name], check=True)
+        result = run(without(env.install_argv("--dry-run"), "--agent-home"))
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"--agent-home /usr/sbin" in result.stderr and b"would:" not in result.stdout
+    finally:
+        env.close()
+
+
+@root
+@pytest.mark.parametrize("held_by, agent_exists", [("root", True), ("owner", True), ("root", False)])
+def test_refuses_an_existing_home_that_is_not_the_agents(held_by, agent_exists):
+    """For real: without the check the directory is chowned to the agent."""
+    env = RootEnv(install=False)
+    try:
+        if agent_exists:
+            make_user(env.agent_name)
+        env.agent_home.mkdir(mode=0o755)
+        if held_by == "owner":
+            subprocess.run(["chown", f"{env.owner_name}:{env.owner_name}", str(env.agent_home)], check=True)
+        before = system_snapshot(env)
+        result = env.install()
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"not handing it over" in result.stderr
+        assert system_snapshot(env) == before
+        assert not env.sudoers.exists() and not env.prefix.exists()
+    finally:
+        env.close()
+
+
+@root
+def test_accepts_an_existing_home_the_agent_owns():
+    env = RootEnv(install=False)
+    try:
+        make_user(env.agent_name)
+        env.agent_home.mkdir(mode=0o700)
+        subprocess.run(["chown", f"{env.agent_name}:{env.agent_name}", str(env.agent_home)], check=True)
+        result = env.install()
+        assert result.returncode == 0, result.stderr
+        agent_uid = int(run(["id", "-u", env.agent_name]).stdout)
+        st = os.lstat(env.agent_home)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (agent_uid, 0o711)
+    finally:
+        env.close()
+
+
+# -- below the prefix: root-only too (PREFIX/libexec holds elevate, which the agent runs as root) ---
+
+@root
+@pytest.mark.parametrize("below, how", [
+    ("libexec", "owner"), ("libexec", "group-writable"), ("libexec/clawgate", "owner"),
+    ("etc", "owner"), ("etc/clawgate", "group-writable"), ("bin", "owner"), ("bin", "other-writable"),
+])
+def test_refuses_a_directory_below_the_prefix_that_is_not_root_only(below, how):
+    env = RootEnv(install=False)
+    try:
+        loose = env.prefix / below
+        for path in [*reversed((loose.relative_to(env.root)).parents), loose.relative_to(env.root)]:
+            (env.root / path).mkdir(mode=0o755, exist_ok=True)
+        if how == "owner":
+            subprocess.run(["chown", env.owner_name, str(loose)], check=True)
+        else:
+            loose.chmod(0o775 if how == "group-writable" else 0o757)
+        before = system_snapshot(env)
+        result = env.install()
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"--prefix: the agent could change it: " + str(loose).encode() + b":" in result.stderr
+        assert system_snapshot(env) == before
+        assert not user_exists(env.agent_name) and not env.sudoers.exists()
+    finally:
+        env.close()
+
+
+# -- the agent's name also names its sudoers file, which sudo skips if it has a dot -----------------
+
+@root
+def test_refuses_an_agent_name_with_a_dot():
+    env = RootEnv(install=False)
+    try:
+        env.agent_name = env.agent_name[:4] + "." + env.agent_name[4:]
+        env.sudoers = SUDOERS_DIR / f"clawgate-{env.agent_name}"
+        result = env.install()
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert b"no dot" in result.stderr
+        assert not user_exists(env.agent_name) and not env.sudoers.exists() and not env.prefix.exists()
+    finally:
+        env.close()
+
+
+# -- --uninstall acts only on a root-only manifest that lists only what install.sh makes ------------
+
+def manifest_of(env):
+    return env.prefix / "etc" / "clawgate" / "install.manifest"
+
+
+@root
+@pytest.mark.parametrize("loosen", ["manifest owned by the owner", "manifest group-writable",
+                                    "manifest a symbolic link", "its directory owned by the owner"])
+def test_uninstall_refuses_a_manifest_others_could_write(loosen):
+    with RootEnv() as env:
+        manifest = manifest_of(env)
+        saved = manifest.read_bytes()
+        if loosen == "manifest owned by the owner":
+            os.chown(manifest, int(run(["id", "-u", env.owner_name]).stdout), -1)
+        elif loosen == "manifest group-writable":
+            manifest.chmod(0o664)
+        elif loosen == "manifest a symbolic link":
+            real = env.root / "manifest-elsewhere"
+            real.write_bytes(saved)
+            manifest.unlink()
+            manifest.symlink_to(real)
+        else:
+            os.chown(manifest.parent, int(run(["id", "-u", env.owner_name]).stdout), -1)
+        result = env.uninstall(purge=True)
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"the agent could change it" in result.stderr
+        assert env.sudoers.exists() and env.libexec.exists() and env.door.exists() and env.state.exists()
+        assert user_exists(env.agent_name)
+        # put it back, so that the teardown's uninstall runs
+        os.chown(manifest.parent, 0, 0)
+        manifest.unlink()
+        manifest.write_bytes(saved)
+        manifest.chmod(0o644)
+
+
+@pytest.fixture(scope="module")
+def installed():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with RootEnv() as env:
+        yield env
+
+
+@root
+@pytest.mark.parametrize("forged", [
+    "state /usr", "state /var/lib", "home /", "home /etc", "state {prefix}", "home {root}", "state {prefix}/x",
+    "user root", "user {owner}", "user nobody", "agent x;y", "sudoers /etc/sudoers", "sudoers /etc/sudoers.d/README",
+    "service /etc/passwd", "dir /", "dir /mnt", "migrated /etc {home}/.openclaw", "migrated {root}/x /etc",
+    "home /opt/../usr", "exec /bin/sh",
+])
+def test_uninstall_refuses_a_manifest_listing_what_install_never_makes(installed, forged):
+    """Planned only (--dry-run): without the check the plan removes what the line names."""
+    env = installed
+    manifest = manifest_of(env)
+    saved = manifest.read_bytes()
+    line = forged.format(prefix=env.prefix, root=env.root, owner=env.owner_name, home=env.agent_home)
+    try:
+        manifest.write_bytes(saved + line.encode() + b"\n")
+        result = env.uninstall(True, "--dry-run")
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"not removing anything" in result.stderr and line.encode() in result.stderr
+        assert b"would:" not in result.stdout
+    finally:
+        manifest.write_bytes(saved)
+
+
+@root
+def test_uninstall_accepts_what_install_wrote(installed):
+    """The genuine manifest, also after reinstalls by other owners (one `owner` line each), passes."""
+    env = installed
+    manifest = manifest_of(env)
+    saved = manifest.read_bytes()
+    try:
+        manifest.write_bytes(saved + b"owner cgformer\n")
+        result = env.uninstall(True, "--dry-run")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"would: delete the user {env.agent_name}".encode() in result.stdout
+        assert f"would: remove {env.sudoers}".encode() in result.stdout
+    finally:
+        manifest.write_bytes(saved)
 
 
 # -- the macOS plan, shown on any machine ----------------------------------------------------------
