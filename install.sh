@@ -284,7 +284,7 @@ def systemd_word(word):
     return word.replace("%", "%%").replace("$", "$$")
 
 
-def cmd_render_service(kind, template, agent, group, home, command):
+def cmd_render_service(kind, template, agent, group, home, command, search_path=""):
     argv = shlex.split(command)
     if not argv or any("\n" in word or "\0" in word for word in argv):
         print("the gateway command is empty or has a newline", file=sys.stderr)
@@ -295,7 +295,7 @@ def cmd_render_service(kind, template, agent, group, home, command):
         text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
     else:
         lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
-        text = text.replace("@PROGRAM_ARGUMENTS@", lines)
+        text = text.replace("@PROGRAM_ARGUMENTS@", lines).replace("@SERVICE_PATH@", escape(search_path))
     text = text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
     sys.stdout.write(text)
     return 0
@@ -771,9 +771,27 @@ else
     warn "$gateway_program is not an executable (yet)"
   fi
 fi
+# launchd gives a daemon PATH=/usr/bin:/bin:/usr/sbin:/sbin, where the `#!/usr/bin/env node` of
+# npm's and Homebrew's openclaw finds no node: the plist names the program's directory, the real
+# node's (beside it, or on this PATH), Homebrew's and the system's, each once.
+launchd_search_path() { # PROGRAM
+  local dirs=("$(dirname "$1")") node real dir joined=''
+  node=$(dirname "$1")/node
+  [[ -x $node || $FOREIGN == 1 ]] || node=$(PATH="$PATH:/opt/homebrew/bin:/usr/local/bin" command -v node) || node=''
+  if [[ -x $node && $node == /* ]]; then
+    real=$(helper realpath "$node") || real=$node
+    dirs+=("$(dirname "$node")" "$(dirname "$real")")
+  fi
+  for dir in "${dirs[@]}" /opt/homebrew/bin /usr/local/bin /usr/bin /bin /usr/sbin /sbin; do
+    case :$joined: in *":$dir:"*) ;; *) joined=${joined:+$joined:}$dir ;; esac
+  done
+  printf '%s\n' "$joined"
+}
 if [[ $SERVICE != none ]]; then
+  service_search_path=''
+  [[ $SERVICE_MANAGER != launchd ]] || service_search_path=$(launchd_search_path "$(helper first-word "$GATEWAY_COMMAND")")
   helper render-service "$SERVICE_MANAGER" "$SRC/$SERVICE_TEMPLATE" "$AGENT" "$AGENT_GROUP" "$AGENT_HOME" \
-    "$GATEWAY_COMMAND" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
+    "$GATEWAY_COMMAND" "$service_search_path" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
 fi
 
 # ---------------------------------------------------------------------------------------------
