@@ -774,8 +774,10 @@ fi
 if [[ $FOREIGN == 0 ]]; then
   # The shebang keeps the name given (/usr/bin/python3 outlives a minor upgrade): the directories
   # above that name and the file it resolves to must both be beyond the agent's reach.
-  refuse_writable "interpreter $PYTHON" "$(dirname "$PYTHON")"
-  refuse_writable "interpreter $PYTHON" "$(helper realpath "$PYTHON")"
+  # Refused, it says why: Homebrew's and pyenv's interpreters belong to the user who installed them.
+  interpreter="interpreter $PYTHON (it runs elevate as root, so it and every directory above it must be root's alone: use /usr/bin/python3 or a root-owned Python 3.9+)"
+  refuse_writable "$interpreter" "$(dirname "$PYTHON")"
+  refuse_writable "$interpreter" "$(helper realpath "$PYTHON")"
   pypaths=$(helper pyinfo) || abort "$PYTHON: $pypaths" "$EX_UNSAFE"
   while read -r pypath; do
     refuse_writable "the standard library of $PYTHON" "$pypath"
@@ -1106,15 +1108,14 @@ fi
 # 7. The service, as the agent.
 service_running() {
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    launchctl print "system/ai.openclaw.gateway" >/dev/null 2>&1
+    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$SERVICE_NAME" >/dev/null 2>&1
   else
     systemctl is-enabled --quiet "$SERVICE_NAME" 2>/dev/null
   fi
 }
 start_service() {
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    launchctl bootout "system/ai.openclaw.gateway" >/dev/null 2>&1
-    launchctl bootstrap system "$SERVICE_FILE"
+    "$SRC/launchd/load-job" "$SERVICE_NAME" "$SERVICE_FILE" # waits out a bootout, retries once
   else
     systemctl daemon-reload && systemctl enable "$SERVICE_NAME" && systemctl restart "$SERVICE_NAME"
   fi
@@ -1133,6 +1134,7 @@ if [[ $SERVICE != none ]]; then
   [[ $DRY_RUN == 1 ]] || record "service $SERVICE_FILE"
   if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
     change "load it: launchctl bootstrap system $SERVICE_FILE" true
+    "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"
   elif can_manage_service; then
     if [[ $CHANGES != "$before" ]] || ! service_running; then
       change "start $SERVICE_NAME" start_service
