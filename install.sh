@@ -1115,7 +1115,7 @@ service_running() {
 }
 start_service() {
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    "$SRC/launchd/load-job" "$SERVICE_NAME" "$SERVICE_FILE" # waits out a bootout, retries once
+    bash "$SRC/launchd/load-job" "$SERVICE_NAME" "$SERVICE_FILE" # waits out a bootout, retries once
   else
     systemctl daemon-reload && systemctl enable "$SERVICE_NAME" && systemctl restart "$SERVICE_NAME"
   fi
@@ -1134,7 +1134,7 @@ if [[ $SERVICE != none ]]; then
   [[ $DRY_RUN == 1 ]] || record "service $SERVICE_FILE"
   if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
     change "load it: launchctl bootstrap system $SERVICE_FILE" true
-    "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"
+    bash "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"
   elif can_manage_service; then
     if [[ $CHANGES != "$before" ]] || ! service_running; then
       change "start $SERVICE_NAME" start_service
