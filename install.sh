@@ -199,6 +199,31 @@ fi
 [[ $DRY_RUN == 1 ]] || take_lock
 [[ -x $PYTHON ]] || [[ $FOREIGN == 1 ]] || abort "$PYTHON: no such interpreter (pass --python PATH)" "$EX_UNSAFE"
 
+# macOS: /usr/bin/python3 is an xcrun shim. Without the Command Line Tools it opens an install
+# dialog and exits 1; with Xcode selected and its licence not accepted xcrun exits 69; CLT 13 ships
+# Python 3.8. Each is told here, before the interpreter runs anything else. A plan made on another
+# machine checks only when it is given an xcode-select to ask (tests pass fakes).
+XCODE_SELECT=${CLAWGATE_XCODE_SELECT:-/usr/bin/xcode-select}
+check_developer_tools() {
+  local out status
+  "$XCODE_SELECT" -p >/dev/null 2>&1 \
+    || abort "the Command Line Tools are not installed (xcode-select -p fails); install them with: xcode-select --install, then run me again" "$EX_UNSAFE"
+  out=$("$PYTHON" -I -c 'import sys; print("%d.%d" % sys.version_info[:2]); sys.exit(sys.version_info < (3, 9))' 2>&1)
+  status=$?
+  case $status in
+    0) ;;
+    69) abort "$PYTHON: Xcode's licence is not accepted (xcrun exit 69); accept it with: sudo xcodebuild -license accept (or select the Command Line Tools: sudo xcode-select --switch /Library/Developer/CommandLineTools)" "$EX_UNSAFE" ;;
+    1) if [[ $out =~ ^3\.[0-9]+$ ]]; then
+         abort "$PYTHON is Python $out; clawgate needs 3.9 or later: update the Command Line Tools to 14 or later (softwareupdate --list, or xcode-select --install), or pass --python PATH" "$EX_UNSAFE"
+       fi
+       abort "$PYTHON does not run (${out%%$'\n'*}); install the Command Line Tools with: xcode-select --install, then run me again" "$EX_UNSAFE" ;;
+    *) abort "$PYTHON does not run (exit $status: ${out%%$'\n'*}); pass --python PATH" "$EX_UNSAFE" ;;
+  esac
+}
+if [[ $TARGET_OS == darwin && ( $FOREIGN == 0 || -x $XCODE_SELECT ) ]]; then
+  check_developer_tools
+fi
+
 # The helper runs on the host's interpreter (for a foreign plan the target's may not exist here).
 HELPER_PY=$PYTHON
 [[ $FOREIGN == 0 ]] || HELPER_PY=$(command -v python3) || abort "python3 is needed to show a plan"
@@ -284,7 +309,7 @@ def systemd_word(word):
     return word.replace("%", "%%").replace("$", "$$")
 
 
-def cmd_render_service(kind, template, agent, group, home, command):
+def cmd_render_service(kind, template, agent, group, home, command, search_path=""):
     argv = shlex.split(command)
     if not argv or any("\n" in word or "\0" in word for word in argv):
         print("the gateway command is empty or has a newline", file=sys.stderr)
@@ -295,7 +320,7 @@ def cmd_render_service(kind, template, agent, group, home, command):
         text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
     else:
         lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
-        text = text.replace("@PROGRAM_ARGUMENTS@", lines)
+        text = text.replace("@PROGRAM_ARGUMENTS@", lines).replace("@SERVICE_PATH@", escape(search_path))
     text = text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
     sys.stdout.write(text)
     return 0
@@ -399,11 +424,15 @@ PYTHON
 helper() { "$HELPER_PY" -I "$STAGE/helper.py" "$@"; }
 
 # All paths are used in their canonical form: sudo, the chain check and doctor see the same path.
+# A helper that cannot run stops the install here, not several checks later with a wrong reason.
 canonical() {
-  if [[ $FOREIGN == 1 ]]; then printf '%s\n' "$1"; else helper realpath "$1"; fi
+  if [[ $FOREIGN == 1 ]]; then printf '%s\n' "$1"; return 0; fi
+  helper realpath "$1" || abort "$HELPER_PY cannot run the installer's helper (resolving $1); pass --python PATH" "$EX_UNSAFE"
 }
-PREFIX=$(canonical "$PREFIX") STATE_DIR=$(canonical "$STATE_DIR") AGENT_HOME=$(canonical "$AGENT_HOME")
-SERVICE_DIR=$(canonical "$SERVICE_DIR")
+PREFIX=$(canonical "$PREFIX") || exit
+STATE_DIR=$(canonical "$STATE_DIR") || exit
+AGENT_HOME=$(canonical "$AGENT_HOME") || exit
+SERVICE_DIR=$(canonical "$SERVICE_DIR") || exit
 LIBEXEC=$PREFIX/libexec/clawgate
 BINDIR=$PREFIX/bin
 ETCDIR=$PREFIX/etc/clawgate
@@ -467,6 +496,12 @@ name_of_gid() {
   printf '%s' "$cached"
 }
 user_exists() { [[ $FOREIGN == 0 ]] && id -u "$1" >/dev/null 2>&1; }
+dscl_bin() { "${CLAWGATE_DSCL:-/usr/bin/dscl}" "$@"; }
+# A user listed in the manifest may be half-made on macOS (a dscl refused mid-way): any record counts.
+user_left() {
+  user_exists "$1" || { [[ $TARGET_OS == darwin && $FOREIGN == 0 ]] \
+    && { dscl_bin . -read "/Users/$1" >/dev/null 2>&1 || dscl_bin . -read "/Groups/$1" >/dev/null 2>&1; }; }
+}
 primary_group() { id -gn "$1" 2>/dev/null || echo "$1"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -615,14 +650,14 @@ uninstall() {
       [[ -e $path ]] && change "remove the state $path" rm -rf "$path"
     done < <(manifest_lines state)
     while read -r path; do
-      user_exists "$path" && change "delete the user $path" delete_user "$path"
+      user_left "$path" && change "delete the user $path" delete_user "$path"
     done < <(manifest_lines user)
     while read -r path; do
       [[ -e $path ]] && change "remove the agent's home $path" rm -rf "$path"
     done < <(manifest_lines home)
   else
     while read -r path; do [[ -e $path ]] && kept+=("state $path"); done < <(manifest_lines state)
-    while read -r path; do user_exists "$path" && kept+=("user $path"); done < <(manifest_lines user)
+    while read -r path; do user_left "$path" && kept+=("user $path"); done < <(manifest_lines user)
     while read -r path; do [[ -e $path ]] && kept+=("home $path"); done < <(manifest_lines home)
   fi
 
@@ -663,7 +698,10 @@ move_back() { # TO FROM OWNER: undo --migrate-from
 
 delete_user() {
   if [[ $TARGET_OS == darwin ]]; then
-    dscl . -delete "/Users/$1" && { dscl . -delete "/Groups/$1" 2>/dev/null || true; }
+    local record
+    for record in "/Users/$1" "/Groups/$1"; do # each that exists: a half-made user may lack either
+      if dscl_bin . -read "$record" >/dev/null 2>&1; then dscl_bin . -delete "$record" || return 1; fi
+    done
   else
     userdel "$1"
   fi
@@ -717,13 +755,29 @@ fi
 AGENT_GROUP=$AGENT
 [[ $AGENT_EXISTS == 0 ]] || AGENT_GROUP=$(primary_group "$AGENT")
 
+# macOS: writing a user record's home needs Full Disk Access (TCC) for the terminal; refused
+# half-way, dscl leaves a half-made user. Asked before anything changes, as nix-darwin does: set
+# nobody's home to what it already is (a dry run asks too, as root; other users cannot write).
+may_change_user_records() {
+  local home
+  home=$(dscl_bin . -read /Users/nobody NFSHomeDirectory 2>/dev/null) || return 1
+  home=${home#NFSHomeDirectory: }
+  dscl_bin . -change /Users/nobody NFSHomeDirectory "$home" "$home" >/dev/null 2>&1
+}
+if [[ $TARGET_OS == darwin && $AGENT_EXISTS == 0 && $(id -u) == 0 ]] && [[ -x ${CLAWGATE_DSCL:-/usr/bin/dscl} ]]; then
+  may_change_user_records \
+    || abort "macOS refused dscl a change to a user record (it needs Full Disk Access): allow your terminal in System Settings > Privacy & Security > Full Disk Access (over SSH: General > Sharing > Remote Login (i) > Allow full disk access for remote users), then run me again; nothing was changed" "$EX_DENIED"
+fi
+
 # Code runs as the owner and as root: the interpreter, its stdlib and every directory above the
 # install must be beyond the agent's reach (and the owner's: elevate runs as root).
 if [[ $FOREIGN == 0 ]]; then
   # The shebang keeps the name given (/usr/bin/python3 outlives a minor upgrade): the directories
   # above that name and the file it resolves to must both be beyond the agent's reach.
-  refuse_writable "interpreter $PYTHON" "$(dirname "$PYTHON")"
-  refuse_writable "interpreter $PYTHON" "$(helper realpath "$PYTHON")"
+  # Refused, it says why: Homebrew's and pyenv's interpreters belong to the user who installed them.
+  interpreter="interpreter $PYTHON (it runs elevate as root, so it and every directory above it must be root's alone: use /usr/bin/python3 or a root-owned Python 3.9+)"
+  refuse_writable "$interpreter" "$(dirname "$PYTHON")"
+  refuse_writable "$interpreter" "$(helper realpath "$PYTHON")"
   pypaths=$(helper pyinfo) || abort "$PYTHON: $pypaths" "$EX_UNSAFE"
   while read -r pypath; do
     refuse_writable "the standard library of $PYTHON" "$pypath"
@@ -771,9 +825,27 @@ else
     warn "$gateway_program is not an executable (yet)"
   fi
 fi
+# launchd gives a daemon PATH=/usr/bin:/bin:/usr/sbin:/sbin, where the `#!/usr/bin/env node` of
+# npm's and Homebrew's openclaw finds no node: the plist names the program's directory, the real
+# node's (beside it, or on this PATH), Homebrew's and the system's, each once.
+launchd_search_path() { # PROGRAM
+  local dirs=("$(dirname "$1")") node real dir joined=''
+  node=$(dirname "$1")/node
+  [[ -x $node || $FOREIGN == 1 ]] || node=$(PATH="$PATH:/opt/homebrew/bin:/usr/local/bin" command -v node) || node=''
+  if [[ -x $node && $node == /* ]]; then
+    real=$(helper realpath "$node") || real=$node
+    dirs+=("$(dirname "$node")" "$(dirname "$real")")
+  fi
+  for dir in "${dirs[@]}" /opt/homebrew/bin /usr/local/bin /usr/bin /bin /usr/sbin /sbin; do
+    case :$joined: in *":$dir:"*) ;; *) joined=${joined:+$joined:}$dir ;; esac
+  done
+  printf '%s\n' "$joined"
+}
 if [[ $SERVICE != none ]]; then
+  service_search_path=''
+  [[ $SERVICE_MANAGER != launchd ]] || service_search_path=$(launchd_search_path "$(helper first-word "$GATEWAY_COMMAND")")
   helper render-service "$SERVICE_MANAGER" "$SRC/$SERVICE_TEMPLATE" "$AGENT" "$AGENT_GROUP" "$AGENT_HOME" \
-    "$GATEWAY_COMMAND" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
+    "$GATEWAY_COMMAND" "$service_search_path" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -877,7 +949,6 @@ create_user_linux() {
   useradd --system --user-group --home-dir "$AGENT_HOME" --no-create-home --shell "$AGENT_SHELL" \
     --comment "OpenClaw agent (clawgate)" "$AGENT"
 }
-dscl_bin() { "${CLAWGATE_DSCL:-/usr/bin/dscl}" "$@"; }
 free_darwin_id() {
   # Hidden users live below 500; take the lowest id that no user and no group holds.
   local listing
@@ -891,32 +962,36 @@ free_darwin_id() {
   fi
   printf '%s\n' "$listing" | helper free-id 401 499
 }
+dscl_create() { # RECORD [KEY VALUE]: the one list of dscl commands, run, or shown in a dry run
+  if [[ $DRY_RUN == 1 ]]; then
+    local word shown=''
+    for word in "$@"; do [[ $word == *' '* ]] && word="\"$word\""; shown+=" $word"; done
+    echo "would: dscl . -create${shown}"
+    return 0
+  fi
+  dscl_bin . -create "$@"
+}
 create_user_darwin() {
   local id=$1 user=/Users/$AGENT group=/Groups/$AGENT
-  dscl_bin . -create "$group" && dscl_bin . -create "$group" PrimaryGroupID "$id" \
-    && dscl_bin . -create "$group" Password '*' \
-    && dscl_bin . -create "$user" && dscl_bin . -create "$user" UniqueID "$id" \
-    && dscl_bin . -create "$user" PrimaryGroupID "$id" && dscl_bin . -create "$user" UserShell "$AGENT_SHELL" \
-    && dscl_bin . -create "$user" NFSHomeDirectory "$AGENT_HOME" \
-    && dscl_bin . -create "$user" RealName "OpenClaw agent (clawgate)" \
-    && dscl_bin . -create "$user" IsHidden 1 && dscl_bin . -create "$user" Password '*'
+  dscl_create "$group" && dscl_create "$group" PrimaryGroupID "$id" && dscl_create "$group" Password '*' \
+    && dscl_create "$user" && dscl_create "$user" UniqueID "$id" \
+    && dscl_create "$user" PrimaryGroupID "$id" && dscl_create "$user" UserShell "$AGENT_SHELL" \
+    && dscl_create "$user" NFSHomeDirectory "$AGENT_HOME" \
+    && dscl_create "$user" RealName "OpenClaw agent (clawgate)" \
+    && dscl_create "$user" IsHidden 1 && dscl_create "$user" Password '*'
 }
 if [[ $AGENT_EXISTS == 0 ]]; then
   if [[ $TARGET_OS == darwin ]]; then
     agent_id=$(free_darwin_id) || abort "no free user id between 401 and 499 (or dscl failed)" "$EX_UNSAFE"
-    for attribute in "PrimaryGroupID $agent_id" "Password *"; do
-      [[ $DRY_RUN == 1 ]] && echo "would: dscl . -create /Groups/$AGENT $attribute"
-    done
-    for attribute in "UniqueID $agent_id" "PrimaryGroupID $agent_id" "UserShell $AGENT_SHELL" \
-      "NFSHomeDirectory $AGENT_HOME" "IsHidden 1" "Password *"; do
-      [[ $DRY_RUN == 1 ]] && echo "would: dscl . -create /Users/$AGENT $attribute"
-    done
+    # Listed before the first dscl -create: a run stopped half-way leaves a user --uninstall --purge removes.
+    if [[ $DRY_RUN == 1 ]]; then echo "would: list user $AGENT in $MANIFEST"; else record "user $AGENT"; fi
     change "create the hidden user $AGENT (uid $agent_id, group $AGENT, no password, not admin)" \
       create_user_darwin "$agent_id"
+    [[ $DRY_RUN == 0 ]] || create_user_darwin "$agent_id"
   else
     change "create the system user $AGENT (no password, not in any admin group)" create_user_linux
+    [[ $DRY_RUN == 1 ]] || record "user $AGENT"
   fi
-  [[ $DRY_RUN == 1 ]] || record "user $AGENT"
 fi
 [[ $(stat_of "$AGENT_HOME") != missing ]] || { [[ $DRY_RUN == 1 ]] || record "home $AGENT_HOME"; }
 ensure_parents "$AGENT_HOME"
@@ -1033,15 +1108,14 @@ fi
 # 7. The service, as the agent.
 service_running() {
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    launchctl print "system/ai.openclaw.gateway" >/dev/null 2>&1
+    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$SERVICE_NAME" >/dev/null 2>&1
   else
     systemctl is-enabled --quiet "$SERVICE_NAME" 2>/dev/null
   fi
 }
 start_service() {
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    launchctl bootout "system/ai.openclaw.gateway" >/dev/null 2>&1
-    launchctl bootstrap system "$SERVICE_FILE"
+    bash "$SRC/launchd/load-job" "$SERVICE_NAME" "$SERVICE_FILE" # waits out a bootout, retries once
   else
     systemctl daemon-reload && systemctl enable "$SERVICE_NAME" && systemctl restart "$SERVICE_NAME"
   fi
@@ -1060,6 +1134,7 @@ if [[ $SERVICE != none ]]; then
   [[ $DRY_RUN == 1 ]] || record "service $SERVICE_FILE"
   if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
     change "load it: launchctl bootstrap system $SERVICE_FILE" true
+    bash "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"
   elif can_manage_service; then
     if [[ $CHANGES != "$before" ]] || ! service_running; then
       change "start $SERVICE_NAME" start_service

@@ -196,3 +196,18 @@ def test_doctor_fails_without_a_seed_and_without_the_service():
 @pytest.mark.root
 def test_doctor_as_the_agent_is_refused(env):
     assert env.agent("doctor").returncode == 1
+
+
+@pytest.mark.root
+def test_doctor_catches_another_account_on_the_agents_uid(env):
+    """macOS upgrades have handed out uids in the hidden-user range: whoever shares the uid is the agent."""
+    uid = subprocess.run(["id", "-u", env.agent_name], capture_output=True, check=True).stdout.decode().strip()
+    other = "cgdup" + os.urandom(4).hex()
+    subprocess.run(["useradd", "--non-unique", "--uid", uid, "--no-create-home", "--no-user-group", "--gid",
+                    "nogroup", "--shell", "/usr/sbin/nologin", other], check=True)
+    try:
+        result = env.doctor()
+    finally:
+        subprocess.run(["userdel", other], capture_output=True)
+    assert result.returncode == 1
+    assert f"uid {uid} of {env.agent_name} also belongs to {other}".encode() in result.stdout
