@@ -14,7 +14,7 @@ import time
 
 from . import fsio
 from .errors import unsafe
-from .lean import Record
+from .records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
 if TYPE_CHECKING:  # that name its types are strings, never evaluated at run time
@@ -83,6 +83,7 @@ def _chain(prev_hash: bytes, prefix: bytes) -> bytes:
 
 
 class _Tail(Record):
+    __slots__ = ("seq", "hash", "needs_newline")
     seq: int
     hash: bytes
     needs_newline: bool
@@ -198,6 +199,7 @@ def _to_syslog(prefix: bytes) -> None:
 
 
 class Problem(Record):
+    __slots__ = ("line", "reason")
     line: int
     reason: str
 

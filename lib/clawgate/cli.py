@@ -13,7 +13,7 @@ from . import config as config_mod
 from . import layout as layout_mod
 from . import state
 from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied, unsafe
-from .lean import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
+from .records import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def die(code: int, message: str) -> "NoReturn":  # type: ignore[name-defined]  #
 
 
 class Caller(Record):
+    __slots__ = ("uid", "name", "role")
     uid: int
     name: str
     role: str  # "owner", "agent" or "root"
@@ -45,6 +46,7 @@ class Caller(Record):
 
 
 class Context(Record):
+    __slots__ = ("cfg", "caller", "layout")
     cfg: config_mod.Config
     caller: Caller
     layout: layout_mod.Layout

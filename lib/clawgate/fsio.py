@@ -50,14 +50,18 @@ def read_checked(path: str, owner_uid: int, secret: bool = True) -> "bytes | Non
     if fd is None:
         return None
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        return read_fd(fd)
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -130,20 +134,6 @@ def ensure_private_dir(path: str, owner_uid: int) -> str:
         pass
     check_dir(path, owner_uid)
     return path
-
-
-def check_trusted_file(path: str, allowed_uids: "tuple[int, ...]") -> None:
-    """For config: owned by root or the owner, not writable by group or others."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise unsafe(f"{path}: missing (is clawgate installed?)") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise unsafe(f"{path}: not a regular file")
-    if st.st_uid not in allowed_uids:
-        raise unsafe(f"{path}: owned by uid {st.st_uid}; must be root's")
-    if st.st_mode & 0o022:
-        raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is writable by others")
 
 
 class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:`

@@ -6,10 +6,11 @@ arguments: PREFIX/libexec/clawgate/PROG reads PREFIX/etc/clawgate/clawgate.conf.
 
 import os
 
-from .lean import Record
+from .records import Record
 
 
 class Layout(Record):
+    __slots__ = ("prefix", "libexec", "config")
     prefix: str
     libexec: str
     config: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import durations, grants, lean, names, tiers
+from . import durations, grants, names, tiers
 from .cli import Context
 from .store import open_store
 
@@ -27,7 +27,9 @@ def secrets_table(ctx: Context, now: float) -> List[Dict[str, object]]:
 
 def print_secrets(rows: List[Dict[str, object]], as_json: bool) -> None:
     if as_json:
-        print(lean.dumps(rows))  # json.dumps, without importing json (and re)
+        import json  # here: only --json speaks it
+
+        print(json.dumps(rows))
         return
     width = max([len(str(row["name"])) for row in rows] + [4])
     for row in rows:
@@ -55,7 +57,9 @@ def status(ctx: Context, now: float) -> Dict[str, object]:
 
 def print_status(report: Dict[str, object], as_json: bool) -> None:
     if as_json:
-        print(lean.dumps(report))
+        import json  # here: only --json speaks it
+
+        print(json.dumps(report))
         return
     for grant in report["grants"]:  # type: ignore[union-attr]
         print(f"grant  {grant['name']}  ({grant['tier']}, {durations.show(grant['expires_in'])} left)")
