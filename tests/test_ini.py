@@ -5,6 +5,8 @@ way must never be read another way by clawgate. (Moved from test_lean.py with le
 """
 
 import configparser
+import os
+import pwd
 import random
 
 import pytest
@@ -117,3 +119,54 @@ def test_a_config_read_ini_refuses_is_exit_6(tmp_path):
         config_mod.load(str(path))
     assert refused.value.code == UNSAFE
     assert "not a valid config (line 3: indented" in refused.value.message
+
+
+# -- config.load: checked and read through one descriptor ----------------------------------------
+
+CONFIG = "[clawgate]\nowner = {owner}\nagent_user = {agent}\nstate_dir = /var/lib/clawgate\n"
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to other users needs root")
+
+
+def _config(tmp_path, owner="nobody", agent="daemon", uid=None):
+    path = tmp_path / "clawgate.conf"
+    path.write_text(CONFIG.format(owner=owner, agent=agent))
+    path.chmod(0o644)
+    if uid is not None:
+        os.chown(path, uid, 0)
+    return path
+
+
+def _refused(path) -> str:
+    with pytest.raises(ClawgateError) as refused:
+        config_mod.load(str(path))
+    assert refused.value.code == UNSAFE
+    return refused.value.message
+
+
+@needs_root
+def test_a_config_owned_by_root_or_the_owner_it_names_is_read(tmp_path):
+    assert config_mod.load(str(_config(tmp_path, uid=0))).owner.name == "nobody"
+    path = _config(tmp_path, uid=pwd.getpwnam("nobody").pw_uid)
+    assert config_mod.load(str(path)).agent.name == "daemon"
+
+
+@needs_root
+def test_a_config_owned_by_anyone_else_is_refused_even_the_one_who_runs(tmp_path):
+    path = _config(tmp_path, uid=pwd.getpwnam("daemon").pw_uid)  # the agent's own config
+    assert "owned by uid" in _refused(path)
+    os.chown(path, 54321, 0)
+    assert "owned by uid 54321" in _refused(path)
+
+
+def test_a_config_writable_by_others_or_not_a_file_is_refused(tmp_path):
+    path = _config(tmp_path)
+    path.chmod(0o666)
+    assert "writable by others" in _refused(path)
+    link = tmp_path / "link.conf"
+    link.symlink_to(path)
+    path.chmod(0o644)
+    assert "cannot open safely" in _refused(link)
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo, 0o644)
+    assert "not a regular file" in _refused(fifo)  # and the open did not hang
+    assert "missing" in _refused(tmp_path / "nothing.conf")

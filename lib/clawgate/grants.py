@@ -44,10 +44,10 @@ def _parse(raw: bytes, name: str) -> "Optional[Grant]":
             import json
 
             record = json.loads(raw)
-        else:  # every field once, the last line ended: a cut or padded record is damaged
+        else:  # every field once, each line ended (a cut last line is left out): else damaged
             lines = raw.decode("utf-8").split("\n")
             record = dict(line.partition("=")[::2] for line in lines[:-1])
-            if lines[-1] or len(record) != len(lines) - 1 or set(record) != set(Grant.__slots__):
+            if len(record) != len(lines) - 1 or set(record) != set(Grant.__slots__):
                 return None
         grant = Grant(
             str(record["name"]), str(record["tier"]), float(record["granted_at"]),
