@@ -24,9 +24,9 @@ try:  # hashlib pulls in OpenSSL, which costs more than the rest of a `get`
     from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
 except ImportError:  # pragma: no cover - depends on the interpreter
     try:
-        from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
+        from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
     except ImportError:
-        from hashlib import sha256  # type: ignore[no-redef]
+        from hashlib import sha256
 
 GENESIS = b"0" * 64
 _HASH_KEY = b',"hash":"'
@@ -62,7 +62,7 @@ def _encode(value: object) -> str:
     return _quote(str(value))
 
 
-_last_stamp = [None, ""]  # (time, its text): a batch stamps all its lines with one time
+_last_stamp: list = [None, ""]  # (time, its text): a batch stamps all its lines with one time
 
 
 def _stamp(now: float) -> str:
@@ -228,7 +228,7 @@ def verify_lines(lines: "Iterable[bytes]") -> "Tuple[int, List[Problem]]":
 
 
 def read_lines(path: str, owner_uid: int) -> "Iterator[bytes]":
-    fd = fsio.open_checked(path, owner_uid, secret=True)
+    fd = fsio.open_checked(path, owner_uid)
     if fd is None:
         return
     with os.fdopen(fd, "rb", buffering=1 << 20) as handle:

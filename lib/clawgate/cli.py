@@ -30,10 +30,6 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def die(code: int, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    raise ClawgateError(code, message)
-
-
 class Caller(Record):
     __slots__ = ("uid", "name", "role")
     uid: int
@@ -83,7 +79,7 @@ class _AuditBatch:
 
     def __exit__(self, *exc: object) -> None:
         global _held
-        records, _held = _held, None
+        records, _held = _held or [], None
         cfg = self._ctx.cfg
         audit_log.append_many(state.path(cfg, "audit.log"), cfg.owner.uid, records, time.time())
 
@@ -110,15 +106,14 @@ def identify(cfg: config_mod.Config) -> Caller:
     raise denied("this user may not use clawgate")
 
 
-def context(script: str, *, run_as_owner: bool = True) -> Context:
+def context(script: str) -> Context:
     """Config, safety checks and caller for a program installed at PREFIX/libexec/clawgate/."""
     layout = layout_mod.of_program(script)
     cfg = config_mod.load(layout.config)
-    if run_as_owner and os.geteuid() != cfg.owner.uid:
+    if os.geteuid() != cfg.owner.uid:
         raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")
-    if run_as_owner:
-        state.check(cfg)
-        _lift_file_size_limit()
+    state.check(cfg)
+    _lift_file_size_limit()
     return Context(cfg, identify(cfg), layout)
 
 

@@ -27,7 +27,7 @@ class Principal(Record):
 
 
 class Config(Record):
-    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain")
+    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service")
     path: str
     owner: Principal
     agent: Principal
@@ -36,6 +36,7 @@ class Config(Record):
     ttl: "dict[str, int]"
     security: str
     keychain: str
+    service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -110,6 +111,7 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         ttl=_ttl_caps(path, sections),
         security=_value(sections, "keychain", "security", DEFAULT_SECURITY).strip(),
         keychain=keychain,
+        service=sections.get("service", {}),
     )
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class Record:
-    __slots__ = ()
+    __slots__: "tuple[str, ...]" = ()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         fields = self.__slots__
