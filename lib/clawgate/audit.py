@@ -10,9 +10,8 @@ the log. Lines carry names, callers and decisions, never secret values.
 
 import os
 import stat
-import time
 
-from . import fsio
+from . import durations, fsio
 from .errors import unsafe
 from .records import Record
 
@@ -67,7 +66,7 @@ _last_stamp: list = [None, ""]  # (time, its text): a batch stamps all its lines
 
 def _stamp(now: float) -> str:
     if _last_stamp[0] != now:
-        _last_stamp[:] = [now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))]
+        _last_stamp[:] = [now, durations.stamp(now)]
     return _last_stamp[1]
 
 

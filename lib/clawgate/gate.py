@@ -7,10 +7,9 @@ uses of one code exactly one wins. Every outcome reads the same to the caller
 """
 
 import json
-import time
 from typing import NamedTuple
 
-from . import fsio, lockout, seed, state, totp
+from . import durations, fsio, lockout, seed, state, totp
 from .cli import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe
 
@@ -50,7 +49,7 @@ def _lock(ctx: Context):
 
 
 def until_text(when: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    return durations.stamp(when)
 
 
 def locked_out(until: float) -> ClawgateError:
