@@ -41,6 +41,9 @@ class CrashingStore:
     def get(self, name):
         return self._real.get(name)
 
+    def names(self):
+        return self._real.names()
+
     def put(self, name, value):
         raise Crash(name)
 
