@@ -18,6 +18,8 @@ test: $(VENV)/.ready lint
 lint: $(VENV)/.ready
 	$(VENV)/bin/shellcheck -x install.sh bin/clawgate launchd/load-job $(wildcard tests/*.sh tests/fakes/*.sh .ci/run)
 	$(PY) -m compileall -q bin lib > /dev/null
+	$(VENV)/bin/ruff check --quiet .
+	$(VENV)/bin/mypy
 
 demo:
 	bash tests/demo.sh

@@ -152,14 +152,14 @@ FOREIGN=0
 if [[ $TARGET_OS == darwin ]]; then
   ROOT_GROUP=wheel
   : "${STATE_DIR:=/var/db/clawgate}" "${STORE:=keychain}" "${SERVICE_DIR:=/Library/LaunchDaemons}"
-  SERVICE_MANAGER=launchd SERVICE_NAME=ai.openclaw.gateway
-  SERVICE_TEMPLATE=launchd/ai.openclaw.gateway.plist SERVICE_FILE_NAME=ai.openclaw.gateway.plist
+  SERVICE_MANAGER=launchd SERVICE_NAME=ai.openclaw.gateway # the launchd label
+  SERVICE_FILE_NAME=$SERVICE_NAME.plist SERVICE_TEMPLATE=launchd/$SERVICE_NAME.plist
   AGENT_SHELL=/bin/zsh
 else
   ROOT_GROUP=root
   : "${STATE_DIR:=/var/lib/clawgate}" "${STORE:=file}" "${SERVICE_DIR:=/etc/systemd/system}"
   SERVICE_MANAGER=systemd SERVICE_NAME=openclaw-gateway.service
-  SERVICE_TEMPLATE=systemd/openclaw-gateway.service SERVICE_FILE_NAME=openclaw-gateway.service
+  SERVICE_FILE_NAME=$SERVICE_NAME SERVICE_TEMPLATE=systemd/$SERVICE_NAME
   AGENT_SHELL=/bin/bash
 fi
 case $STORE in file | keychain) ;; *) abort "--store must be file or keychain" "$EX_USAGE" ;; esac
@@ -229,199 +229,11 @@ HELPER_PY=$PYTHON
 [[ $FOREIGN == 0 ]] || HELPER_PY=$(command -v python3) || abort "python3 is needed to show a plan"
 
 # ---------------------------------------------------------------------------------------------
-# the Python helper: path checks, rendering (run with -I: no environment, no user site)
+# the Python helper: path checks, rendering (lib/clawgate/installcheck.py, shared with doctor),
+# run from a staged copy with -I (no environment, no user site) and -B (nothing written beside it)
 # ---------------------------------------------------------------------------------------------
-cat >"$STAGE/helper.py" <<'PYTHON'
-import configparser, grp, json, os, pwd, re, shlex, stat, sys, sysconfig
-from xml.sax.saxutils import escape
-
-
-def name_of(uid, db, attr):
-    try:
-        return getattr(db(uid), attr)
-    except KeyError:
-        return str(uid)
-
-
-def cmd_realpath(path):
-    print(os.path.realpath(path))
-    return 0
-
-
-def cmd_chain(path, *owners):
-    """Every existing directory from path up to / owned by root (or one of owners), not g/o-writable."""
-    allowed = {0} | {pwd.getpwnam(owner).pw_uid for owner in owners if owner}
-    bad = 0
-    current = path
-    while True:
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            st = None
-        if st is not None:
-            if stat.S_ISLNK(st.st_mode):
-                print(f"{current}: is a symbolic link")
-                bad = 1
-            elif st.st_uid not in allowed:
-                print(f"{current}: owned by {name_of(st.st_uid, pwd.getpwuid, 'pw_name')}")
-                bad = 1
-            elif st.st_mode & 0o022:
-                print(f"{current}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
-                bad = 1
-        if current == "/":
-            return bad
-        current = os.path.dirname(current)
-
-
-def cmd_pyinfo():
-    """The stdlib directories an isolated interpreter imports from; exit 1 below Python 3.9."""
-    if sys.version_info < (3, 9):
-        print(f"Python {sys.version_info[0]}.{sys.version_info[1]} is too old (3.9 or later)")
-        return 1
-    paths = sysconfig.get_paths()
-    for key in ("stdlib", "platstdlib"):
-        print(os.path.realpath(paths[key]))
-    print(os.path.realpath(os.path.join(paths["platstdlib"], "lib-dynload")))
-    return 0
-
-
-def cmd_keep(conf):
-    """Sections of an existing config the owner may have tuned ([ttl], [keychain]), to carry over."""
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(conf, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (OSError, configparser.Error, UnicodeDecodeError):
-        return 0
-    for section in ("ttl", "keychain"):
-        if parser.has_section(section):
-            print(f"\n[{section}]")
-            for key, value in parser.items(section):
-                if "\n" not in value:
-                    print(f"{key} = {value}")
-    return 0
-
-
-def systemd_word(word):
-    if not word.replace("_", "").replace(".", "").replace("/", "").replace("-", "").replace("=", "") \
-            .replace(":", "").replace("@", "").replace("+", "").replace(",", "").isalnum():
-        word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return word.replace("%", "%%").replace("$", "$$")
-
-
-def cmd_render_service(kind, template, agent, group, home, command, search_path=""):
-    argv = shlex.split(command)
-    if not argv or any("\n" in word or "\0" in word for word in argv):
-        print("the gateway command is empty or has a newline", file=sys.stderr)
-        return 2
-    with open(template, encoding="utf-8") as handle:
-        text = handle.read()
-    if kind == "systemd":
-        text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
-    else:
-        lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
-        text = text.replace("@PROGRAM_ARGUMENTS@", lines).replace("@SERVICE_PATH@", escape(search_path))
-    text = text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
-    sys.stdout.write(text)
-    return 0
-
-
-def cmd_first_word(command):
-    argv = shlex.split(command)
-    print(argv[0] if argv else "")
-    return 0
-
-
-def cmd_free_id(low, high):
-    """The lowest id in [low, high] that no user and no group has (dscl listings on stdin)."""
-    used = set()
-    for line in sys.stdin:
-        fields = line.split()
-        if len(fields) >= 2 and fields[-1].lstrip("-").isdigit():
-            used.add(int(fields[-1]))
-    for candidate in range(int(low), int(high) + 1):
-        if candidate not in used:
-            print(candidate)
-            return 0
-    return 1
-
-
-# / and every top-level directory, whatever lies in the system's own trees, and what sits right below /var.
-SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
-                "/sys", "/run", "/System", "/Library", "/private/etc")
-SYSTEM_PARENTS = ("/", "/var", "/private", "/private/var")
-
-
-def is_system_dir(path):
-    return path == "/" or os.path.dirname(path) in SYSTEM_PARENTS \
-        or any(path == tree or path.startswith(tree + "/") for tree in SYSTEM_TREES)
-
-
-def cmd_ordinary_dir(path):
-    """Exit 1 if path is /, a top-level directory or a system directory: never one to hand to a user."""
-    return 1 if is_system_dir(path) else 0
-
-
-def plain_path(path):
-    return re.fullmatch(r"/[A-Za-z0-9._/+-]*", path) is not None and "//" not in path \
-        and "/../" not in path + "/" and not path.endswith("/.")
-
-
-def below(path, top):
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def cmd_manifest(manifest, prefix, service_name):
-    """Every line names something install.sh could have made for this prefix; print each that does not."""
-    entries = {}
-    with open(manifest, encoding="utf-8", errors="replace") as handle:
-        for line in filter(None, handle.read().splitlines()):
-            kind, _, value = line.partition(" ")
-            entries.setdefault(kind, []).append(value)
-    name = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
-    bad = [f"{kind} {value}" for kind in ("owner", "agent", "user") for value in entries.get(kind, [])
-           if not name.fullmatch(value)]
-    agents, owners = set(entries.get("agent", [])), set(entries.get("owner", []))
-    for user in entries.get("user", []):
-        try:
-            root = pwd.getpwnam(user).pw_uid == 0
-        except KeyError:
-            root = False
-        if user not in agents or user in owners or root:
-            bad.append(f"user {user}")
-    bad += [f"sudoers {path}" for path in entries.get("sudoers", [])
-            if path not in {f"/etc/sudoers.d/clawgate-{agent}" for agent in agents}]
-    bad += [f"service {path}" for path in entries.get("service", [])
-            if not plain_path(path) or os.path.basename(path) != service_name]
-    homes = entries.get("home", [])
-    for kind in ("state", "home"):
-        bad += [f"{kind} {path}" for path in entries.get(kind, [])
-                if not plain_path(path) or is_system_dir(path) or below(prefix, path) or below(path, prefix)]
-    for line in entries.get("migrated", []):
-        source, _, target = line.partition(" ")
-        if not plain_path(source) or is_system_dir(source) or target not in {f"{home}/.openclaw" for home in homes}:
-            bad.append(f"migrated {line}")
-    made_below = entries.get("state", []) + homes + entries.get("service", []) + [prefix]
-    bad += [f"dir {path}" for path in entries.get("dir", [])
-            if not plain_path(path) or path == "/" or not below(path, prefix)
-            and not any(below(made, path) for made in made_below)]
-    known = {"owner", "agent", "user", "sudoers", "service", "state", "home", "migrated", "dir"}
-    bad += [f"{kind} {value}" for kind in entries if kind not in known for value in entries[kind]]
-    for line in bad:
-        print(f"{line!r} is not something install.sh makes")
-    return 1 if bad else 0
-
-
-COMMANDS = {"realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo,
-            "keep": cmd_keep, "render-service": cmd_render_service, "first-word": cmd_first_word,
-            "free-id": cmd_free_id, "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest}
-try:
-    sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
-except ValueError as err:
-    print(err, file=sys.stderr)
-    sys.exit(2)
-PYTHON
-helper() { "$HELPER_PY" -I "$STAGE/helper.py" "$@"; }
+{ mkdir "$STAGE/helper" && cp -R "$SRC/lib/clawgate" "$STAGE/helper/"; } || abort "cannot stage the Python helper"
+helper() { "$HELPER_PY" -I -B "$STAGE/helper/clawgate/installcheck.py" "$@"; }
 
 # All paths are used in their canonical form: sudo, the chain check and doctor see the same path.
 # A helper that cannot run stops the install here, not several checks later with a wrong reason.
@@ -508,7 +320,8 @@ primary_group() { id -gn "$1" 2>/dev/null || echo "$1"; }
 # the manifest: what this install created, so that --uninstall removes exactly that
 # ---------------------------------------------------------------------------------------------
 RECORDS=()
-record() {
+record() { # a plan (--dry-run) records nothing
+  [[ $DRY_RUN == 0 ]] || return 0
   RECORDS+=("$*")
   flush_manifest
 }
@@ -577,7 +390,7 @@ ensure_parents() {
   for each in ${missing[@]+"${missing[@]}"}; do
     [[ $each == "$1" ]] && continue
     ensure_dir "$each" root "$ROOT_GROUP" 0755
-    [[ $DRY_RUN == 1 ]] || record "dir $each"
+    record "dir $each"
   done
 }
 
@@ -586,7 +399,7 @@ ensure_root_dir() {
   [[ $(stat_of "$1") == missing ]] || return 0
   ensure_parents "$1"
   ensure_dir "$1" root "$ROOT_GROUP" 0755
-  [[ $DRY_RUN == 1 ]] || record "dir $1"
+  record "dir $1"
 }
 
 # refuse_writable WHAT PATH [OWNER...]: PATH and every directory up to / safe from the agent.
@@ -711,7 +524,7 @@ stop_service() {
   local path=$1
   [[ -e $path ]] || return 0
   if [[ $path == *.plist ]]; then
-    [[ $HOST_OS == darwin ]] && change "stop $SERVICE_NAME" launchctl bootout "system/ai.openclaw.gateway"
+    [[ $HOST_OS == darwin ]] && change "stop $SERVICE_NAME" launchctl bootout "system/$SERVICE_NAME"
   elif [[ -d /run/systemd/system && $(dirname "$path") == /etc/systemd/system ]]; then
     change "stop and disable $(basename "$path")" systemctl disable --now "$(basename "$path")"
   fi
@@ -990,10 +803,10 @@ if [[ $AGENT_EXISTS == 0 ]]; then
     [[ $DRY_RUN == 0 ]] || create_user_darwin "$agent_id"
   else
     change "create the system user $AGENT (no password, not in any admin group)" create_user_linux
-    [[ $DRY_RUN == 1 ]] || record "user $AGENT"
+    record "user $AGENT"
   fi
 fi
-[[ $(stat_of "$AGENT_HOME") != missing ]] || { [[ $DRY_RUN == 1 ]] || record "home $AGENT_HOME"; }
+[[ $(stat_of "$AGENT_HOME") != missing ]] || record "home $AGENT_HOME"
 ensure_parents "$AGENT_HOME"
 ensure_dir "$AGENT_HOME" "$AGENT" "$AGENT_GROUP" 0711
 
@@ -1033,7 +846,7 @@ ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
 
 # 4. Config (root 0644) and state (the owner's, 0700), then the store's own set-up as the owner.
 ensure_file "$STAGE/clawgate.conf" "$CONF" root "$ROOT_GROUP" 0644
-[[ $(stat_of "$STATE_DIR") != missing ]] || { [[ $DRY_RUN == 1 ]] || record "state $STATE_DIR"; }
+[[ $(stat_of "$STATE_DIR") != missing ]] || record "state $STATE_DIR"
 ensure_parents "$STATE_DIR"
 ensure_dir "$STATE_DIR" "$OWNER" "$OWNER_GROUP" 0700
 as_owner() {
@@ -1076,7 +889,7 @@ if [[ $sudoers_info == missing ]]; then
 elif ! cmp -s "$STAGE/sudoers" "$SUDOERS_FILE" || [[ $sudoers_info != "file root $ROOT_GROUP 0440" ]]; then
   change "replace $SUDOERS_FILE (visudo -cf, then 0440, then rename)" install_sudoers
 fi
-[[ $DRY_RUN == 1 ]] || record "sudoers $SUDOERS_FILE"
+record "sudoers $SUDOERS_FILE"
 
 # 6. Migration of an existing ~/.openclaw into the agent's home, linked back for the owner.
 migrate() {
@@ -1099,7 +912,7 @@ if [[ -n $MIGRATE_FROM ]]; then
     [[ -d $MIGRATE_FROM && ! -L $MIGRATE_FROM ]] || abort "--migrate-from $MIGRATE_FROM: not a directory" "$EX_USAGE"
     [[ ! -e $target ]] || abort "$target already exists: not moving $MIGRATE_FROM over it" "$EX_UNSAFE"
     change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700) and link it back" migrate
-    [[ $DRY_RUN == 1 ]] || record "migrated $MIGRATE_FROM $target"
+    record "migrated $MIGRATE_FROM $target"
   fi
   [[ ! -d $target/credentials ]] \
     || say "then move the credentials into the store: clawgate secrets import --shred $target/credentials/*"
@@ -1131,7 +944,7 @@ if [[ $SERVICE != none ]]; then
   ensure_root_dir "$SERVICE_DIR"
   before=$CHANGES
   ensure_file "$STAGE/service" "$SERVICE_FILE" root "$ROOT_GROUP" 0644
-  [[ $DRY_RUN == 1 ]] || record "service $SERVICE_FILE"
+  record "service $SERVICE_FILE"
   if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
     change "load it: launchctl bootstrap system $SERVICE_FILE" true
     bash "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"

@@ -308,7 +308,7 @@ def measure_burst(env, agent, owner, batches):
         gate = threading.Barrier(BURST)
         times, codes = [0.0] * BURST, [None] * BURST
 
-        def one(i):
+        def one(i, gate=gate, times=times, codes=codes):
             gate.wait()
             seconds, rc, out, _ = agent.timed([str(env.door), "get", GET_NAME])
             times[i], codes[i] = seconds, (rc, out == GET_VALUE)

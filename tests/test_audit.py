@@ -129,7 +129,7 @@ def test_appending_reads_only_the_tail(tree):
     """Build a log of several MB, then count the bytes one append reads (/proc/self/io rchar)."""
     path = str(tree.state / "audit.log")
     uid = tree.config().owner.uid
-    for i in range(200):
+    for _ in range(200):
         audit.append(path, uid, "pad", [("filler", "x" * 40_000)], time.time())
     for i in range(3):
         audit.append(path, uid, "small", [("i", i)], time.time())

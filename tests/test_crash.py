@@ -34,8 +34,7 @@ def _writers(tree):
 
     def read_grant():
         raw = fsio.read_checked(grants._path(cfg, "k"), cfg.owner.uid)
-        record = json.loads(raw)  # a torn record would not even parse
-        return grants.Grant(**record)
+        return grants._parse(raw, "k")  # a torn record would not even parse: None
 
     return {
         "grant": (lambda i: grants.write(cfg, grant_values[i % 2]), read_grant, grant_values),

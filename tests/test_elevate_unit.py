@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from installtree import REPO, Tree
+from installtree import REPO
 
 from clawgate import config as config_mod
 from clawgate import privdrop

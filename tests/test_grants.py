@@ -16,8 +16,8 @@ SHORT = {"controlled": "3s", "restricted": "2s", "root": "2s"}
 
 
 def _grant(tree, name):
-    with open(grant_path(tree, name)) as handle:
-        return json.load(handle)
+    with open(grant_path(tree, name), "rb") as handle:
+        return grants._parse(handle.read(), name)._asdict()
 
 
 def _wait_past(when):
@@ -194,3 +194,36 @@ def test_a_grant_never_outlives_the_cap_in_force(tree):
         json.dump(dict(grant, expires_at=at + 10 * 24 * 3600), handle)
     assert grants.active(cfg, "k", at + 4 * 3600, "controlled") is None
     assert config.MAX_TTL == {"controlled": 14400, "restricted": 900, "root": 1800}
+
+
+# -- the grant file: read without json; a clawgate 0.x JSON grant still honoured -------------------
+
+def test_a_grant_written_as_json_before_the_upgrade_is_still_honoured(tree):
+    tree.set_secret("k", b"v", tier="controlled")
+    assert tree.as_agent("approve", "k", tree.code()).returncode == 0
+    grant = _grant(tree, "k")
+    with open(grant_path(tree, "k"), "w") as handle:
+        json.dump(grant, handle)  # the format every grant had before issue 14
+    result = tree.as_agent("broker", "get", "k")
+    assert result.returncode == 0 and result.stdout == b"v"
+
+
+@pytest.mark.parametrize("cut", [1, 10, -1, -2])
+def test_a_cut_or_padded_grant_grants_nothing(tree, cut):
+    tree.set_secret("k", b"v")
+    assert tree.as_agent("approve", "k", tree.code()).returncode == 0
+    with open(grant_path(tree, "k"), "rb") as handle:
+        raw = handle.read()
+    damaged = raw[:cut] if cut < 0 else raw + b"caller=x\n" * cut
+    with open(grant_path(tree, "k"), "wb") as handle:
+        handle.write(damaged)
+    one_line_error(tree.as_agent("broker", "get", "k"), 3)
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe", b"name=k\n" * 5, b"{" * 100000, b"=\n=\n=\n=\n=\n", b"\n"])
+def test_a_grant_that_cannot_be_read_is_no_grant_never_a_traceback(tree, damage):
+    tree.set_secret("k", b"v")
+    assert tree.as_agent("approve", "k", tree.code()).returncode == 0
+    with open(grant_path(tree, "k"), "wb") as handle:
+        handle.write(damage)
+    one_line_error(tree.as_agent("broker", "get", "k"), 3)

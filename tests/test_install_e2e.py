@@ -4,7 +4,6 @@ sudoers file install.sh wrote. The agent acts through `runuser -u AGENT -- PREFI
 import json
 import os
 import stat
-import subprocess
 
 import pytest
 

@@ -18,7 +18,7 @@ from keychainfake import FAIL_VAR, FAKE, LOG, LOG_VAR, KeychainTree, q, security
 from clawgate import totp
 from clawgate.errors import ClawgateError
 from clawgate.store import open_store
-from clawgate.store.keychain import PARTS, SERVICE, KeychainStore
+from clawgate.store.keychain import PARTS, SERVICE
 
 GUIDE_PASSWORD = "correct horse"
 
@@ -88,7 +88,7 @@ def test_fake_interactive_mode_quotes_and_reports_failures(keychain):
                       f"find-generic-password -s svc -a {q(account)} {q(keychain)}"])
     assert b"find-generic-password: returned -25300\n" in result.stderr
     assert result.returncode == 0  # the last command's status
-    assert f'"acct"<blob>=0x'.encode() in result.stdout  # a backslash sends an attribute to hex
+    assert '"acct"<blob>=0x'.encode() in result.stdout  # a backslash sends an attribute to hex
     listed = security("dump-keychain", keychain)
     assert account.encode().hex().upper().encode() in listed.stdout
 

@@ -199,7 +199,7 @@ def test_the_real_gate_gives_the_same_year(tree, name):
 
 # -- the gate, in-process with an injected clock ---------------------------------------------------
 def _lock_out(ctx, params, now):
-    for i in range(lockout.FREE_FAILURES + 1):
+    for _ in range(lockout.FREE_FAILURES + 1):
         with pytest.raises(ClawgateError) as err:
             gate.check(ctx, wrong_code_at(params, now), purpose="t", now=now)
         assert err.value.code == 1

@@ -7,7 +7,6 @@ the same code behind `sudo -n -u OWNER broker get`, exercised in test_openclaw_r
 import base64
 import hashlib
 import json
-import os
 import random
 import signal
 import sys

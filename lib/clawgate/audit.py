@@ -10,11 +10,10 @@ the log. Lines carry names, callers and decisions, never secret values.
 
 import os
 import stat
-import time
 
-from . import fsio
+from . import durations, fsio
 from .errors import unsafe
-from .lean import Record
+from .records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
 if TYPE_CHECKING:  # that name its types are strings, never evaluated at run time
@@ -24,9 +23,9 @@ try:  # hashlib pulls in OpenSSL, which costs more than the rest of a `get`
     from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
 except ImportError:  # pragma: no cover - depends on the interpreter
     try:
-        from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
+        from _sha2 import sha256  # type: ignore[import-not-found]  # Python >= 3.12
     except ImportError:
-        from hashlib import sha256  # type: ignore[no-redef]
+        from hashlib import sha256
 
 GENESIS = b"0" * 64
 _HASH_KEY = b',"hash":"'
@@ -62,12 +61,12 @@ def _encode(value: object) -> str:
     return _quote(str(value))
 
 
-_last_stamp = [None, ""]  # (time, its text): a batch stamps all its lines with one time
+_last_stamp: list = [None, ""]  # (time, its text): a batch stamps all its lines with one time
 
 
 def _stamp(now: float) -> str:
     if _last_stamp[0] != now:
-        _last_stamp[:] = [now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))]
+        _last_stamp[:] = [now, durations.stamp(now)]
     return _last_stamp[1]
 
 
@@ -83,6 +82,7 @@ def _chain(prev_hash: bytes, prefix: bytes) -> bytes:
 
 
 class _Tail(Record):
+    __slots__ = ("seq", "hash", "needs_newline")
     seq: int
     hash: bytes
     needs_newline: bool
@@ -198,6 +198,7 @@ def _to_syslog(prefix: bytes) -> None:
 
 
 class Problem(Record):
+    __slots__ = ("line", "reason")
     line: int
     reason: str
 
@@ -226,7 +227,7 @@ def verify_lines(lines: "Iterable[bytes]") -> "Tuple[int, List[Problem]]":
 
 
 def read_lines(path: str, owner_uid: int) -> "Iterator[bytes]":
-    fd = fsio.open_checked(path, owner_uid, secret=True)
+    fd = fsio.open_checked(path, owner_uid)
     if fd is None:
         return
     with os.fdopen(fd, "rb", buffering=1 << 20) as handle:

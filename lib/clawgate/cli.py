@@ -13,7 +13,7 @@ from . import config as config_mod
 from . import layout as layout_mod
 from . import state
 from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied, unsafe
-from .lean import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
+from .records import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -30,11 +30,8 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def die(code: int, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    raise ClawgateError(code, message)
-
-
 class Caller(Record):
+    __slots__ = ("uid", "name", "role")
     uid: int
     name: str
     role: str  # "owner", "agent" or "root"
@@ -45,6 +42,7 @@ class Caller(Record):
 
 
 class Context(Record):
+    __slots__ = ("cfg", "caller", "layout")
     cfg: config_mod.Config
     caller: Caller
     layout: layout_mod.Layout
@@ -81,7 +79,7 @@ class _AuditBatch:
 
     def __exit__(self, *exc: object) -> None:
         global _held
-        records, _held = _held, None
+        records, _held = _held or [], None
         cfg = self._ctx.cfg
         audit_log.append_many(state.path(cfg, "audit.log"), cfg.owner.uid, records, time.time())
 
@@ -108,15 +106,14 @@ def identify(cfg: config_mod.Config) -> Caller:
     raise denied("this user may not use clawgate")
 
 
-def context(script: str, *, run_as_owner: bool = True) -> Context:
+def context(script: str) -> Context:
     """Config, safety checks and caller for a program installed at PREFIX/libexec/clawgate/."""
     layout = layout_mod.of_program(script)
     cfg = config_mod.load(layout.config)
-    if run_as_owner and os.geteuid() != cfg.owner.uid:
+    if os.geteuid() != cfg.owner.uid:
         raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")
-    if run_as_owner:
-        state.check(cfg)
-        _lift_file_size_limit()
+    state.check(cfg)
+    _lift_file_size_limit()
     return Context(cfg, identify(cfg), layout)
 
 

@@ -1,10 +1,15 @@
-"""The INI config: principals, store and TTL caps. Root-owned; never taken from the environment."""
+"""The INI config: principals, store and TTL caps. Root-owned; never taken from the environment.
+
+read_ini is clawgate's one INI reader (not configparser: it would double the cost of a `get`);
+install.sh's checks (installcheck.py) and doctor read the config through it too.
+"""
 
 import os
 import pwd
+import stat
 
 from . import durations, fsio
-from .lean import Record, read_ini  # not configparser/typing: they would double the cost of a `get`
+from .records import Record
 from .errors import ClawgateError, unsafe
 
 TIERS = ("open", "controlled", "restricted")
@@ -14,6 +19,7 @@ DEFAULT_SECURITY = "/usr/bin/security"
 
 
 class Principal(Record):
+    __slots__ = ("name", "uid", "gid", "home")
     name: str
     uid: int
     gid: int
@@ -21,6 +27,7 @@ class Principal(Record):
 
 
 class Config(Record):
+    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service")
     path: str
     owner: Principal
     agent: Principal
@@ -29,6 +36,7 @@ class Config(Record):
     ttl: "dict[str, int]"
     security: str
     keychain: str
+    service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -43,30 +51,40 @@ def principal(name: str, role: str) -> Principal:
 
 
 def load(path: str) -> Config:
-    fsio.check_trusted_file(path, _trusted_uids())
+    """The config at `path`: checked and read through one descriptor, owned by root or its own owner."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser = _Sections(read_ini(handle.read()))
+        fd = os.open(path, fsio.READ_FLAGS)
+    except FileNotFoundError:
+        raise unsafe(f"{path}: missing (is clawgate installed?)") from None
+    except OSError as err:  # ELOOP: a symlink where the config should be
+        raise unsafe(f"{path}: cannot open safely ({err.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise unsafe(f"{path}: not a regular file")
+        if st.st_mode & 0o022:
+            raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is writable by others")
+        raw = fsio.read_fd(fd)
+    finally:
+        os.close(fd)
+    try:  # universal newlines, as configparser reads a file opened in text mode
+        sections = read_ini(raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
     except ValueError as err:  # UnicodeDecodeError included
         raise unsafe(f"{path}: not a valid config ({err})") from None
-    return _build(path, parser)
+    cfg = _build(path, sections)
+    # The trusted owners, by name: root, or the owner this config itself names.
+    if st.st_uid not in (0, cfg.owner.uid):
+        raise unsafe(f"{path}: owned by uid {st.st_uid}; must be root's or {cfg.owner.name}'s")
+    return cfg
 
 
-class _Sections(dict):
-    """The parsed INI with configparser's get(section, key, fallback=...), which _build uses."""
-
-    def get(self, section: str, key: str, fallback: str = "") -> str:  # type: ignore[override]
-        return dict.get(self, section, {}).get(key, fallback)
+def _value(sections: "dict[str, dict[str, str]]", section: str, key: str, fallback: str = "") -> str:
+    return sections.get(section, {}).get(key, fallback)
 
 
-def _trusted_uids() -> "tuple[int, ...]":
-    """Root, or the owner a program runs as (DESIGN.md allows either to own the config)."""
-    return (0, os.geteuid())
-
-
-def _build(path: str, parser: _Sections) -> Config:
+def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
     def get(section: str, key: str, default: str = "") -> str:
-        value = parser.get(section, key, fallback=default).strip()
+        value = _value(sections, section, key, default).strip()
         if not value:
             raise unsafe(f"{path}: [{section}] {key} is not set")
         return value
@@ -81,7 +99,7 @@ def _build(path: str, parser: _Sections) -> Config:
     state_dir = get("clawgate", "state_dir")
     if not os.path.isabs(state_dir):
         raise unsafe(f"{path}: state_dir must be an absolute path")
-    keychain = parser.get("keychain", "path", fallback="").strip() or os.path.join(
+    keychain = _value(sections, "keychain", "path").strip() or os.path.join(
         owner.home, "Library", "Keychains", "clawgate.keychain-db"
     )
     return Config(
@@ -90,16 +108,17 @@ def _build(path: str, parser: _Sections) -> Config:
         agent=agent,
         state_dir=os.path.normpath(state_dir),
         store=store,
-        ttl=_ttl_caps(path, parser),
-        security=parser.get("keychain", "security", fallback=DEFAULT_SECURITY).strip(),
+        ttl=_ttl_caps(path, sections),
+        security=_value(sections, "keychain", "security", DEFAULT_SECURITY).strip(),
         keychain=keychain,
+        service=sections.get("service", {}),
     )
 
 
-def _ttl_caps(path: str, parser: _Sections) -> "dict[str, int]":
+def _ttl_caps(path: str, sections: "dict[str, dict[str, str]]") -> "dict[str, int]":
     caps = {}
     for tier, maximum in MAX_TTL.items():
-        text = parser.get("ttl", tier, fallback=durations.show(maximum))
+        text = _value(sections, "ttl", tier, durations.show(maximum))
         try:
             seconds = durations.parse(text)
         except ClawgateError as err:
@@ -108,3 +127,40 @@ def _ttl_caps(path: str, parser: _Sections) -> "dict[str, int]":
             raise unsafe(f"{path}: [ttl] {tier} = {text} exceeds the {durations.show(maximum)} maximum")
         caps[tier] = seconds
     return caps
+
+
+def read_ini(text: str) -> "dict[str, dict[str, str]]":
+    """{section: {key: value}} as configparser.ConfigParser(interpolation=None) reads it.
+
+    Raises ValueError (with the line number) on anything configparser would refuse, and on
+    what it would read in a way that a person editing the file might not expect: indented
+    lines (continuations), a [DEFAULT] section, text after a section's `]`, a key with no
+    `=` or `:`. Keys are lowercased and values stripped, as configparser does; a line whose
+    first non-blank character is `#` or `;` is a comment; there are no inline comments.
+    """
+    sections: "dict[str, dict[str, str]]" = {}
+    current = None
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if line[0].isspace():
+            raise ValueError(f"line {number}: indented (continuation lines are not supported)")
+        if stripped[0] == "[":
+            name = stripped[1:-1]
+            if stripped[-1] != "]" or not name or "[" in name or "]" in name or name == "DEFAULT":
+                raise ValueError(f"line {number}: not a section header")
+            if name in sections:
+                raise ValueError(f"line {number}: section [{name}] appears twice")
+            current = sections[name] = {}
+            continue
+        cut = min((at for at in (line.find("="), line.find(":")) if at >= 0), default=-1)
+        key = line[:cut].strip().lower()
+        if cut < 0 or not key:
+            raise ValueError(f"line {number}: not `key = value`")
+        if current is None:
+            raise ValueError(f"line {number}: a key before any [section]")
+        if key in current:
+            raise ValueError(f"line {number}: {key} appears twice in its section")
+        current[key] = line[cut + 1:].strip()
+    return sections

@@ -1,6 +1,18 @@
-"""Durations written like `90s`, `15m`, `4h`."""
+"""Durations written like `90s`, `15m`, `4h`, and the two ways a moment in time is written."""
+
+import time
 
 from .errors import usage
+
+
+def stamp(when: float) -> str:
+    """A moment as every record and message writes it: ISO 8601, UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def clock(when: float) -> str:
+    """The time of day only, for `until ...` after a grant of at most a few hours."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(when))
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 

@@ -16,19 +16,18 @@ READ_FLAGS = os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK  # a planted FIFO 
 _TMP_SUFFIX = ".tmp"
 
 
-def _check_fd(fd: int, path: str, owner_uid: int, secret: bool) -> os.stat_result:
+def _check_fd(fd: int, path: str, owner_uid: int) -> os.stat_result:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise unsafe(f"{path}: not a regular file")
     if st.st_uid != owner_uid:
         raise unsafe(f"{path}: owned by uid {st.st_uid}, expected {owner_uid}")
-    forbidden = 0o077 if secret else 0o022
-    if st.st_mode & forbidden:
+    if st.st_mode & 0o077:
         raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is too open")
     return st
 
 
-def open_checked(path: str, owner_uid: int, secret: bool) -> "int | None":
+def open_checked(path: str, owner_uid: int) -> "int | None":
     try:
         fd = os.open(path, READ_FLAGS)
     except FileNotFoundError:
@@ -37,27 +36,31 @@ def open_checked(path: str, owner_uid: int, secret: bool) -> "int | None":
         # ELOOP: a symlink was planted where state should be.
         raise unsafe(f"{path}: cannot open safely ({err.strerror})") from None
     try:
-        _check_fd(fd, path, owner_uid, secret)
+        _check_fd(fd, path, owner_uid)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def read_checked(path: str, owner_uid: int, secret: bool = True) -> "bytes | None":
+def read_checked(path: str, owner_uid: int) -> "bytes | None":
     """The file's bytes, or None if it does not exist; refuses links, other owners, loose modes."""
-    fd = open_checked(path, owner_uid, secret)
+    fd = open_checked(path, owner_uid)
     if fd is None:
         return None
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        return read_fd(fd)
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int) -> bytes:
+    chunks: "list[bytes]" = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -109,7 +112,7 @@ def is_temp_name(filename: str) -> bool:
     return filename.startswith(".")
 
 
-def check_dir(path: str, owner_uid: int, private: bool = True) -> None:
+def check_dir(path: str, owner_uid: int) -> None:
     """Refuse a directory that is a link, owned by someone else, or open to others."""
     try:
         st = os.lstat(path)
@@ -119,7 +122,7 @@ def check_dir(path: str, owner_uid: int, private: bool = True) -> None:
         raise unsafe(f"{path}: not a directory")
     if st.st_uid != owner_uid:
         raise unsafe(f"{path}: owned by uid {st.st_uid}, expected {owner_uid}")
-    if st.st_mode & (0o077 if private else 0o022):
+    if st.st_mode & 0o077:
         raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is too open")
 
 
@@ -130,20 +133,6 @@ def ensure_private_dir(path: str, owner_uid: int) -> str:
         pass
     check_dir(path, owner_uid)
     return path
-
-
-def check_trusted_file(path: str, allowed_uids: "tuple[int, ...]") -> None:
-    """For config: owned by root or the owner, not writable by group or others."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise unsafe(f"{path}: missing (is clawgate installed?)") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise unsafe(f"{path}: not a regular file")
-    if st.st_uid not in allowed_uids:
-        raise unsafe(f"{path}: owned by uid {st.st_uid}; must be root's")
-    if st.st_mode & 0o022:
-        raise unsafe(f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is writable by others")
 
 
 class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:`

@@ -7,10 +7,9 @@ uses of one code exactly one wins. Every outcome reads the same to the caller
 """
 
 import json
-import time
 from typing import NamedTuple
 
-from . import fsio, lockout, seed, state, totp
+from . import durations, fsio, lockout, seed, state, totp
 from .cli import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe
 
@@ -50,10 +49,10 @@ def _lock(ctx: Context):
 
 
 def until_text(when: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    return durations.stamp(when)
 
 
-def locked_out(ctx: Context, until: float) -> ClawgateError:
+def locked_out(until: float) -> ClawgateError:
     return ClawgateError(
         LOCKED_OUT,
         f"locked out until {until_text(until)} after too many wrong codes; the owner can run: clawgate unlock",
@@ -79,7 +78,7 @@ def refuse_if_locked(ctx: Context, now: float, purpose: str = "check") -> None:
         current = load_state(ctx)
         if lockout.is_locked(current.lock, now):
             ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
-            raise locked_out(ctx, current.lock.locked_until)
+            raise locked_out(current.lock.locked_until)
 
 
 def check(ctx: Context, code: str, purpose: str, now: float) -> int:
@@ -89,7 +88,7 @@ def check(ctx: Context, code: str, purpose: str, now: float) -> int:
         current = load_state(ctx)
         if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
             ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
-            raise locked_out(ctx, current.lock.locked_until)
+            raise locked_out(current.lock.locked_until)
         step = totp.match_step(params_, code, now, current.last_step)
         if step is not None:
             _save_state(ctx, GateState(step, current.lock))

@@ -2,7 +2,8 @@
 
 import os
 
-from . import fsio, lean, names, state, tiers
+from . import fsio, names, state, tiers
+from .records import Record
 from .config import Config
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
@@ -10,7 +11,8 @@ if TYPE_CHECKING:  # that name its types are strings, never evaluated at run tim
     from typing import List, Optional
 
 
-class Grant(lean.Record):
+class Grant(Record):
+    __slots__ = ("name", "tier", "granted_at", "expires_at", "caller")
     name: str
     tier: str
     granted_at: float
@@ -26,19 +28,32 @@ def _path(cfg: Config, name: str) -> str:
 
 
 def write(cfg: Config, grant: Grant) -> None:
-    import json  # here, not at the top: `get` only reads grants, and json drags in re
-
-    fsio.write_atomic(_path(cfg, grant.name), json.dumps(grant._asdict()).encode())
+    # Every value is one line: a checked name, a tier, floats (their str() round-trips), a user name.
+    text = "".join(f"{field}={value}\n" for field, value in grant._asdict().items())
+    fsio.write_atomic(_path(cfg, grant.name), text.encode("utf-8"))
 
 
 def _parse(raw: bytes, name: str) -> "Optional[Grant]":
+    """A grant file: `field=value` lines, read without json (which drags in re) on every `get`.
+
+    A file that starts with `{` was written as JSON by clawgate 0.x; such a grant is still
+    honoured until it expires (at most a tier's cap), json imported for it alone.
+    """
     try:
-        record = lean.loads(raw)  # json.loads, without importing json
+        if raw.startswith(b"{"):
+            import json
+
+            record = json.loads(raw)
+        else:  # every field once, each line ended (a cut last line is left out): else damaged
+            lines = raw.decode("utf-8").split("\n")
+            record = dict(line.partition("=")[::2] for line in lines[:-1])
+            if len(record) != len(lines) - 1 or set(record) != set(Grant.__slots__):
+                return None
         grant = Grant(
             str(record["name"]), str(record["tier"]), float(record["granted_at"]),
             float(record["expires_at"]), str(record["caller"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # a damaged record grants nothing
     return grant if grant.name == name else None
 

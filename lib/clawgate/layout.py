@@ -6,10 +6,11 @@ arguments: PREFIX/libexec/clawgate/PROG reads PREFIX/etc/clawgate/clawgate.conf.
 
 import os
 
-from .lean import Record
+from .records import Record
 
 
 class Layout(Record):
+    __slots__ = ("prefix", "libexec", "config")
     prefix: str
     libexec: str
     config: str
@@ -30,8 +31,3 @@ def of_program(script: str) -> Layout:
     """For PREFIX/libexec/clawgate/PROG."""
     libexec = os.path.dirname(os.path.realpath(script))
     return _from_prefix(os.path.dirname(os.path.dirname(libexec)))
-
-
-def of_front_door(script: str) -> Layout:
-    """For PREFIX/bin/clawgate."""
-    return _from_prefix(os.path.dirname(os.path.dirname(os.path.realpath(script))))

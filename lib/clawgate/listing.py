@@ -2,16 +2,16 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import durations, grants, lean, names, tiers
+from . import durations, grants, names, tiers
 from .cli import Context
 from .store import open_store
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms on every `list`)
 if TYPE_CHECKING:
-    from typing import Dict, List
+    from typing import Any, Dict, List
 
 
-def secrets_table(ctx: Context, now: float) -> List[Dict[str, object]]:
+def secrets_table(ctx: Context, now: float) -> List[Dict[str, Any]]:
     rows = []
     for name in open_store(ctx.cfg).names():
         tier = tiers.get(ctx.cfg, name)
@@ -25,9 +25,11 @@ def secrets_table(ctx: Context, now: float) -> List[Dict[str, object]]:
     return rows
 
 
-def print_secrets(rows: List[Dict[str, object]], as_json: bool) -> None:
+def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print(lean.dumps(rows))  # json.dumps, without importing json (and re)
+        import json  # here: only --json speaks it
+
+        print(json.dumps(rows))
         return
     width = max([len(str(row["name"])) for row in rows] + [4])
     for row in rows:
@@ -35,7 +37,7 @@ def print_secrets(rows: List[Dict[str, object]], as_json: bool) -> None:
         print(f"{row['name']:<{width}}  {row['tier']:<10}  {row['access']}{left}")
 
 
-def status(ctx: Context, now: float) -> Dict[str, object]:
+def status(ctx: Context, now: float) -> Dict[str, Any]:
     from . import gate, lockout  # here: they load the TOTP machinery, which `list` does not need
 
     active = grants.all_active(ctx.cfg, now)
@@ -53,11 +55,13 @@ def status(ctx: Context, now: float) -> Dict[str, object]:
     }
 
 
-def print_status(report: Dict[str, object], as_json: bool) -> None:
+def print_status(report: Dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(lean.dumps(report))
+        import json  # here: only --json speaks it
+
+        print(json.dumps(report))
         return
-    for grant in report["grants"]:  # type: ignore[union-attr]
+    for grant in report["grants"]:
         print(f"grant  {grant['name']}  ({grant['tier']}, {durations.show(grant['expires_in'])} left)")
     if not report["grants"]:
         print("grants  none")

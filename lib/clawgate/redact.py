@@ -78,7 +78,7 @@ class Redactor:
     """feed() bytes in, get bytes out that hold no form of any value; finish() at end of stream."""
 
     def __init__(self, secrets: Iterable[Tuple[str, bytes]]) -> None:
-        by_form = {}
+        by_form: "dict[bytes, bytes]" = {}
         for name, value in secrets:
             for form in forms(value):
                 by_form.setdefault(form, f"[redacted:{name}]".encode())

@@ -21,7 +21,9 @@ Limits are the gateway's own defaults (maxRefsPerProvider 512, maxBatchBytes
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import durations, grants, lean, names, tiers
+import json  # resolve speaks JSON; `get` never imports this module
+
+from . import durations, grants, names, tiers
 from .cli import Context
 from .errors import NO_SUCH_SECRET, ClawgateError, usage
 from .store import open_store
@@ -40,7 +42,7 @@ def serve(ctx: Context, stdin: BinaryIO, stdout: TextIO) -> int:
     with ctx.audit_batch():  # one locked append for all ids, written before any value leaves
         values, errors = answer(ctx, ids)
     reply = {"protocolVersion": PROTOCOL_VERSION, "values": values, "errors": errors}
-    stdout.write(lean.dumps(reply) + "\n")  # json.dumps, without importing json (and re)
+    stdout.write(json.dumps(reply) + "\n")
     stdout.flush()
     return 0
 
@@ -55,7 +57,7 @@ def read_request(stdin: BinaryIO) -> bytes:
 def parse_request(raw: bytes) -> List[str]:
     """The requested ids, in order, without repeats; exit 2 for anything that is not a v1 request."""
     try:
-        request = lean.loads(raw.decode("utf-8"))  # json.loads, without importing json (and re)
+        request = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise usage("resolve: request is not valid JSON") from None
     except RecursionError:  # absurd nesting; json would otherwise escape as a traceback

@@ -4,10 +4,6 @@ from . import fsio, names, state
 from .config import Config, TIERS
 from .errors import usage
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
-if TYPE_CHECKING:  # that name its types are strings, never evaluated at run time
-    from typing import Dict, Iterable
-
 DEFAULT = "restricted"
 
 
@@ -37,7 +33,3 @@ def set(cfg: Config, name: str, tier: str) -> None:
 
 def forget(cfg: Config, name: str) -> None:
     fsio.remove(_path(cfg, name))
-
-
-def of_all(cfg: Config, secret_names: "Iterable[str]") -> "Dict[str, str]":
-    return {name: get(cfg, name) for name in secret_names}

@@ -156,5 +156,9 @@ def attributes(out: bytes) -> List[Dict[str, Optional[bytes]]]:
 
 def item_pairs(out: bytes) -> List[Tuple[bytes, bytes]]:
     """(service, account) of every generic password in a dump-keychain listing."""
-    return [(item["svce"], item["acct"]) for item in attributes(out)
-            if item.get("class") == b"genp" and item.get("svce") is not None and item.get("acct") is not None]
+    pairs = []
+    for item in attributes(out):
+        service, account = item.get("svce"), item.get("acct")
+        if item.get("class") == b"genp" and service is not None and account is not None:
+            pairs.append((service, account))
+    return pairs

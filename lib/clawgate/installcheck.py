@@ -1,0 +1,248 @@
+"""install.sh's Python: path checks, the config sections it carries over, service rendering.
+
+install.sh runs this file from the source tree, before anything is installed, on the host's
+interpreter with -I: `python3 -I lib/clawgate/installcheck.py COMMAND ARG...`. Each command
+prints its answer (or its problems, one a line) and exits 0, 1 (the answer is no) or 2
+(bad arguments). bin/doctor imports chain_problems from here: one ownership/mode chain check.
+"""
+
+import os
+import pwd
+import re
+import shlex
+import stat
+import sys
+import sysconfig
+from typing import Callable, Dict, List, Sequence
+
+if __name__ == "__main__":  # run as a script from the source tree: the package is beside it
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+from clawgate.config import read_ini
+
+# / and every top-level directory, whatever lies in the system's own trees, and what sits right below /var.
+SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
+                "/sys", "/run", "/System", "/Library", "/private/etc")
+SYSTEM_PARENTS = ("/", "/var", "/private", "/private/var")
+CARRIED_SECTIONS = ("ttl", "keychain")  # what the owner may tune in the config and a reinstall keeps
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def chain_problems(path: str, allowed_uids: "Sequence[int]" = (0,), missing_ok: bool = False) -> "List[str]":
+    """path and every directory above it: no link, owned by an allowed uid, not group/other-writable.
+
+    A part that does not exist is a problem, unless missing_ok (install.sh checks where it is
+    about to create a directory).
+    """
+    problems = []
+    current = path
+    while True:
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError as err:
+            if not missing_ok:
+                problems.append(f"{current}: {err.strerror}")
+        except OSError as err:
+            problems.append(f"{current}: {err.strerror}")
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{current}: is a symbolic link")
+            elif st.st_uid not in allowed_uids:
+                problems.append(f"{current}: owned by {user_name(st.st_uid)}")
+            elif st.st_mode & 0o022:
+                problems.append(f"{current}: writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+        if current == "/":
+            return problems
+        current = os.path.dirname(current)
+
+
+def carried_sections(text: str) -> str:
+    """The sections of an existing config the owner may have tuned, as INI text; none if unreadable."""
+    try:
+        sections = read_ini(text)
+    except ValueError:
+        return ""
+    return "".join(
+        f"\n[{name}]\n" + "".join(f"{key} = {value}\n" for key, value in sections[name].items())
+        for name in CARRIED_SECTIONS if name in sections)
+
+
+def systemd_word(word: str) -> str:
+    if not word.replace("_", "").replace(".", "").replace("/", "").replace("-", "").replace("=", "") \
+            .replace(":", "").replace("@", "").replace("+", "").replace(",", "").isalnum():
+        word = '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return word.replace("%", "%%").replace("$", "$$")
+
+
+def render_service(kind: str, text: str, agent: str, group: str, home: str, argv: "List[str]",
+                   search_path: str = "") -> str:
+    if kind == "systemd":
+        text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
+    else:
+        from xml.sax.saxutils import escape
+
+        lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
+        text = text.replace("@PROGRAM_ARGUMENTS@", lines).replace("@SERVICE_PATH@", escape(search_path))
+    return text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
+
+
+def is_system_dir(path: str) -> bool:
+    return path == "/" or os.path.dirname(path) in SYSTEM_PARENTS \
+        or any(path == tree or path.startswith(tree + "/") for tree in SYSTEM_TREES)
+
+
+def plain_path(path: str) -> bool:
+    return re.fullmatch(r"/[A-Za-z0-9._/+-]*", path) is not None and "//" not in path \
+        and "/../" not in path + "/" and not path.endswith("/.")
+
+
+def below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def manifest_problems(text: str, prefix: str, service_name: str) -> "List[str]":
+    """Every line of an install manifest that names something install.sh could not have made."""
+    entries: "Dict[str, List[str]]" = {}
+    for line in filter(None, text.splitlines()):
+        kind, _, value = line.partition(" ")
+        entries.setdefault(kind, []).append(value)
+    name = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+    bad = [f"{kind} {value}" for kind in ("owner", "agent", "user") for value in entries.get(kind, [])
+           if not name.fullmatch(value)]
+    agents, owners = set(entries.get("agent", [])), set(entries.get("owner", []))
+    for user in entries.get("user", []):
+        try:
+            root = pwd.getpwnam(user).pw_uid == 0
+        except KeyError:
+            root = False
+        if user not in agents or user in owners or root:
+            bad.append(f"user {user}")
+    bad += [f"sudoers {path}" for path in entries.get("sudoers", [])
+            if path not in {f"/etc/sudoers.d/clawgate-{agent}" for agent in agents}]
+    bad += [f"service {path}" for path in entries.get("service", [])
+            if not plain_path(path) or os.path.basename(path) != service_name]
+    homes = entries.get("home", [])
+    for kind in ("state", "home"):
+        bad += [f"{kind} {path}" for path in entries.get(kind, [])
+                if not plain_path(path) or is_system_dir(path) or below(prefix, path) or below(path, prefix)]
+    for line in entries.get("migrated", []):
+        source, _, target = line.partition(" ")
+        if not plain_path(source) or is_system_dir(source) or target not in {f"{home}/.openclaw" for home in homes}:
+            bad.append(f"migrated {line}")
+    made_below = entries.get("state", []) + homes + entries.get("service", []) + [prefix]
+    bad += [f"dir {path}" for path in entries.get("dir", [])
+            if not plain_path(path) or path == "/" or not below(path, prefix)
+            and not any(below(made, path) for made in made_below)]
+    known = {"owner", "agent", "user", "sudoers", "service", "state", "home", "migrated", "dir"}
+    bad += [f"{kind} {value}" for kind in entries if kind not in known for value in entries[kind]]
+    return bad
+
+
+# -- the commands install.sh runs ------------------------------------------------------------------
+
+def cmd_realpath(path: str) -> int:
+    print(os.path.realpath(path))
+    return 0
+
+
+def cmd_chain(path: str, *owners: str) -> int:
+    """Every existing directory from path up to / owned by root (or one of owners), not g/o-writable."""
+    allowed = {0} | {pwd.getpwnam(owner).pw_uid for owner in owners if owner}
+    problems = chain_problems(path, tuple(allowed), missing_ok=True)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+def cmd_pyinfo() -> int:
+    """The stdlib directories an isolated interpreter imports from; exit 1 below Python 3.9."""
+    if sys.version_info < (3, 9):
+        print(f"Python {sys.version_info[0]}.{sys.version_info[1]} is too old (3.9 or later)")
+        return 1
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib"):
+        print(os.path.realpath(paths[key]))
+    print(os.path.realpath(os.path.join(paths["platstdlib"], "lib-dynload")))
+    return 0
+
+
+def cmd_keep(conf: str) -> int:
+    try:
+        with open(conf, encoding="utf-8", newline=None) as handle:
+            text = handle.read()
+    except (OSError, ValueError):
+        return 0
+    sys.stdout.write(carried_sections(text))
+    return 0
+
+
+def cmd_render_service(kind: str, template: str, agent: str, group: str, home: str, command: str,
+                       search_path: str = "") -> int:
+    argv = shlex.split(command)
+    if not argv or any("\n" in word or "\0" in word for word in argv):
+        print("the gateway command is empty or has a newline", file=sys.stderr)
+        return 2
+    with open(template, encoding="utf-8") as handle:
+        sys.stdout.write(render_service(kind, handle.read(), agent, group, home, argv, search_path))
+    return 0
+
+
+def cmd_first_word(command: str) -> int:
+    argv = shlex.split(command)
+    print(argv[0] if argv else "")
+    return 0
+
+
+def cmd_free_id(low: str, high: str) -> int:
+    """The lowest id in [low, high] that no user and no group has (dscl listings on stdin)."""
+    used = set()
+    for line in sys.stdin:
+        fields = line.split()
+        if len(fields) >= 2 and fields[-1].lstrip("-").isdigit():
+            used.add(int(fields[-1]))
+    for candidate in range(int(low), int(high) + 1):
+        if candidate not in used:
+            print(candidate)
+            return 0
+    return 1
+
+
+def cmd_ordinary_dir(path: str) -> int:
+    """Exit 1 if path is /, a top-level directory or a system directory: never one to hand to a user."""
+    return 1 if is_system_dir(path) else 0
+
+
+def cmd_manifest(manifest: str, prefix: str, service_name: str) -> int:
+    with open(manifest, encoding="utf-8", errors="replace") as handle:
+        bad = manifest_problems(handle.read(), prefix, service_name)
+    for line in bad:
+        print(f"{line!r} is not something install.sh makes")
+    return 1 if bad else 0
+
+
+COMMANDS: "Dict[str, Callable[..., int]]" = {
+    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
+    "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
+    "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest,
+}
+
+
+def main(argv: "Sequence[str]") -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: installcheck.py {{{','.join(COMMANDS)}}} ARG...", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](*argv[1:])
+    except (ValueError, TypeError, KeyError) as err:  # a bad argument, an unknown user
+        print(err, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
