@@ -676,6 +676,13 @@ uninstall() {
   local owner agent
   owner=$(manifest_lines owner | head -1)
   agent=$(manifest_lines agent | head -1)
+  # userdel fails on a user with processes, after the state is gone: check before any change.
+  # ps -U (real uid) also finds the agent's sudo and what sudo runs for it as another user.
+  if [[ $PURGE == 1 && $DRY_RUN == 0 ]] && user_exists "$agent"; then
+    local running
+    running=$(ps -U "$agent" -o pid= 2>/dev/null | paste -sd ' ' - | tr -s ' ')
+    [[ -z ${running// /} ]] || abort "$agent still runs processes (${running# }); nothing was removed. Stop them first (stop the OpenClaw service, then: pkill -u $agent) and run this again" "$EX_DENIED"
+  fi
   if [[ $PURGE == 1 && $YES == 0 && $DRY_RUN == 0 ]]; then
     [[ -t 0 ]] || abort "--purge deletes the secrets in the state directory; add --yes to confirm" "$EX_USAGE"
     printf 'Delete the state (secrets, seed, audit log), the user %s and its home? Type yes: ' "$agent"
@@ -694,7 +701,7 @@ uninstall() {
   done <"$MANIFEST"
   while read -r line; do
     local from=${line%% *} to=${line#* }
-    if [[ -L $from && $(readlink "$from") == "$to" && -d $to ]]; then
+    if [[ -L $from && $(readlink "$from") == "$to" && -d $to && ! -L $to ]]; then
       change "move $to back to $from (owned by $owner)" move_back "$to" "$from" "$owner"
     fi
   done < <(manifest_lines migrated)

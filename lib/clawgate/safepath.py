@@ -31,7 +31,10 @@ import stat
 from . import fsio
 
 MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | fsio.NOFOLLOW | fsio.CLOEXEC
+# O_PATH (Linux) / O_SEARCH: a directory the owner may only search (the agent's ~/.openclaw is 0711)
+# must open all the same. Without either (macOS), such a directory is refused with EACCES.
+_SEARCH = getattr(os, "O_PATH", 0) or getattr(os, "O_SEARCH", 0) or os.O_RDONLY
+DIR_FLAGS = _SEARCH | os.O_DIRECTORY | fsio.NOFOLLOW | fsio.CLOEXEC
 
 
 class Refused(Exception):
