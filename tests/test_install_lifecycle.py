@@ -105,6 +105,7 @@ def test_migrate_from_moves_links_and_uninstall_moves_back():
         (old / "credentials").mkdir()
         (old / "credentials" / "telegram").write_text("token")
         (old / "openclaw.json").write_text("{}")
+        (old / "openclaw.json").chmod(0o644)  # whatever umask an earlier in-process test left
         subprocess.run(["chown", "-R", f"{env.owner_name}:{env.owner_name}", str(home)], check=True)
         result = env.install("--migrate-from", str(old))
         assert result.returncode == 0, result.stderr
