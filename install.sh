@@ -449,8 +449,13 @@ def cmd_migrate(source, agent_home, owner, agent, agent_group):
     parent = open_dir(os.path.dirname(source))
     name = os.path.basename(source)
     top = os.open(name, NOFOLLOW_DIR, dir_fd=parent)
+    home = open_dir(agent_home)
     if os.fstat(top).st_uid != owner_pw.pw_uid:
         print(f"{source}: not owned by {owner}", file=sys.stderr)
+        return 1
+    if os.fstat(top).st_dev != os.fstat(home).st_dev:  # no rename across file systems; root copies nothing there
+        print(f"{source} and {agent_home} are on different file systems; nothing was changed "
+              "(pass an --agent-home on the same one)", file=sys.stderr)
         return 1
     set_mode(top, "credentials", 0o700, "dir")
     try:
@@ -465,7 +470,6 @@ def cmd_migrate(source, agent_home, owner, agent, agent_group):
     give_tree(top, agent_pw.pw_uid, gid, skip=("credentials",))
     os.fchmod(top, 0o711)
     os.fchown(top, agent_pw.pw_uid, gid)
-    home = open_dir(agent_home)
     os.rename(name, ".openclaw", src_dir_fd=parent, dst_dir_fd=home)
     return 0
 
