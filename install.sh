@@ -431,6 +431,13 @@ uninstall() {
   local owner agent
   owner=$(manifest_lines owner | head -1)
   agent=$(manifest_lines agent | head -1)
+  # userdel fails on a user with processes, after the state is gone: check before any change.
+  # ps -U (real uid) also finds the agent's sudo and what sudo runs for it as another user.
+  if [[ $PURGE == 1 && $DRY_RUN == 0 ]] && user_exists "$agent"; then
+    local running
+    running=$(ps -U "$agent" -o pid= 2>/dev/null | paste -sd ' ' - | tr -s ' ')
+    [[ -z ${running// /} ]] || abort "$agent still runs processes (${running# }); nothing was removed. Stop them first (stop the OpenClaw service, then: pkill -u $agent) and run this again" "$EX_DENIED"
+  fi
   if [[ $PURGE == 1 && $YES == 0 && $DRY_RUN == 0 ]]; then
     [[ -t 0 ]] || abort "--purge deletes the secrets in the state directory; add --yes to confirm" "$EX_USAGE"
     printf 'Delete the state (secrets, seed, audit log), the user %s and its home? Type yes: ' "$agent"
@@ -449,7 +456,7 @@ uninstall() {
   done <"$MANIFEST"
   while read -r line; do
     local from=${line%% *} to=${line#* }
-    if [[ -L $from && $(readlink "$from") == "$to" && -d $to ]]; then
+    if [[ -L $from && $(readlink "$from") == "$to" && -d $to && ! -L $to ]]; then
       change "move $to back to $from (owned by $owner)" move_back "$to" "$from" "$owner"
     fi
   done < <(manifest_lines migrated)
@@ -506,7 +513,7 @@ uninstall() {
 move_back() { # TO FROM OWNER: undo --migrate-from
   local group
   group=$(primary_group "$3")
-  rm -f "$2" && mv "$1" "$2" && chown -R "$3:$group" "$2"
+  rm -f "$2" && mv "$1" "$2" && helper give "$2" "$3" "$group"
 }
 
 delete_user() {
@@ -893,25 +900,21 @@ record "sudoers $SUDOERS_FILE"
 
 # 6. Migration of an existing ~/.openclaw into the agent's home, linked back for the owner.
 migrate() {
-  local target=$AGENT_HOME/.openclaw
-  mv "$MIGRATE_FROM" "$target" && ln -s "$target" "$MIGRATE_FROM" \
-    && chown -h "$OWNER:$OWNER_GROUP" "$MIGRATE_FROM" && chown -R "$AGENT:$AGENT_GROUP" "$target" \
-    && chmod 0711 "$target" || return 1
-  if [[ -d $target/workspace ]]; then chmod 0755 "$target/workspace" || return 1; fi
-  if [[ -d $target/credentials ]]; then
-    chmod 0700 "$target/credentials" && find "$target/credentials" -type f -exec chmod 0600 {} + || return 1
-  fi
+  # Modes and owners are set before the move, on descriptors (helper migrate): the agent may
+  # already run code and swap anything in its home for a link at any instant.
+  helper migrate "$MIGRATE_FROM" "$AGENT_HOME" "$OWNER" "$AGENT" "$AGENT_GROUP" \
+    && ln -s "$AGENT_HOME/.openclaw" "$MIGRATE_FROM" && chown -h "$OWNER:$OWNER_GROUP" "$MIGRATE_FROM"
 }
 if [[ -n $MIGRATE_FROM ]]; then
   target=$AGENT_HOME/.openclaw
   if [[ -L $MIGRATE_FROM && $(readlink "$MIGRATE_FROM") == "$target" ]]; then
     : # done before
   elif [[ $FOREIGN == 1 || $DRY_RUN == 1 && ! -e $MIGRATE_FROM ]]; then
-    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700) and link it back" true
+    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700, kept by $OWNER) and link it back" true
   else
     [[ -d $MIGRATE_FROM && ! -L $MIGRATE_FROM ]] || abort "--migrate-from $MIGRATE_FROM: not a directory" "$EX_USAGE"
     [[ ! -e $target ]] || abort "$target already exists: not moving $MIGRATE_FROM over it" "$EX_UNSAFE"
-    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700) and link it back" migrate
+    change "move $MIGRATE_FROM to $target (711; workspace 755; credentials 700, kept by $OWNER) and link it back" migrate
     record "migrated $MIGRATE_FROM $target"
   fi
   [[ ! -d $target/credentials ]] \

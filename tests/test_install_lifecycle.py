@@ -105,6 +105,7 @@ def test_migrate_from_moves_links_and_uninstall_moves_back():
         (old / "credentials").mkdir()
         (old / "credentials" / "telegram").write_text("token")
         (old / "openclaw.json").write_text("{}")
+        (old / "openclaw.json").chmod(0o644)  # whatever umask an earlier in-process test left
         subprocess.run(["chown", "-R", f"{env.owner_name}:{env.owner_name}", str(home)], check=True)
         result = env.install("--migrate-from", str(old))
         assert result.returncode == 0, result.stderr
@@ -118,8 +119,10 @@ def test_migrate_from_moves_links_and_uninstall_moves_back():
         assert b"secrets import --shred" in result.stdout
         again = env.install("--migrate-from", str(old))
         assert b"nothing to do" in again.stdout, again.stdout
-        # The agent reads its own files; the owner reaches them through the link.
-        assert env.run_as(env.agent_name, "/bin/cat", str(moved / "credentials" / "telegram")).stdout == b"token"
+        # The agent reads its own files; the plaintext credentials stay the owner's, for `secrets import`.
+        assert env.run_as(env.agent_name, "/bin/cat", str(moved / "openclaw.json")).stdout == b"{}"
+        assert env.run_as(env.agent_name, "/bin/cat", str(moved / "credentials" / "telegram")).returncode != 0
+        assert env.run_as(env.owner_name, "/bin/cat", str(old / "credentials" / "telegram")).stdout == b"token"
         assert env.run_as(env.owner_name, "/bin/cat", str(old / "openclaw.json")).returncode == 0
 
         assert env.uninstall(purge=True).returncode == 0

@@ -10,6 +10,7 @@ import time
 
 from . import audit as audit_log
 from . import config as config_mod
+from . import display
 from . import layout as layout_mod
 from . import state
 from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied, unsafe
@@ -25,7 +26,7 @@ MAX_MESSAGE = 512  # characters; a message never runs past one line
 
 def say(message: str) -> None:
     # One line whatever the message quotes: argparse echoes raw arguments (newlines, 100 KB).
-    text = "".join(ch if ch.isprintable() else "?" for ch in message[:MAX_MESSAGE])
+    text = display.escape(message[:MAX_MESSAGE])
     sys.stderr.write(f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n")
     sys.stderr.flush()
 

@@ -226,10 +226,110 @@ def cmd_manifest(manifest: str, prefix: str, service_name: str) -> int:
     return 1 if bad else 0
 
 
+NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir(path: str) -> int:
+    """A directory opened one component at a time from /, following no link on the way."""
+    fd = os.open("/", NOFOLLOW_DIR)  # the parent is resolved first: it is root's or the owner's
+    parts = os.path.realpath(os.path.dirname(path)).split("/") + [os.path.basename(path)]
+    for part in [p for p in parts if p]:
+        try:
+            child = os.open(part, NOFOLLOW_DIR, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = ()) -> None:
+    """chown -R on descriptors: no link is followed, a link is changed itself, a file with other hard
+    links (one the agent may have linked in from elsewhere) is left alone."""
+    for entry in os.listdir(fd):
+        if entry in skip:
+            continue
+        st = os.lstat(entry, dir_fd=fd)
+        if stat.S_ISDIR(st.st_mode):
+            child = os.open(entry, NOFOLLOW_DIR, dir_fd=fd)
+            try:
+                give_tree(child, uid, gid)
+                os.fchown(child, uid, gid)
+            finally:
+                os.close(child)
+        elif stat.S_ISLNK(st.st_mode) or st.st_nlink == 1:
+            os.chown(entry, uid, gid, dir_fd=fd, follow_symlinks=False)
+
+
+def set_mode(fd: int, name: str, mode: int, kind: str) -> None:
+    """chmod NAME (in directory fd) if it is a KIND ('dir' or 'file'), through a descriptor, never a link."""
+    flags = NOFOLLOW_DIR if kind == "dir" else os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        st = os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISDIR if kind == "dir" else stat.S_ISREG)(st.st_mode):
+        return
+    child = os.open(name, flags, dir_fd=fd)
+    try:
+        if (os.fstat(child).st_dev, os.fstat(child).st_ino) == (st.st_dev, st.st_ino):
+            os.fchmod(child, mode)
+    finally:
+        os.close(child)
+
+
+def cmd_migrate(source: str, agent_home: str, owner: str, agent: str, agent_group: str) -> int:
+    """--migrate-from: set every mode and owner while SOURCE is still in the owner's directory,
+    where the agent can change nothing, then move it into the agent's home with one rename (which
+    never follows a link planted at the destination). Root acts on descriptors only: nothing
+    under the agent's home is touched after the move. credentials stays the owner's (0700, files
+    0600): plaintext that `clawgate secrets import --shred` is to take into the store."""
+    import grp
+
+    owner_pw, agent_pw = pwd.getpwnam(owner), pwd.getpwnam(agent)
+    gid = grp.getgrnam(agent_group).gr_gid
+    parent = open_dir(os.path.dirname(source))
+    name = os.path.basename(source)
+    top = os.open(name, NOFOLLOW_DIR, dir_fd=parent)
+    home = open_dir(agent_home)
+    if os.fstat(top).st_uid != owner_pw.pw_uid:
+        print(f"{source}: not owned by {owner}", file=sys.stderr)
+        return 1
+    if os.fstat(top).st_dev != os.fstat(home).st_dev:  # no rename across file systems; root copies nothing there
+        print(f"{source} and {agent_home} are on different file systems; nothing was changed "
+              "(pass an --agent-home on the same one)", file=sys.stderr)
+        return 1
+    set_mode(top, "credentials", 0o700, "dir")
+    try:
+        cred: "int | None" = os.open("credentials", NOFOLLOW_DIR, dir_fd=top)
+    except OSError:  # none, or not a directory (the owner's own link): left as it is
+        cred = None
+    if cred is not None:
+        for entry in os.listdir(cred):
+            set_mode(cred, entry, 0o600, "file")
+        os.close(cred)
+    set_mode(top, "workspace", 0o755, "dir")
+    give_tree(top, agent_pw.pw_uid, gid, skip=("credentials",))
+    os.fchmod(top, 0o711)
+    os.fchown(top, agent_pw.pw_uid, gid)
+    os.rename(name, ".openclaw", src_dir_fd=parent, dst_dir_fd=home)
+    return 0
+
+
+def cmd_give(path: str, user: str, group: str) -> int:
+    """--uninstall's move back: the tree becomes USER's, by descriptors (see give_tree)."""
+    import grp
+
+    uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    fd = open_dir(path)
+    give_tree(fd, uid, gid)
+    os.fchown(fd, uid, gid)
+    return 0
+
+
 COMMANDS: "Dict[str, Callable[..., int]]" = {
     "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
-    "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest,
+    "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import durations, grants, names, tiers
+from . import display, durations, grants, names, tiers
 from .cli import Context
 from .store import open_store
 
@@ -31,10 +31,11 @@ def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
 
         print(json.dumps(rows))
         return
-    width = max([len(str(row["name"])) for row in rows] + [4])
-    for row in rows:
+    shown = [display.field(row["name"]) for row in rows]
+    width = max([len(name) for name in shown] + [4])
+    for name, row in zip(shown, rows):
         left = f" ({durations.show(row['expires_in'])} left)" if row["expires_in"] is not None else ""
-        print(f"{row['name']:<{width}}  {row['tier']:<10}  {row['access']}{left}")
+        print(f"{name:<{width}}  {display.field(row['tier']):<10}  {row['access']}{left}")
 
 
 def status(ctx: Context, now: float) -> Dict[str, Any]:
@@ -62,7 +63,8 @@ def print_status(report: Dict[str, Any], as_json: bool) -> None:
         print(json.dumps(report))
         return
     for grant in report["grants"]:
-        print(f"grant  {grant['name']}  ({grant['tier']}, {durations.show(grant['expires_in'])} left)")
+        name, tier = display.field(grant["name"]), display.field(grant["tier"])
+        print(f"grant  {name}  ({tier}, {durations.show(grant['expires_in'])} left)")
     if not report["grants"]:
         print("grants  none")
     root = report["root_session"]

@@ -1,5 +1,6 @@
 """Secret names: validated before use, never joined raw into a path."""
 
+from .display import escape
 from .errors import usage
 
 MAX_LEN = 128
@@ -37,7 +38,7 @@ def check_grantable(name: str) -> str:
 
 def shown(name: str) -> str:
     """A name as it may appear in a one-line message: printable, bounded."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(name)[:MAX_LEN])
+    text = escape(str(name)[:MAX_LEN])
     return text + ("..." if len(str(name)) > MAX_LEN else "") if text else "''"
 
 

@@ -1,0 +1,54 @@
+"""Text the agent had a hand in, made safe for the owner's terminal (invariant 13).
+
+The one escaping function: escape() for any text, field() for one value among
+`key=value` fields. Names, ids, argv and reasons come from the agent; shown raw, an
+ESC or CSI sequence retitles or rewrites the owner's terminal, a \\r overwrites what came
+before on the line, and a space or `=` makes one field read as several.
+"""
+
+_SAFE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7f)) - {"\\"}
+_QUOTE_IF = frozenset(' ="\',[]#')
+
+
+def escape(text: object) -> str:
+    r"""Printable text with every control shown as an escape: C0, DEL, C1 (ESC, CSI, \r, \n, BEL...)
+    and bytes that were not UTF-8 (kept as surrogates by surrogateescape) as \xNN, other
+    unprintable or invisible characters (bidi overrides, zero-width) as \uNNNN; a backslash
+    doubles, so nothing else can pose as an escape."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    text = str(text)
+    if all(ch in _SAFE_ASCII for ch in text):
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _SAFE_ASCII:
+            out.append(ch)
+        elif ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, via surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def field(value: object) -> str:
+    """One value among `key=value` fields: escaped, and quoted when it is empty or holds a space,
+    `=`, a quote, `,`, `[`, `]` or `#`, so it can never read as a second field. A list shows
+    as [a,b,...], each item a field."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(field(item) for item in value) + "]"
+    if value is None or isinstance(value, (bool, int, float)):
+        return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+    text = escape(value)
+    if text and not any(ch in _QUOTE_IF for ch in text):
+        return text
+    return '"' + text.replace('"', '\\"') + '"'

@@ -1,0 +1,52 @@
+"""safepath's rule, on plain directories: which links a walk follows and which it refuses."""
+
+import os
+
+import pytest
+
+from clawgate import safepath
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "steady" / "real").mkdir(parents=True)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o1777)  # like /tmp: anyone may plant a link here
+    (tmp_path / "steady" / "link").symlink_to(tmp_path / "steady" / "real")
+    (tmp_path / "shared" / "link").symlink_to(tmp_path / "steady" / "real")
+    return tmp_path
+
+
+def walked(path, uid=None) -> str:
+    folder = safepath.walk(str(path), os.getuid() if uid is None else uid)
+    try:
+        return os.path.realpath(f"/proc/self/fd/{folder.fd}") if os.path.isdir("/proc/self/fd") else folder.path
+    finally:
+        folder.close()
+
+
+def test_follows_a_link_of_the_owner_in_a_steady_directory(tree):
+    assert walked(tree / "steady" / "link").endswith("/steady/real")
+
+
+def test_refuses_a_link_in_a_directory_others_can_write(tree):
+    with pytest.raises(safepath.Refused, match="symbolic link another user could change"):
+        walked(tree / "shared" / "link")
+
+
+def test_refuses_a_link_owned_by_someone_else(tree):
+    if os.getuid() == 0:
+        pytest.skip("as root every link here is root's, which the rule trusts")
+    with pytest.raises(safepath.Refused):
+        walked(tree / "steady" / "link", uid=os.getuid() + 1)
+
+
+def test_a_link_loop_is_refused_not_followed_forever(tree):
+    (tree / "steady" / "loop").symlink_to("loop")
+    with pytest.raises(safepath.Refused, match="too many"):
+        walked(tree / "steady" / "loop")
+
+
+def test_a_missing_component_is_an_os_error(tree):
+    with pytest.raises(FileNotFoundError):
+        walked(tree / "steady" / "nothing")
