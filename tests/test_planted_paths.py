@@ -6,7 +6,6 @@ there), races install.sh --migrate-from, and keeps processes running under --pur
 import os
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
