@@ -209,6 +209,16 @@ def test_no_value_id_or_relayed_code_reaches_the_io_log(env):
 
 
 @pytest.mark.root
+def test_a_later_host_line_naming_the_broker_cannot_log_the_agents_values(env):
+    """A host's Defaults!broker line after clawgate's wins over clawgate's Defaults, not over the tags."""
+    before = sessions_logged(env)
+    with host_file(f"Defaults!{env.libexec}/broker, {env.libexec}/approve log_input, log_output\n"):
+        got = agent_detached(env, "get", "hardened/value")
+    assert got.stdout == VALUE, got.stderr.decode()
+    assert sessions_logged(env) == before and VALUE not in io_log_bytes(env)
+
+
+@pytest.mark.root
 def test_elevate_is_still_logged_when_the_host_asks(env):
     open_root_session(env)
     before = sessions_logged(env)
