@@ -82,7 +82,7 @@ def env():
         root_env.relayed = []
         policy = (f"Defaults:{root_env.agent_name}, {root_env.owner_name} requiretty, use_pty, log_input, log_output, "
                   f"iolog_dir={iolog}\n"
-                  f"Defaults>{root_env.owner_name} log_input, log_output\n")
+                  f"Defaults>{root_env.owner_name} log_input, log_output, iolog_dir={iolog}\n")  # root's get
         with host_file(policy):
             yield root_env
 
@@ -184,7 +184,7 @@ def test_get_onto_a_terminal_shows_what_cat_would(env):
     reference = env.root / "reference"
     reference.write_bytes(VALUE)
     shown = on_a_terminal(["/usr/sbin/runuser", "-u", env.agent_name, "--", str(env.door), "get", "hardened/value"])
-    assert shown == on_a_terminal(["/bin/cat", str(reference)])
+    assert b"with \xff\xfe bytes" in shown and shown == on_a_terminal(["/bin/cat", str(reference)])
 
 
 # -- sudo's I/O log ------------------------------------------------------------------------------
