@@ -319,5 +319,13 @@ def test_run_as_and_user_defaults_apply_where_no_command_line_answers():
     assert doctor.sudo_settings(LISTING, "root", "/p/libexec/clawgate/elevate")["log_ttyout"][0]
 
 
+def test_a_later_tag_in_a_rule_replaces_an_earlier_one():
+    listing = LISTING.replace("/p/libexec/clawgate/broker,\n        /p/libexec/clawgate/approve",
+                              "/p/libexec/clawgate/broker,\n        LOG_OUTPUT: /p/libexec/clawgate/approve")
+    assert not doctor.sudo_settings(listing, "alice", "/p/libexec/clawgate/broker")["log_stdout"][0]
+    settings = doctor.sudo_settings(listing, "alice", "/p/libexec/clawgate/approve")
+    assert settings["log_stdout"][0] and not settings["log_stdin"][0]
+
+
 def test_parse_sudo_list_drops_the_log_tags():
     assert ("alice", "/p/libexec/clawgate/approve") in doctor.parse_sudo_list(LISTING)
