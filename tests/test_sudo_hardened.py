@@ -31,6 +31,7 @@ from test_doctor import doctor
 VALUE = b"hardened \t value\r\nwith \xff\xfe bytes and a trailing newline\n"
 RESOLVE_VALUE = "resolved-hardened-value-7f3a"
 RESTRICTED_VALUE = b"restricted-hardened-value-41c9"
+ROOT_SET_VALUE = b"stored-by-root-through-sudo-93d2"
 
 
 @contextlib.contextmanager
@@ -198,12 +199,14 @@ def test_no_value_id_or_relayed_code_reaches_the_io_log(env):
     assert RESOLVE_VALUE.encode() in agent_detached(env, "resolve", input=json.dumps(request).encode()).stdout
     on_a_terminal(["/usr/sbin/runuser", "-u", env.agent_name, "--", str(env.door), "get", "hardened/value"])
     assert run([str(env.door), "get", "hardened/value"]).stdout == VALUE  # root's get: sudo -u OWNER broker
+    stored = run([str(env.door), "secrets", "set", "hardened/set-by-root", "--raw"], input=ROOT_SET_VALUE)
+    assert stored.returncode == 0, stored.stderr.decode()  # root's secrets set: sudo -u OWNER secrets
     # The host's logging is on: the elevate session below must be there, or this test proves nothing.
     open_root_session(env)
     assert agent_detached(env, "elevate", "session", "--", "/bin/echo", "logged-root-command").returncode == 0
     logged = io_log_bytes(env)
     assert b"logged-root-command" in logged
-    for kept in (VALUE, b"with \xff\xfe bytes and a trailing", RESTRICTED_VALUE, RESOLVE_VALUE.encode(),
+    for kept in (VALUE, b"with \xff\xfe bytes and a trailing", RESTRICTED_VALUE, ROOT_SET_VALUE, RESOLVE_VALUE.encode(),
                  b"hardened/", b"resolve-id", *(code.encode() for code in env.relayed)):  # names: the broker's argv
         assert kept not in logged, kept
 
