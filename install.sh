@@ -671,8 +671,11 @@ fi
 # ---------------------------------------------------------------------------------------------
 # render everything that will be written, then show the plan
 # ---------------------------------------------------------------------------------------------
-fill() { # TEMPLATE: the three values sudoers and the front door are made of
-  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" "$1"
+# sudoers alias names are [A-Z0-9_] and each agent's file needs its own (a second definition of a
+# name breaks sudo for everyone): CLAWGATE_ and the agent's name in hex, as doctor renders it too.
+SUDOERS_ALIAS=CLAWGATE_$(printf '%s' "$AGENT" | od -An -tx1 | tr -d ' \n' | tr abcdef ABCDEF)
+fill() { # TEMPLATE: the values sudoers and the front door are made of
+  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" -e "s|@ALIAS@|$SUDOERS_ALIAS|g" "$1"
 }
 mkdir -p "$STAGE/code/lib" "$STAGE/templates"
 fill "$SRC/sudoers/clawgate.sudoers" >"$STAGE/sudoers"

@@ -185,10 +185,15 @@ def test_shebangs_are_absolute_and_isolated(env):
 def test_sudoers_is_exactly_the_design(env):
     text = env.sudoers.read_text()
     rules = [line for line in text.splitlines() if line and not line.startswith("#")]
-    lib = env.libexec
+    lib, alias = env.libexec, "CLAWGATE_" + env.agent_name.encode().hex().upper()
     assert rules == [
-        f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: {lib}/broker, {lib}/approve, {lib}/revoke",
-        f"{env.agent_name} ALL=(root) NOPASSWD: {lib}/elevate",
+        f"Cmnd_Alias {alias}_VALUES = {lib}/broker, {lib}/approve, {lib}/revoke",
+        f"Cmnd_Alias {alias}_ROOT = {lib}/elevate",
+        f"Cmnd_Alias {alias}_OWNER = {lib}/secrets, {lib}/enroll",
+        f"Defaults!{alias}_VALUES, {alias}_OWNER !log_input, !log_output",
+        f"Defaults!{alias}_VALUES, {alias}_ROOT !requiretty",
+        f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: NOLOG_INPUT: NOLOG_OUTPUT: {alias}_VALUES",
+        f"{env.agent_name} ALL=(root) NOPASSWD: {alias}_ROOT",
     ]
     assert run(["visudo", "-cf", str(env.sudoers)]).returncode == 0
     assert not list(env.sudoers.parent.glob(f".clawgate-{env.agent_name}*"))  # no temp file left

@@ -492,7 +492,8 @@ def test_darwin_plan(tmp_path):
     assert "would: install /Library/LaunchDaemons/ai.openclaw.gateway.plist (root:wheel 0644)" in out
 
     sudoers = files["/etc/sudoers.d/clawgate-openclaw"]
-    assert "openclaw ALL=(alice) NOPASSWD: /usr/local/libexec/clawgate/broker" in sudoers
+    assert "Cmnd_Alias CLAWGATE_6F70656E636C6177_VALUES = /usr/local/libexec/clawgate/broker," in sudoers
+    assert "openclaw ALL=(alice) NOPASSWD: NOLOG_INPUT: NOLOG_OUTPUT: CLAWGATE_6F70656E636C6177_VALUES" in sudoers
     checked = tmp_path / "sudoers"
     checked.write_text(sudoers)
     assert subprocess.run(["visudo", "-cf", str(checked)], capture_output=True).returncode == 0
