@@ -253,10 +253,10 @@ def approve(ctx: Context, rid: str, code_text: "Optional[str]", now: float) -> s
     gate.refuse_if_locked(ctx, now, purpose=rid)
     if code_text is None:
         code_text = prompt.code(f"code for {rid} ({request.what()})")
+        now = time.time()  # the owner took their time at the prompt
     code, match = code_text, None
     if relay_cause(ctx, request, None) is not None:  # the agent relays: the code must carry the match
         code, match = split_relayed(code_text.strip(), gate.params(ctx, root=request.kind == "root").digits)
-    now = time.time()
     gate.check(ctx, code, purpose=f"{rid} {request.name}", now=now, root=request.kind == "root",
                refuse_cause=relay_cause(ctx, request, match))
     with _lock(ctx):
