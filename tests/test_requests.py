@@ -147,3 +147,17 @@ def test_request_usage_errors(channel_tree):
                  ["../x"], ["db", "--reason", "x" * 201]):
         one_line_error(channel_tree.as_agent("broker", "request", *args), 2)
     one_line_error(channel_tree.as_agent("broker", "request", "missing"), 4)
+
+
+def test_every_channel_example_in_the_readme_is_a_valid_channel():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("Examples (each is the line given to `notify set`):\n\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip().split("  # ")[0] for line in block.splitlines()]
+    assert len(lines) == 5
+    kinds = [notify.parse_line(line)["kind"] for line in lines]
+    assert kinds == ["url", "command", "command", "command", "command"]
+    for line in lines[1:3]:  # the tokens travel in the environment, never in the argv
+        channel = notify.parse_line(line)
+        assert all(value not in " ".join(channel["argv"]) for value in channel["env"].values())
