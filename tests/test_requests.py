@@ -161,3 +161,13 @@ def test_every_channel_example_in_the_readme_is_a_valid_channel():
     for line in lines[1:3]:  # the tokens travel in the environment, never in the argv
         channel = notify.parse_line(line)
         assert all(value not in " ".join(channel["argv"]) for value in channel["env"].values())
+
+
+def test_only_the_owner_lists_denies_or_sees_the_channel(channel_tree):
+    request = new_request(channel_tree)
+    for prog, args in (("pending", []), ("pending", ["--json"]), ("pending", ["deny", request.id]),
+                       ("notify", ["show"]), ("notify", ["off"]), ("notify", ["test"])):
+        result = channel_tree.as_agent(prog, *args)
+        assert "only the owner" in one_line_error(result, 1) and result.stdout == b""
+    assert (channel_tree.state / "notify.json").exists()
+    assert (channel_tree.state / "requests" / request.id[1:]).exists()
