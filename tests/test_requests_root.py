@@ -373,3 +373,23 @@ def test_once_a_root_seed_exists_only_its_codes_open_root(fresh):
     assert fresh.agent("approve", secret_rid, fresh.code()).returncode == 0  # the main seed still opens secrets
     again = fresh.owner("enroll", "--root", "--import", input=b"x\n")
     assert again.returncode == 2
+
+
+def test_doctor_names_a_channel_or_a_request_the_agent_could_read(env):
+    rid = request(env, "db")
+    for path in (env.state / "notify.json", env.state / "requests" / rid[1:]):
+        env.state.chmod(0o711)
+        if path.parent != env.state:
+            path.parent.chmod(0o711)
+        path.chmod(0o644)
+        try:
+            result = env.doctor()
+        finally:
+            path.chmod(0o600)
+            path.parent.chmod(0o700)
+            env.state.chmod(0o700)
+        out = result.stdout.decode()
+        assert result.returncode == 1
+        assert any(line.startswith("FAIL  agent reach:") and str(path.parent if path.parent != env.state else path)
+                   in line for line in out.splitlines()), out
+    assert env.doctor().returncode == 0
