@@ -171,3 +171,34 @@ def test_only_the_owner_lists_denies_or_sees_the_channel(channel_tree):
         assert "only the owner" in one_line_error(result, 1) and result.stdout == b""
     assert (channel_tree.state / "notify.json").exists()
     assert (channel_tree.state / "requests" / request.id[1:]).exists()
+
+
+def received(inbox):
+    return [json.loads(line) for line in inbox.read_text().splitlines() if line.strip()] if inbox.exists() else []
+
+
+def test_lockouts_and_seed_changes_are_pushed_to_the_owner(tree, tmp_path):
+    import time as clock
+
+    inbox = tmp_path / "inbox"
+    notify.save(tree.config(), {"kind": "command", "argv": ["/bin/sh", "-c", f"cat >> {inbox}; echo >> {inbox}"],
+                                "env": {}})
+    tree.set_secret("db", b"value-of-db", tier="restricted")
+    for _ in range(6):
+        assert tree.as_agent("approve", "db", wrong_code_at(tree.seed, clock.time())).returncode in (1, 5)
+    root_seed = totp.Params(totp.new_secret())
+    step = max(totp.step_at(clock.time(), 30), tree.last_step + 1)
+    code = totp.hotp(root_seed.secret, step, 6, "SHA1")
+    if step > totp.step_at(clock.time(), 30) + 1:
+        pytest.skip("no unspent step for the root seed right now")
+    enrolled = tree.run("enroll", "--root", "--import", input=f"{totp.to_base32(root_seed.secret)}\n{code}\n".encode())
+    assert enrolled.returncode == 0, enrolled.stderr
+    deadline = clock.time() + 20
+    while clock.time() < deadline:
+        kinds = [event["event"] for event in received(inbox)]
+        if {"lockout", "enroll"} <= set(kinds):
+            break
+        clock.sleep(0.1)
+    texts = {event["event"]: event["text"] for event in received(inbox)}
+    assert "the agent is locked out until" in texts["lockout"]
+    assert "root seed enrolled" in texts["enroll"]
