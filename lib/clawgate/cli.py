@@ -55,8 +55,12 @@ class Context(Record):
         record = (event, [("caller", self.caller.name), ("role", self.caller.role), *fields.items()])
         if _held is not None:
             _held.append(record)
-            return
-        audit_log.append(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, *record, time.time())
+        else:
+            audit_log.append(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, *record, time.time())
+        if event in _PUSHED:  # decisions the owner's channel hears of at once (notify.py)
+            from . import notify
+
+            notify.after_audit(self, event, fields)
 
     def audit_batch(self) -> "_AuditBatch":
         """`with ctx.audit_batch():` holds this process's audit records and appends them together
@@ -66,6 +70,7 @@ class Context(Record):
 
 
 _held: "list | None" = None  # records held by an open audit_batch()
+_PUSHED = frozenset(("grant", "elevate", "lockout", "revoke", "enroll"))  # notify.PUSHED, kept off the hot path
 
 
 class _AuditBatch:

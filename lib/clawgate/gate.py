@@ -59,8 +59,9 @@ def locked_out(until: float) -> ClawgateError:
     )
 
 
-def params(ctx: Context) -> totp.Params:
-    found = seed.load(ctx.cfg)
+def params(ctx: Context, root: bool = False) -> totp.Params:
+    """The seed whose codes pass: the root seed for root once one is enrolled (enroll --root)."""
+    found = (root and seed.load(ctx.cfg, root=True)) or seed.load(ctx.cfg)
     if found is None:
         raise unsafe("no TOTP seed enrolled; the owner must run: clawgate enroll")
     return found
@@ -81,20 +82,25 @@ def refuse_if_locked(ctx: Context, now: float, purpose: str = "check") -> None:
             raise locked_out(current.lock.locked_until)
 
 
-def check(ctx: Context, code: str, purpose: str, now: float) -> int:
-    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out)."""
-    params_ = params(ctx)
+def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
+          refuse_cause: "str | None" = None) -> int:
+    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out).
+
+    root: the code must be the root seed's once one exists. refuse_cause: the code is refused
+    whatever it is, counted and audited like a wrong one (requests.relay_cause: no match).
+    """
+    params_ = params(ctx, root)
     with _lock(ctx):
         current = load_state(ctx)
         if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
             ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
             raise locked_out(current.lock.locked_until)
-        step = totp.match_step(params_, code, now, current.last_step)
+        step = None if refuse_cause else totp.match_step(params_, code, now, current.last_step)
         if step is not None:
             _save_state(ctx, GateState(step, current.lock))
             ctx.audit("code", purpose=purpose, result="accepted", step=step)
             return step
-        cause = _cause(params_, code, now)
+        cause = refuse_cause or _cause(params_, code, now)
         lock = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
         _save_state(ctx, GateState(current.last_step, lock))
     ctx.audit("code", purpose=purpose, result="denied", cause=cause, failures=lock.failures)

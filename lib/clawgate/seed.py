@@ -8,6 +8,7 @@ from .config import Config
 from .errors import unsafe
 
 KEYCHAIN_SERVICE = "clawgate-totp"
+ROOT_SUFFIX = "-root"  # enroll --root: a second seed whose codes alone open root
 
 
 def _encode(params: totp.Params) -> bytes:
@@ -31,20 +32,22 @@ def _decode(raw: bytes) -> totp.Params:
         raise unsafe("the TOTP seed record is damaged; run: clawgate enroll --rotate") from None
 
 
-def load(cfg: Config) -> Optional[totp.Params]:
+def load(cfg: Config, root: bool = False) -> Optional[totp.Params]:
+    suffix = ROOT_SUFFIX if root else ""
     if cfg.store == "keychain":
         from .store.keychain import KeychainStore
 
-        raw = KeychainStore(cfg).get_service_item(KEYCHAIN_SERVICE)
+        raw = KeychainStore(cfg).get_service_item(KEYCHAIN_SERVICE + suffix)
     else:
-        raw = fsio.read_checked(state.path(cfg, "totp-seed"), cfg.owner.uid)
+        raw = fsio.read_checked(state.path(cfg, "totp-seed" + suffix), cfg.owner.uid)
     return _decode(raw) if raw is not None else None
 
 
-def save(cfg: Config, params: totp.Params) -> None:
+def save(cfg: Config, params: totp.Params, root: bool = False) -> None:
+    suffix = ROOT_SUFFIX if root else ""
     if cfg.store == "keychain":
         from .store.keychain import KeychainStore
 
-        KeychainStore(cfg).put_service_item(KEYCHAIN_SERVICE, _encode(params))
+        KeychainStore(cfg).put_service_item(KEYCHAIN_SERVICE + suffix, _encode(params))
     else:
-        fsio.write_atomic(state.path(cfg, "totp-seed"), _encode(params))
+        fsio.write_atomic(state.path(cfg, "totp-seed" + suffix), _encode(params))

@@ -1,0 +1,204 @@
+"""Requests and number matching on a staged install (no root needed): the odds, the parsing,
+the bounds, and that a code relayed without the right match is counted like a wrong code."""
+
+import json
+import os
+
+import pytest
+
+from coretools import context, one_line_error, wrong_code_at
+from test_lockout import P_GUESS, optimum
+from clawgate import cli, gate, names, notify, requests, totp
+from clawgate.errors import ClawgateError
+
+P_MATCH = 1 / 100  # the 2-digit match a relayed code must carry
+
+
+@pytest.fixture
+def channel_tree(tree):
+    tree.set_secret("db", b"value-of-db", tier="restricted")
+    notify.save(tree.config(), {"kind": "command", "argv": ["/bin/true"], "env": {}})
+    return tree
+
+
+def new_request(tree, name="db", now=None):
+    ctx = context(tree, "agent")
+    return requests.create(ctx, name, None, "why", None, now or gate.time.time())
+
+
+def test_a_year_of_guessing_code_and_match_succeeds_with_odds_of_4_in_a_million(capsys):
+    best = optimum()  # the lockout is unchanged: the same 138 guesses a year at most
+    per_guess = P_GUESS * P_MATCH
+    with capsys.disabled():
+        print(f"\nnumber matching: {best} guesses/year x {per_guess:.0e} = {best * per_guess:.2e} a year")
+    assert best == 138 and best * per_guess < 5e-6
+
+
+def test_a_wrong_or_missing_match_is_counted_exactly_like_a_wrong_code(channel_tree):
+    tree = channel_tree
+    ctx = context(tree, "agent")
+    request = new_request(tree)
+    now = gate.time.time()
+    right = totp.code_at(tree.seed, now)
+    wrong_match = f"{(int(request.match) + 1) % 100:02d}"
+    attempts = [right + wrong_match, right, f"{right} {wrong_match}", wrong_code_at(tree.seed, now) + request.match]
+    for count, relayed in enumerate(attempts, 1):
+        with pytest.raises(ClawgateError) as err:
+            requests.approve(ctx, request.id, relayed, now)
+        assert (err.value.code, err.value.message) == (1, gate.DENIED_MESSAGE)
+        assert gate.load_state(ctx).lock.failures == count
+    for _ in range(2):  # the sixth failure locks out: then even the right code + match gets exit 5
+        with pytest.raises(ClawgateError):
+            requests.approve(ctx, request.id, right, now)
+    with pytest.raises(ClawgateError) as err:
+        requests.approve(ctx, request.id, right + request.match, now)
+    assert err.value.code == 5
+    gate.unlock(context(tree, "owner"))
+    assert "granted" in requests.approve(ctx, request.id, f"{right}-{request.match}", now)
+
+
+def test_request_ids_never_collide_with_a_secret_name_or_root():
+    rid = "@" + "k3x9qa"
+    assert requests.is_id(rid) and not names.is_valid(rid) and rid != names.ROOT
+    assert not requests.is_id(names.ROOT) and not requests.is_id("k3x9qa") and not requests.is_id("@k3x9q0")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("48291647", ("482916", "47")), ("482916 47", ("482916", "47")), ("482916-47", ("482916", "47")),
+    ("482916", ("482916", None)), ("482916_47", ("482916_47", None)), ("4829164", ("4829164", None)),
+    ("482916  47", ("482916  47", None)), ("４８２９１６４７", ("４８２９１６４７", None)),
+])
+def test_code_and_match_are_split_only_in_the_documented_forms(text, expected):
+    assert requests.split_relayed(text, 6) == expected
+
+
+@pytest.mark.parametrize("line", ["", "http://ntfy.sh/x", "relative/cmd arg", "notify-send hi", "https://",
+                                  "/bin/echo 'unclosed", "/bin/echo a\x1bb", "1BAD=x /bin/true", "X=1"])
+def test_a_channel_line_is_an_https_url_or_an_absolute_command(line):
+    with pytest.raises(ClawgateError) as err:
+        notify.parse_line(line)
+    assert err.value.code == 2
+
+
+def test_a_command_channel_keeps_its_tokens_in_the_environment_not_the_argv():
+    channel = notify.parse_line("TOKEN='s3 cret' CHAT=42 /usr/bin/python3 -c 'print(1)'")
+    assert channel == {"kind": "command", "argv": ["/usr/bin/python3", "-c", "print(1)"],
+                       "env": {"TOKEN": "s3 cret", "CHAT": "42"}}
+    assert "s3 cret" not in notify.describe(channel)
+
+
+def test_caller_text_is_escaped_and_bounded_in_what_the_owner_reads():
+    assert notify.plain("a\nb\x1b[31m\\x0a") == "a\\x0ab\\x1b[31m\\\\x0a"
+    assert notify.plain("x" * 500).endswith("...") and len(notify.plain("x" * 500)) == notify.MAX_FIELD + 3
+    assert notify.argv_text(["/bin/sh", "-c", "echo $HOME\n"]) == "/bin/sh -c 'echo $HOME\\x0a'"
+
+
+def test_the_events_pushed_are_decided_in_one_place():
+    assert cli._PUSHED == frozenset(notify.PUSHED)
+
+
+def test_a_flood_of_requests_is_capped(channel_tree):
+    for _ in range(requests.MAX_PENDING):
+        assert channel_tree.as_agent("broker", "request", "db").returncode == 0
+    flood = channel_tree.as_agent("broker", "request", "db")
+    assert "too many pending requests" in one_line_error(flood, 1)
+    assert len(os.listdir(channel_tree.state / "requests")) == requests.MAX_PENDING
+
+
+def test_a_request_expires_and_then_approves_nothing(channel_tree):
+    request = new_request(channel_tree, now=gate.time.time() - requests.LIFETIME - 1)
+    ctx = context(channel_tree, "agent")
+    with pytest.raises(ClawgateError) as err:
+        requests.approve(ctx, request.id, "00000000", gate.time.time())
+    assert err.value.code == 3
+    assert gate.load_state(ctx).lock.failures == 0  # nothing was checked, nothing counted
+
+
+def test_a_damaged_or_planted_request_approves_nothing(channel_tree):
+    request = new_request(channel_tree)
+    path = channel_tree.state / "requests" / request.id[1:]
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(record, id="@zzzzzz")))
+    with pytest.raises(ClawgateError) as err:
+        requests.approve(context(channel_tree, "agent"), request.id, "00000000", gate.time.time())
+    assert err.value.code == 3
+    path.unlink()
+    os.symlink("/etc/passwd", path)
+    with pytest.raises(ClawgateError) as err:
+        requests.approve(context(channel_tree, "agent"), request.id, "00000000", gate.time.time())
+    assert err.value.code == 6
+
+
+def test_a_linked_requests_directory_is_refused(channel_tree, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir(mode=0o700)
+    (channel_tree.state / "requests").symlink_to(other)
+    assert one_line_error(channel_tree.as_agent("broker", "request", "db"), 6)
+
+
+def test_approve_id_takes_no_ttl_and_the_owner_never_gives_the_code_in_argv(channel_tree):
+    request = new_request(channel_tree)
+    one_line_error(channel_tree.as_agent("approve", request.id, "12345678", "--ttl", "1m"), 2)
+    assert "not as an argument" in one_line_error(channel_tree.run("approve", request.id, "123456"), 2)
+
+
+def test_request_usage_errors(channel_tree):
+    for args in (["@root"], ["@root", "--ttl", "1m", "--", "/bin/true"], ["db", "--", "/bin/true"],
+                 ["../x"], ["db", "--reason", "x" * 201]):
+        one_line_error(channel_tree.as_agent("broker", "request", *args), 2)
+    one_line_error(channel_tree.as_agent("broker", "request", "missing"), 4)
+
+
+def test_every_channel_example_in_the_readme_is_a_valid_channel():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("Examples (each is the line given to `notify set`):\n\n", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip().split("  # ")[0] for line in block.splitlines()]
+    assert len(lines) == 5
+    kinds = [notify.parse_line(line)["kind"] for line in lines]
+    assert kinds == ["url", "command", "command", "command", "command"]
+    for line in lines[1:3]:  # the tokens travel in the environment, never in the argv
+        channel = notify.parse_line(line)
+        assert all(value not in " ".join(channel["argv"]) for value in channel["env"].values())
+
+
+def test_only_the_owner_lists_denies_or_sees_the_channel(channel_tree):
+    request = new_request(channel_tree)
+    for prog, args in (("pending", []), ("pending", ["--json"]), ("pending", ["deny", request.id]),
+                       ("notify", ["show"]), ("notify", ["off"]), ("notify", ["test"])):
+        result = channel_tree.as_agent(prog, *args)
+        assert "only the owner" in one_line_error(result, 1) and result.stdout == b""
+    assert (channel_tree.state / "notify.json").exists()
+    assert (channel_tree.state / "requests" / request.id[1:]).exists()
+
+
+def received(inbox):
+    return [json.loads(line) for line in inbox.read_text().splitlines() if line.strip()] if inbox.exists() else []
+
+
+def test_lockouts_and_seed_changes_are_pushed_to_the_owner(tree, tmp_path):
+    import time as clock
+
+    inbox = tmp_path / "inbox"
+    notify.save(tree.config(), {"kind": "command", "argv": ["/bin/sh", "-c", f"cat >> {inbox}; echo >> {inbox}"],
+                                "env": {}})
+    tree.set_secret("db", b"value-of-db", tier="restricted")
+    for _ in range(6):
+        assert tree.as_agent("approve", "db", wrong_code_at(tree.seed, clock.time())).returncode in (1, 5)
+    root_seed = totp.Params(totp.new_secret())
+    step = max(totp.step_at(clock.time(), 30), tree.last_step + 1)
+    code = totp.hotp(root_seed.secret, step, 6, "SHA1")
+    if step > totp.step_at(clock.time(), 30) + 1:
+        pytest.skip("no unspent step for the root seed right now")
+    enrolled = tree.run("enroll", "--root", "--import", input=f"{totp.to_base32(root_seed.secret)}\n{code}\n".encode())
+    assert enrolled.returncode == 0, enrolled.stderr
+    deadline = clock.time() + 20
+    while clock.time() < deadline:
+        kinds = [event["event"] for event in received(inbox)]
+        if {"lockout", "enroll"} <= set(kinds):
+            break
+        clock.sleep(0.1)
+    texts = {event["event"]: event["text"] for event in received(inbox)}
+    assert "the agent is locked out until" in texts["lockout"]
+    assert "root seed enrolled" in texts["enroll"]
