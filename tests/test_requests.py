@@ -3,6 +3,7 @@ the bounds, and that a code relayed without the right match is counted like a wr
 
 import json
 import os
+import time
 
 import pytest
 
@@ -23,7 +24,7 @@ def channel_tree(tree):
 
 def new_request(tree, name="db", now=None):
     ctx = context(tree, "agent")
-    return requests.create(ctx, name, None, "why", None, now or gate.time.time())
+    return requests.create(ctx, name, None, "why", None, now or time.time())
 
 
 def test_a_year_of_guessing_code_and_match_succeeds_with_odds_of_4_in_a_million(capsys):
@@ -38,7 +39,7 @@ def test_a_wrong_or_missing_match_is_counted_exactly_like_a_wrong_code(channel_t
     tree = channel_tree
     ctx = context(tree, "agent")
     request = new_request(tree)
-    now = gate.time.time()
+    now = time.time()
     right = totp.code_at(tree.seed, now)
     wrong_match = f"{(int(request.match) + 1) % 100:02d}"
     attempts = [right + wrong_match, right, f"{right} {wrong_match}", wrong_code_at(tree.seed, now) + request.match]
@@ -106,10 +107,10 @@ def test_a_flood_of_requests_is_capped(channel_tree):
 
 
 def test_a_request_expires_and_then_approves_nothing(channel_tree):
-    request = new_request(channel_tree, now=gate.time.time() - requests.LIFETIME - 1)
+    request = new_request(channel_tree, now=time.time() - requests.LIFETIME - 1)
     ctx = context(channel_tree, "agent")
     with pytest.raises(ClawgateError) as err:
-        requests.approve(ctx, request.id, "00000000", gate.time.time())
+        requests.approve(ctx, request.id, "00000000", time.time())
     assert err.value.code == 3
     assert gate.load_state(ctx).lock.failures == 0  # nothing was checked, nothing counted
 
@@ -120,12 +121,12 @@ def test_a_damaged_or_planted_request_approves_nothing(channel_tree):
     record = json.loads(path.read_text())
     path.write_text(json.dumps(dict(record, id="@zzzzzz")))
     with pytest.raises(ClawgateError) as err:
-        requests.approve(context(channel_tree, "agent"), request.id, "00000000", gate.time.time())
+        requests.approve(context(channel_tree, "agent"), request.id, "00000000", time.time())
     assert err.value.code == 3
     path.unlink()
     os.symlink("/etc/passwd", path)
     with pytest.raises(ClawgateError) as err:
-        requests.approve(context(channel_tree, "agent"), request.id, "00000000", gate.time.time())
+        requests.approve(context(channel_tree, "agent"), request.id, "00000000", time.time())
     assert err.value.code == 6
 
 

@@ -201,7 +201,7 @@ def test_the_agent_cannot_read_the_channel_a_match_or_the_pending_list(env):
     assert via_broker.returncode == 2 and via_broker.stdout == b""
     listed = env.owner("pending", "--json")
     assert listed.returncode == 0
-    assert rid in listed.stdout.decode() and f'"match"' not in listed.stdout.decode()
+    assert rid in listed.stdout.decode() and '"match"' not in listed.stdout.decode()
     assert match.encode() not in b"".join(r.get("reason", "").encode() for r in audit(env, "request"))
     assert all("match" not in r for r in audit(env))  # the audit log is the owner's, but never needs it
 
@@ -300,7 +300,7 @@ class Receiver:
         bodies = self.bodies = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 bodies.append((self.path, self.headers.get("X-Clawgate-Event"),
                                self.rfile.read(int(self.headers["Content-Length"]))))
                 self.send_response(200)

@@ -25,7 +25,9 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Optional
+    from typing import Any, Dict, Optional
+
+    Channel = Dict[str, Any]  # {"kind": "url", "url", "ca"?} or {"kind": "command", "argv", "env"?}
 
     from .cli import Context
     from .config import Config
@@ -39,17 +41,11 @@ PUSHED = ("grant", "elevate", "lockout", "revoke", "enroll")  # cli._PUSHED filt
 
 
 def plain(text: object, limit: int = MAX_FIELD) -> str:
-    """Caller-chosen text as one bounded line: control characters (and backslash) escaped."""
+    """Caller-chosen text as one bounded line, escaped by display.escape (the one escaping function)."""
+    from .display import escape
+
     raw = str(text)
-    out = []
-    for ch in raw[:limit]:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-    return "".join(out) + ("..." if len(raw) > limit else "")
+    return escape(raw[:limit]) + ("..." if len(raw) > limit else "")
 
 
 def argv_text(argv: "list[str]") -> str:
@@ -67,7 +63,7 @@ def _path(cfg: "Config") -> str:
     return state.path(cfg, FILE)
 
 
-def parse_line(line: str) -> "Dict[str, object]":
+def parse_line(line: str) -> "Channel":
     """The one line `notify set` reads; a usage error (exit 2) for anything else."""
     import shlex
     import urllib.parse
@@ -99,7 +95,7 @@ def parse_line(line: str) -> "Dict[str, object]":
     return {"kind": "command", "argv": words, "env": env}
 
 
-def save(cfg: "Config", channel: "Dict[str, object]") -> None:
+def save(cfg: "Config", channel: "Channel") -> None:
     import json
 
     from . import fsio
@@ -107,16 +103,18 @@ def save(cfg: "Config", channel: "Dict[str, object]") -> None:
     fsio.write_atomic(_path(cfg), json.dumps(channel).encode())
 
 
-def load(cfg: "Config") -> "Optional[Dict[str, object]]":
+def load(cfg: "Config") -> "Optional[Channel]":
     """The channel, or None. A damaged record is refused, not taken for 'no channel'."""
-    from . import fsio, lean
+    import json
+
+    from . import fsio
     from .errors import unsafe
 
     raw = fsio.read_checked(_path(cfg), cfg.owner.uid)
     if raw is None:
         return None
     try:
-        channel = lean.loads(raw)
+        channel = json.loads(raw)
         ok = channel["kind"] in ("url", "command") and isinstance(channel.get("url", channel.get("argv")), (str, list))
     except (ValueError, KeyError, TypeError):
         ok = False
@@ -135,12 +133,12 @@ def is_set(cfg: "Config") -> bool:
     return load(cfg) is not None
 
 
-def describe(channel: "Dict[str, object]") -> str:
+def describe(channel: "Channel") -> str:
     """For `notify show` (owner only): the channel as set; secrets in VAR=value are shown masked."""
     if channel["kind"] == "url":
         return f"url {plain(channel['url'], MAX_LINE)}" + ("  (with its own CA)" if channel.get("ca") else "")
-    env = " ".join(f"{key}=***" for key in channel.get("env", {}))  # type: ignore[union-attr]
-    return f"command {(env + ' ') if env else ''}{argv_text(channel['argv'])}"  # type: ignore[arg-type]
+    env = " ".join(f"{key}=***" for key in channel.get("env", {}))
+    return f"command {(env + ' ') if env else ''}{argv_text(channel['argv'])}"
 
 
 # -- events ----------------------------------------------------------------------------------------
@@ -152,7 +150,7 @@ def event(kind: str, text: str, **fields: object) -> "Dict[str, object]":
             "host": os.uname().nodename, "time": int(time.time()), **fields}
 
 
-def _text_for(kind: str, fields: "Dict[str, object]") -> "Optional[str]":
+def _text_for(kind: str, fields: "Dict[str, Any]") -> "Optional[str]":
     from . import durations
 
     who = plain(fields.get("caller", "?"), 64)
@@ -224,7 +222,7 @@ def _detach_descriptors() -> None:
     os.closerange(3, 65536)
 
 
-def _bounded(cfg: "Config", channel: "Dict[str, object]", message: "Dict[str, object]") -> "Optional[str]":
+def _bounded(cfg: "Config", channel: "Channel", message: "Dict[str, object]") -> "Optional[str]":
     """Run the delivery in a child leading its own process group; kill the group after BOUND s."""
     import select
     import signal
@@ -268,9 +266,9 @@ def _bounded(cfg: "Config", channel: "Dict[str, object]", message: "Dict[str, ob
     return None if text == "-" else (text or "delivery failed")
 
 
-def _deliver(cfg: "Config", channel: "Dict[str, object]", message: "Dict[str, object]") -> "Optional[str]":
+def _deliver(cfg: "Config", channel: "Channel", message: "Dict[str, object]") -> "Optional[str]":
     if channel["kind"] == "url":
-        return _post(str(channel["url"]), channel.get("ca"), message)  # type: ignore[arg-type]
+        return _post(str(channel["url"]), channel.get("ca"), message)
     return _run_command(cfg, channel, message)
 
 
@@ -279,7 +277,7 @@ def _post(url: str, ca: "Optional[str]", message: "Dict[str, object]") -> "Optio
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kw):  # type: ignore[no-untyped-def]
+        def redirect_request(self, *args, **kw):
             return None
 
     context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
@@ -296,13 +294,13 @@ def _post(url: str, ca: "Optional[str]", message: "Dict[str, object]") -> "Optio
     return None
 
 
-def _run_command(cfg: "Config", channel: "Dict[str, object]", message: "Dict[str, object]") -> "Optional[str]":
+def _run_command(cfg: "Config", channel: "Channel", message: "Dict[str, object]") -> "Optional[str]":
     import json
     import subprocess
 
     env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin", "HOME": cfg.owner.home,
            "USER": cfg.owner.name, "LOGNAME": cfg.owner.name, "LANG": "C.UTF-8"}
-    env.update(channel.get("env") or {})  # type: ignore[arg-type]
-    done = subprocess.run(list(channel["argv"]), input=(json.dumps(message) + "\n").encode(),  # type: ignore[arg-type]
+    env.update(channel.get("env") or {})
+    done = subprocess.run(list(channel["argv"]), input=(json.dumps(message) + "\n").encode(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd="/", check=False)
     return None if done.returncode == 0 else f"command exited {done.returncode}"

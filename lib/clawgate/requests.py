@@ -17,7 +17,8 @@ import secrets
 import sys
 import time
 
-from . import durations, fsio, gate, grants, lean, names, notify, state, tiers
+from . import durations, fsio, gate, grants, names, notify, state, tiers
+from .records import Record
 from .cli import Context
 from .errors import APPROVAL_REQUIRED, ClawgateError, denied, usage
 
@@ -36,7 +37,9 @@ MATCH_DIGITS = 2
 LIFETIME = 10 * 60
 
 
-class Request(lean.Record):
+class Request(Record):
+    __slots__ = ("id", "kind", "name", "tier", "ttl", "argv", "reason", "by", "created", "expires", "match",
+                 "status")
     id: str
     kind: str            # "secret" or "root"
     name: str            # the secret, or @root
@@ -84,9 +87,11 @@ def _read(ctx: Context, rid: str) -> "Optional[Request]":
     raw = fsio.read_checked(_path(ctx, rid), ctx.cfg.owner.uid)
     if raw is None:
         return None
+    import json  # requests are read by request, approve, pending and elevate ID, never by get
+
     try:
-        record = lean.loads(raw)
-        found = Request(**{field: record[field] for field in Request._fields})
+        record = json.loads(raw)
+        found = Request(**{field: record[field] for field in Request.__slots__})
     except (ValueError, KeyError, TypeError):
         return None  # a damaged request approves nothing
     return found if found.id == rid else None
