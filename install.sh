@@ -779,12 +779,22 @@ fi
 # ---------------------------------------------------------------------------------------------
 # render everything that will be written, then show the plan
 # ---------------------------------------------------------------------------------------------
-fill() { # TEMPLATE: the three values sudoers and the front door are made of
-  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" "$1"
+fill() { # TEMPLATE: the values sudoers and the front door are made of
+  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" \
+    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" "$1"
 }
+# OpenClaw runs an exec provider only if the gateway's own user owns it (not a symlink, not group- or
+# world-writable): the agent's launcher, which asks sudo for the broker as any agent process can.
+RESOLVE_LAUNCHER=$AGENT_HOME/.local/libexec/clawgate-resolve
+SKILL_FILE=$AGENT_HOME/.agents/skills/clawgate/SKILL.md
 mkdir -p "$STAGE/code/lib" "$STAGE/templates"
 fill "$SRC/sudoers/clawgate.sudoers" >"$STAGE/sudoers"
 fill "$SRC/bin/clawgate" >"$STAGE/clawgate"
+printf '#!/bin/sh\n# %s\n# %s\nexec /usr/bin/sudo -n -u %s %s/broker resolve\n' \
+  "clawgate: OpenClaw's exec SecretRef provider for $AGENT, written by install.sh as $AGENT." \
+  "No privilege here: sudo's exact rule and the broker decide; rerun install.sh to change it." \
+  "$OWNER" "$LIBEXEC" >"$STAGE/clawgate-resolve"
+cp "$SRC/skill/clawgate/SKILL.md" "$STAGE/SKILL.md"
 for template in sudoers/clawgate.sudoers bin/clawgate systemd/openclaw-gateway.service launchd/ai.openclaw.gateway.plist; do
   cp "$SRC/$template" "$STAGE/templates/$(basename "$template")"
 done
@@ -1029,6 +1039,33 @@ if [[ -n $MIGRATE_FROM ]]; then
   [[ ! -d $target/credentials ]] \
     || say "then move the credentials into the store: clawgate secrets import --shred $target/credentials/*"
 fi
+
+# 6b. The agent's own files: the OpenClaw provider launcher and the clawgate skill. Written AS the
+# agent (its home is the agent's to change: root never walks a path there), each to a temp file
+# beside its target and renamed over it, so a planted symlink is replaced, never followed.
+as_agent() {
+  if [[ $TARGET_OS == darwin ]]; then
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sudo -H -n -u "$AGENT" -- "$@"
+  else
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 runuser -u "$AGENT" -- "$@"
+  fi
+}
+# agent_file_current SRC DEST MODE: DEST is a regular file of the agent, not a link, mode MODE, content SRC.
+agent_file_current() {
+  as_agent /bin/sh -c '[ -f "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -z "$(find "$1" ! -perm "$2")" ] \
+    && cmp -s "$1" -' sh "$2" "$3" <"$1"
+}
+agent_file_write() { # SRC DEST MODE
+  as_agent /bin/sh -c 'umask 077 && mkdir -p "${1%/*}" && tmp=$(mktemp "${1%/*}/.clawgate.XXXXXX") \
+    && { cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"; } || { rm -f "$tmp"; exit 1; }' \
+    sh "$2" "$3" <"$1"
+}
+for agent_file in "clawgate-resolve $RESOLVE_LAUNCHER 0755" "SKILL.md $SKILL_FILE 0644"; do
+  read -r staged dest mode <<<"$agent_file"
+  if [[ $FOREIGN == 1 ]] || ! user_exists "$AGENT" || ! agent_file_current "$STAGE/$staged" "$dest" "$mode"; then
+    change "write $dest as $AGENT ($mode)" agent_file_write "$STAGE/$staged" "$dest" "$mode"
+  fi
+done
 
 # 7. The service, as the agent.
 service_running() {

@@ -67,7 +67,9 @@ def test_mixed_request_is_answered_in_one_reply(stocked):
     assert errors["restricted/key"]["message"].startswith("approval required (restricted")
     assert errors["controlled/key"]["message"].startswith("approval required (controlled")
     assert "clawgate approve restricted/key CODE" in errors["restricted/key"]["message"]
-    assert errors["missing/key"] == {"message": "not found"}
+    assert errors["missing/key"] == {"code": "NOT_FOUND", "message": "not found"}
+    # OpenClaw displays only the codes it knows (NOT_FOUND); the others still say why.
+    assert errors["restricted/key"]["code"] == errors["controlled/key"]["code"] == "APPROVAL_REQUIRED"
 
 
 def test_every_id_is_audited_and_no_value_is(stocked):
@@ -124,7 +126,7 @@ def test_an_empty_request_gets_an_empty_reply(tree):
 ])
 def test_ids_outside_the_name_grammar_are_refused_per_id(stocked, secret_id):
     reply = reply_of(resolve(stocked, request([secret_id, "open/key"])))
-    assert reply["errors"][secret_id] == {"message": "invalid secret name"}
+    assert reply["errors"][secret_id] == {"code": "INVALID_ID", "message": "invalid secret name"}
     assert list(reply["values"]) == ["open/key"]
 
 
