@@ -284,18 +284,22 @@ def systemd_word(word):
     return word.replace("%", "%%").replace("$", "$$")
 
 
-def cmd_render_service(kind, template, agent, group, home, command):
+def cmd_render_service(kind, template, agent, group, home, command, bindir):
     argv = shlex.split(command)
     if not argv or any("\n" in word or "\0" in word for word in argv):
         print("the gateway command is empty or has a newline", file=sys.stderr)
         return 2
     with open(template, encoding="utf-8") as handle:
         text = handle.read()
+    # The gateway's PATH: its own directory first (npm's `openclaw` is `#!/usr/bin/env node`, and node
+    # sits beside it), then clawgate's front door (the skill needs `clawgate` on PATH).
+    path = ":".join(dict.fromkeys([os.path.dirname(argv[0]), bindir, "/usr/local/bin", "/usr/bin", "/bin"]))
     if kind == "systemd":
         text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
+        text = text.replace("@PATH@", systemd_word("PATH=" + path))
     else:
         lines = "\n".join(f"\t\t<string>{escape(word)}</string>" for word in argv)
-        text = text.replace("@PROGRAM_ARGUMENTS@", lines)
+        text = text.replace("@PROGRAM_ARGUMENTS@", lines).replace("@PATH@", escape(path))
     text = text.replace("@AGENT_GROUP@", group).replace("@AGENT_HOME@", home).replace("@AGENT@", agent)
     sys.stdout.write(text)
     return 0
@@ -773,7 +777,7 @@ else
 fi
 if [[ $SERVICE != none ]]; then
   helper render-service "$SERVICE_MANAGER" "$SRC/$SERVICE_TEMPLATE" "$AGENT" "$AGENT_GROUP" "$AGENT_HOME" \
-    "$GATEWAY_COMMAND" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
+    "$GATEWAY_COMMAND" "$BINDIR" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -98,12 +98,13 @@ def ensure() -> Kit:
                          "--no-package-lock", spec, cwd=root / part)
             if result.returncode != 0:
                 raise RuntimeError(f"npm install {spec} failed:\n{result.stderr[-2000:]}")
+        # The layout `npm install -g` leaves: node and an `openclaw` link to openclaw.mjs
+        # (`#!/usr/bin/env node`) side by side, so only PATH decides which node runs it.
         kit.bin_dir.mkdir()
         (kit.bin_dir / "node").symlink_to(kit.node)
-        launcher = kit.bin_dir / "openclaw"
-        launcher.write_text(f'#!/bin/sh\nexec "{kit.node}" "{kit.openclaw}" "$@"\n')
-        launcher.chmod(0o755)
-        version = subprocess.run(kit.argv("--version"), capture_output=True, text=True, env={"HOME": str(root)})
+        (kit.bin_dir / "openclaw").symlink_to(kit.openclaw)
+        version = subprocess.run([str(kit.bin_dir / "openclaw"), "--version"], capture_output=True, text=True,
+                                 env={"HOME": str(root), "PATH": f"{kit.bin_dir}:/usr/bin:/bin"})
         if OPENCLAW_VERSION not in version.stdout:
             raise RuntimeError(f"openclaw --version: {version.stdout}{version.stderr}")
         (root / ".complete").write_text(f"openclaw {OPENCLAW_VERSION}\nnode {NODE_VERSION}\n")

@@ -319,6 +319,39 @@ def test_the_gateway_resolves_at_start_and_reload_and_keeps_the_last_good_value(
         restarted.stop()
 
 
+# -- the service unit ----------------------------------------------------------------------------
+
+def unit_environment(unit: str) -> dict:
+    variables = {}
+    for line in unit.splitlines():
+        if line.startswith("Environment="):
+            key, value = line[len("Environment="):].strip('"').split("=", 1)
+            variables[key] = value
+    return variables
+
+
+def test_the_service_unit_runs_the_real_openclaw_as_systemd_would(kit):
+    """What the unit gives the gateway is enough: `#!/usr/bin/env node` finds the node beside
+    openclaw, the skill finds `clawgate`, and OpenClaw knows the unit owns its lifecycle."""
+    gateway = kit.bin_dir / "openclaw"
+    with RootEnv(service=True, install_args=["--gateway-command", f"{gateway} gateway"]) as service_env:
+        unit = (service_env.service_dir / "openclaw-gateway.service").read_text()
+        assert f"ExecStart={gateway} gateway" in unit.splitlines()
+        variables = unit_environment(unit)
+        assert variables["OPENCLAW_SERVICE_REPAIR_POLICY"] == variables["OPENCLAW_SUPERVISOR_MODE"] == "external"
+        assert variables["PATH"].split(":")[:2] == [str(kit.bin_dir), str(service_env.prefix / "bin")]
+        assert "Restart=always" in unit.splitlines()
+        # systemd starts ExecStart with the unit's environment and nothing else (no PATH of its own
+        # that has node or clawgate in it).
+        result = service_env.run_as(service_env.agent_name, "/usr/bin/env", "-i",
+                                    *(f"{k}={v}" for k, v in variables.items()),
+                                    str(gateway), "skills", "list", "--json", timeout=120)
+        assert result.returncode == 0, result.stderr
+        listed = json.loads(result.stdout)
+        listed = listed.get("skills", listed) if isinstance(listed, dict) else listed
+        assert next(skill for skill in listed if skill.get("name") == "clawgate").get("eligible") is True
+
+
 # -- the README, step by step -------------------------------------------------------------------
 
 def readme_steps() -> list:
