@@ -1056,10 +1056,12 @@ as_agent() {
 }
 # agent_file_current SRC DEST MODE: DEST is a regular file of the agent, not a link, mode MODE, content SRC.
 agent_file_current() {
+  # shellcheck disable=SC2016 # expanded by the agent's shell, from its arguments
   as_agent /bin/sh -c '[ -f "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -z "$(find "$1" ! -perm "$2")" ] \
     && cmp -s "$1" -' sh "$2" "$3" <"$1"
 }
 agent_file_write() { # SRC DEST MODE
+  # shellcheck disable=SC2016 # expanded by the agent's shell, from its arguments
   as_agent /bin/sh -c 'umask 077 && mkdir -p "${1%/*}" && tmp=$(mktemp "${1%/*}/.clawgate.XXXXXX") \
     && { cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"; } || { rm -f "$tmp"; exit 1; }' \
     sh "$2" "$3" <"$1"
