@@ -66,8 +66,10 @@ def npm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     npm_path = shutil.which("npm")
     if npm_path is None:
         raise Unavailable("npm is not installed (apt-get install npm)")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cache_dir()), "LANG": "C.UTF-8",
-           "npm_config_cache": str(cache_dir() / "npm-cache"), "npm_config_update_notifier": "false"}
+    # npm_config_* passes through: a CI mirror or proxy (npm_config_registry, npm_config_proxy...).
+    env = {key: value for key, value in os.environ.items() if key.lower().startswith("npm_config_")}
+    env.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cache_dir()), "LANG": "C.UTF-8",
+                "npm_config_cache": str(cache_dir() / "npm-cache"), "npm_config_update_notifier": "false"})
     return subprocess.run([npm_path, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=NPM_TIMEOUT)
 
