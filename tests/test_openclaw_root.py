@@ -150,12 +150,42 @@ def test_openclaw_refuses_a_launcher_that_others_can_write(env, kit):
     launcher.chmod(0o775)
     try:
         report = audit(env, kit)
-        assert report["summary"]["unresolvedRefCount"] == 1
-        assert "permissions are too open" in json.dumps(report) or report["status"] == "unresolved"
-        assert env.doctor().returncode == 1
+        assert report["summary"]["unresolvedRefCount"] == 1, report
+        doctor = env.doctor()
+        assert doctor.returncode == 1 and b"FAIL  openclaw: " in doctor.stdout
     finally:
         launcher.chmod(0o755)
     assert audit(env, kit)["status"] == "clean"
+
+
+def doctor_line(env, check: str) -> str:
+    return next(line for line in env.doctor().stdout.decode().splitlines() if line[6:].startswith(check + ":"))
+
+
+def test_doctor_checks_the_agents_openclaw_block(env):
+    write_agent_config(env, "// the agent's config is JSON5\n" + config_with(env).replace("}}}", "},},}, "))
+    assert doctor_line(env, "openclaw").startswith("ok    openclaw: ")
+    old_block = {**provider(env), "command": "/usr/bin/sudo", "allowInsecurePath": True}
+    write_agent_config(env, json.dumps({"secrets": {"providers": {"clawgate": old_block}}}))
+    line = doctor_line(env, "openclaw")
+    assert line.startswith("FAIL  openclaw: ") and "allowInsecurePath" in line
+
+
+def test_doctor_reads_the_agents_config_as_the_agent(env):
+    """A symlink the agent plants at openclaw.json is read with the agent's rights: a root-only
+    file behind it stays unread (doctor says nothing of its content)."""
+    secret = env.root / "root-only.json"
+    secret.write_text(json.dumps({"secrets": {"providers": {"clawgate": {"source": "exec", "command": "ROOT-ONLY"}}}}))
+    secret.chmod(0o600)
+    config = env.agent_home / ".openclaw" / "openclaw.json"
+    result = env.run_as(env.agent_name, "/bin/sh", "-c", 'mkdir -p "${2%/*}" && ln -sf "$1" "$2"', "sh",
+                        str(secret), str(config))
+    assert result.returncode == 0, result.stderr
+    try:
+        line = doctor_line(env, "openclaw")
+        assert "ROOT-ONLY" not in line and line.startswith("ok    openclaw: ")
+    finally:
+        config.unlink()
 
 
 # -- secrets audit, the real CLI ----------------------------------------------------------------
