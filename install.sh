@@ -645,10 +645,11 @@ else
     warn "$gateway_program is not an executable (yet)"
   fi
 fi
-# launchd gives a daemon PATH=/usr/bin:/bin:/usr/sbin:/sbin, where the `#!/usr/bin/env node` of
-# npm's and Homebrew's openclaw finds no node: the plist names the program's directory, the real
-# node's (beside it, or on this PATH), Homebrew's and the system's, each once.
-launchd_search_path() { # PROGRAM
+# The service's PATH. launchd gives a daemon PATH=/usr/bin:/bin:/usr/sbin:/sbin and systemd a
+# default without /usr/local: npm's and Homebrew's openclaw is `#!/usr/bin/env node`, which finds
+# no node there. So: the program's directory, the real node's (beside it, or on this PATH),
+# Homebrew's (macOS), the system's, and clawgate's front door (the skill runs `clawgate`), each once.
+service_search_path() { # PROGRAM
   local dirs=("$(dirname "$1")") node real dir joined=''
   node=$(dirname "$1")/node
   [[ -x $node || $FOREIGN == 1 ]] || node=$(PATH="$PATH:/opt/homebrew/bin:/usr/local/bin" command -v node) || node=''
@@ -656,16 +657,16 @@ launchd_search_path() { # PROGRAM
     real=$(helper realpath "$node") || real=$node
     dirs+=("$(dirname "$node")" "$(dirname "$real")")
   fi
-  for dir in "${dirs[@]}" /opt/homebrew/bin /usr/local/bin /usr/bin /bin /usr/sbin /sbin; do
+  [[ $TARGET_OS != darwin ]] || dirs+=(/opt/homebrew/bin)
+  for dir in "${dirs[@]}" /usr/local/bin /usr/bin /bin /usr/sbin /sbin "$BINDIR"; do
     case :$joined: in *":$dir:"*) ;; *) joined=${joined:+$joined:}$dir ;; esac
   done
   printf '%s\n' "$joined"
 }
 if [[ $SERVICE != none ]]; then
-  service_search_path=''
-  [[ $SERVICE_MANAGER != launchd ]] || service_search_path=$(launchd_search_path "$(helper first-word "$GATEWAY_COMMAND")")
   helper render-service "$SERVICE_MANAGER" "$SRC/$SERVICE_TEMPLATE" "$AGENT" "$AGENT_GROUP" "$AGENT_HOME" \
-    "$GATEWAY_COMMAND" "$service_search_path" >"$STAGE/service" || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
+    "$GATEWAY_COMMAND" "$(service_search_path "$(helper first-word "$GATEWAY_COMMAND")")" >"$STAGE/service" \
+    || abort "--gateway-command: cannot turn it into a service" "$EX_USAGE"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -675,11 +676,21 @@ fi
 # name breaks sudo for everyone): CLAWGATE_ and the agent's name in hex, as doctor renders it too.
 SUDOERS_ALIAS=CLAWGATE_$(printf '%s' "$AGENT" | od -An -tx1 | tr -d ' \n' | tr abcdef ABCDEF)
 fill() { # TEMPLATE: the values sudoers and the front door are made of
-  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" -e "s|@ALIAS@|$SUDOERS_ALIAS|g" "$1"
+  sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" -e "s|@ALIAS@|$SUDOERS_ALIAS|g" \
+    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" "$1"
 }
+# OpenClaw runs an exec provider only if the gateway's own user owns it (not a symlink, not group- or
+# world-writable): the agent's launcher, which asks sudo for the broker as any agent process can.
+RESOLVE_LAUNCHER=$AGENT_HOME/.local/libexec/clawgate-resolve
+SKILL_FILE=$AGENT_HOME/.agents/skills/clawgate/SKILL.md
 mkdir -p "$STAGE/code/lib" "$STAGE/templates"
 fill "$SRC/sudoers/clawgate.sudoers" >"$STAGE/sudoers"
 fill "$SRC/bin/clawgate" >"$STAGE/clawgate"
+printf '#!/bin/sh\n# %s\n# %s\nexec /usr/bin/sudo -n -u %s %s/broker resolve\n' \
+  "clawgate: OpenClaw's exec SecretRef provider for $AGENT, written by install.sh as $AGENT." \
+  "No privilege here: sudo's exact rule and the broker decide; rerun install.sh to change it." \
+  "$OWNER" "$LIBEXEC" >"$STAGE/clawgate-resolve"
+cp "$SRC/skill/clawgate/SKILL.md" "$STAGE/SKILL.md"
 for template in sudoers/clawgate.sudoers bin/clawgate systemd/openclaw-gateway.service launchd/ai.openclaw.gateway.plist; do
   cp "$SRC/$template" "$STAGE/templates/$(basename "$template")"
 done
@@ -923,6 +934,35 @@ if [[ -n $MIGRATE_FROM ]]; then
   [[ ! -d $target/credentials ]] \
     || say "then move the credentials into the store: clawgate secrets import --shred $target/credentials/*"
 fi
+
+# 6b. The agent's own files: the OpenClaw provider launcher and the clawgate skill. Written AS the
+# agent (its home is the agent's to change: root never walks a path there), each to a temp file
+# beside its target and renamed over it, so a planted symlink is replaced, never followed.
+as_agent() {
+  if [[ $TARGET_OS == darwin ]]; then
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sudo -H -n -u "$AGENT" -- "$@"
+  else
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 runuser -u "$AGENT" -- "$@"
+  fi
+}
+# agent_file_current SRC DEST MODE: DEST is a regular file of the agent, not a link, mode MODE, content SRC.
+agent_file_current() {
+  # shellcheck disable=SC2016 # expanded by the agent's shell, from its arguments
+  as_agent /bin/sh -c '[ -f "$1" ] && [ ! -L "$1" ] && [ -O "$1" ] && [ -z "$(find "$1" ! -perm "$2")" ] \
+    && cmp -s "$1" -' sh "$2" "$3" <"$1"
+}
+agent_file_write() { # SRC DEST MODE
+  # shellcheck disable=SC2016 # expanded by the agent's shell, from its arguments
+  as_agent /bin/sh -c 'umask 077 && mkdir -p "${1%/*}" && tmp=$(mktemp "${1%/*}/.clawgate.XXXXXX") \
+    && { cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"; } || { rm -f "$tmp"; exit 1; }' \
+    sh "$2" "$3" <"$1"
+}
+for agent_file in "clawgate-resolve $RESOLVE_LAUNCHER 0755" "SKILL.md $SKILL_FILE 0644"; do
+  read -r staged dest mode <<<"$agent_file"
+  if [[ $FOREIGN == 1 ]] || ! user_exists "$AGENT" || ! agent_file_current "$STAGE/$staged" "$dest" "$mode"; then
+    change "write $dest as $AGENT ($mode)" agent_file_write "$STAGE/$staged" "$dest" "$mode"
+  fi
+done
 
 # 7. The service, as the agent.
 service_running() {

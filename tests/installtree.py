@@ -49,9 +49,13 @@ def stage_code(prefix: Path, python: str) -> Path:
     return libexec
 
 
+AGENT_LAUNCHER = "/home/agent/.local/libexec/clawgate-resolve"  # install.sh: AGENT_HOME/.local/libexec/...
+
+
 def front_door(owner: str, agent: str, libexec: Path) -> str:
     text = (REPO / "bin" / "clawgate").read_text()
-    return text.replace("@OWNER@", owner).replace("@AGENT@", agent).replace("@LIBEXEC@", str(libexec))
+    return text.replace("@OWNER@", owner).replace("@AGENT@", agent).replace("@LIBEXEC@", str(libexec)) \
+        .replace("@RESOLVE_LAUNCHER@", AGENT_LAUNCHER)
 
 
 def config_text(owner: str, agent: str, state_dir: Path, ttl: Dict[str, str], store: str = "file",

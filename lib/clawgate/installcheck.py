@@ -84,6 +84,7 @@ def render_service(kind: str, text: str, agent: str, group: str, home: str, argv
                    search_path: str = "") -> str:
     if kind == "systemd":
         text = text.replace("@EXEC_START@", " ".join(systemd_word(word) for word in argv))
+        text = text.replace("@SERVICE_PATH@", systemd_word("PATH=" + search_path))
     else:
         from xml.sax.saxutils import escape
 

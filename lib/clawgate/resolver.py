@@ -1,11 +1,18 @@
 """`broker resolve`: OpenClaw's exec SecretRef provider, protocol version 1.
 
-The gateway (running as the agent) starts
+The gateway (running as the agent) starts the agent's launcher (install.sh writes it), which execs
   /usr/bin/sudo -n -u OWNER PREFIX/libexec/clawgate/broker resolve
 writes one request on stdin and reads one reply on stdout:
   {"protocolVersion":1,"provider":"clawgate","ids":["a","b"]}
-  {"protocolVersion":1,"values":{"a":"..."},"errors":{"b":{"message":"not found"}}}
-(OpenClaw docs/gateway/secrets.md, "Exec provider"; src/secrets/resolve.ts).
+  {"protocolVersion":1,"values":{"a":"..."},"errors":{"b":{"code":"NOT_FOUND","message":"not found"}}}
+(OpenClaw 2026.9.6 docs/gateway/secrets/secretref-contract.md, "Exec provider"; its
+dist/resolve-*.mjs, parseExecValues).
+
+Per-id `code`: OpenClaw shows only the codes it knows (SAFE_EXEC_ERROR_CODES: NOT_FOUND,
+AMBIGUOUS_DUPLICATE_KEY) and never a `message` (a resolver's output may hold credential
+material). So a missing secret is NOT_FOUND, shown as `failed for id "x" (NOT_FOUND)`, and a
+refusal gets a code of our own (APPROVAL_REQUIRED, INVALID_ID, NOT_UTF8) that OpenClaw reports as
+a plain `failed for id "x"`; the message is for anyone reading the reply itself.
 
 What the gateway does with our answer decides the shape of this file:
 - any non-zero exit fails every id of the batch ("exited with code N") and stdout
@@ -88,13 +95,14 @@ def answer(ctx: Context, ids: List[str]):
         try:
             values[secret_id] = _value(ctx, store, secret_id, now)
         except _Refused as refusal:
-            errors[secret_id] = {"message": refusal.message}
+            errors[secret_id] = {"code": refusal.code, "message": refusal.message}
     return values, errors
 
 
 class _Refused(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
+        self.code = code
         self.message = message
 
 
@@ -102,7 +110,7 @@ def _value(ctx: Context, store, secret_id: str, now: float) -> str:
     """The value for one id, or _Refused; audits the decision either way, never the value."""
     if not names.is_valid(secret_id):
         ctx.audit("resolve", name=names.shown(secret_id), result="denied", cause="invalid name")
-        raise _Refused("invalid secret name")
+        raise _Refused("INVALID_ID", "invalid secret name")
     tier = tiers.get(ctx.cfg, secret_id)
     try:
         value = store.get(secret_id)
@@ -110,16 +118,16 @@ def _value(ctx: Context, store, secret_id: str, now: float) -> str:
         if err.code != NO_SUCH_SECRET:
             raise  # an unsafe store fails the whole request (exit 6), like `get`
         ctx.audit("resolve", name=secret_id, result="missing")
-        raise _Refused("not found") from None
+        raise _Refused("NOT_FOUND", "not found") from None
     if tier != "open" and grants.active(ctx.cfg, secret_id, now, tier) is None:
         ctx.audit("resolve", name=secret_id, tier=tier, result="denied", cause="no grant")
         cap = durations.show(ctx.cfg.cap(tier))
-        raise _Refused(f"approval required ({tier}, grants last {cap}); "
+        raise _Refused("APPROVAL_REQUIRED", f"approval required ({tier}, grants last {cap}); "
                        f"ask the owner for a code, then: clawgate approve {secret_id} CODE")
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
         ctx.audit("resolve", name=secret_id, tier=tier, result="denied", cause="not utf-8")
-        raise _Refused("not valid UTF-8 (a JSON reply cannot carry it; use clawgate run or get)") from None
+        raise _Refused("NOT_UTF8", "not valid UTF-8 (a JSON reply cannot carry it; use clawgate run or get)") from None
     ctx.audit("resolve", name=secret_id, tier=tier, result="ok")
     return text
