@@ -189,7 +189,7 @@ def test_sudoers_is_exactly_the_design(env):
     assert rules == [
         f"Cmnd_Alias {alias}_VALUES = {lib}/broker, {lib}/approve, {lib}/revoke",
         f"Cmnd_Alias {alias}_ROOT = {lib}/elevate",
-        f"Cmnd_Alias {alias}_OWNER = {lib}/secrets, {lib}/enroll",
+        f"Cmnd_Alias {alias}_OWNER = {lib}/secrets, {lib}/enroll, {lib}/notify",
         f"Defaults!{alias}_VALUES, {alias}_OWNER !log_input, !log_output",
         f"Defaults!{alias}_VALUES, {alias}_ROOT !requiretty",
         f"{env.agent_name} ALL=({env.owner_name}) NOPASSWD: NOLOG_INPUT: NOLOG_OUTPUT: {alias}_VALUES",
