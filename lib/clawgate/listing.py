@@ -29,6 +29,10 @@ def print_secrets(rows: List[Dict[str, object]], as_json: bool) -> None:
     if as_json:
         print(lean.dumps(rows))  # json.dumps, without importing json (and re)
         return
+    if not rows:  # on stderr: a script reading stdout still sees an empty list
+        from .cli import say
+
+        say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
     width = max([len(str(row["name"])) for row in rows] + [4])
     for row in rows:
         left = f" ({durations.show(row['expires_in'])} left)" if row["expires_in"] is not None else ""
