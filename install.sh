@@ -58,6 +58,7 @@ usage: install.sh [options]
   --uninstall             remove what install added (keeps state and the agent user)
   --purge                 with --uninstall: also remove the state, the agent user and its home
   --yes                   do not ask for confirmation
+  --version               print clawgate's version
 USAGE
 }
 
@@ -136,6 +137,8 @@ while [[ $# -gt 0 ]]; do
     --purge) PURGE=1 ;;
     --yes | -y) YES=1 ;;
     -h | --help) usage; exit 0 ;;
+    --version)  # the one version string: lib/clawgate/__init__.py
+      sed -n 's/^__version__ = "\(.*\)"$/clawgate \1/p' "$SRC/lib/clawgate/__init__.py"; exit 0 ;;
     *) usage >&2; abort "$1: unknown option" "$EX_USAGE" ;;
   esac
   shift

@@ -154,7 +154,7 @@ class Tree:
         return self.run("approve", name, *extra, input=f"{code}\n".encode())
 
     def set_secret(self, name: str, value: bytes, tier: Optional[str] = None) -> None:
-        args = ["set", name, "--raw"] + (["--tier", tier] if tier else [])
+        args = ["set", name, "--raw", "--force"] + (["--tier", tier] if tier else [])
         result = self.run("secrets", *args, input=value)
         assert result.returncode == 0, result.stderr
 

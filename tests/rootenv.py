@@ -140,7 +140,7 @@ class RootEnv:
         return params
 
     def set_secret(self, name: str, value: bytes, tier: Optional[str] = None) -> None:
-        result = self.owner("secrets", "set", name, "--raw", *(["--tier", tier] if tier else []), input=value)
+        result = self.owner("secrets", "set", name, "--raw", "--force", *(["--tier", tier] if tier else []), input=value)
         assert result.returncode == 0, result.stderr
 
     # -- teardown -----------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def test_every_decision_is_recorded(tree):
     tree.set_secret("pub", b"p", tier="open")
     tree.as_agent("broker", "get", "k")                                    # get denied (no grant)
     tree.as_agent("broker", "get", "nope")                                 # get missing
-    tree.as_agent("approve", "k", "12")                                    # malformed code
+    tree.as_agent("approve", "k", "12")                                    # malformed code: not counted
     tree.as_agent("approve", "k", tree.code())                             # accepted + grant
     tree.as_agent("approve", "k", tree.spent_code())                       # reused
     tree.as_agent("broker", "get", "k")                                    # get ok
@@ -178,12 +178,12 @@ def test_every_decision_is_recorded(tree):
     tree.as_agent("revoke", "k")                                           # revoke
     tree.as_agent("revoke", "k")                                           # revoke: nothing there
     tree.as_agent("secrets", "set", "x", input=b"v")                       # owner-only: denied
-    for _ in range(4):
+    for _ in range(5):
         tree.as_agent("approve", "k", wrong_code_at(tree.seed, time.time()))   # wrong, then lockout
     tree.as_agent("approve", "k", "000000")                                # refused: locked
     tree.run("totp-validate", "--unlock")                                  # unlock
     tree.run("secrets", "tier", "k", "controlled")
-    tree.run("secrets", "rm", "pub")
+    tree.run("secrets", "rm", "pub", "--force")
     got = [(r["event"], r.get("result") or r.get("cause") or "", r.get("role")) for r in audit_records(tree)]
     expected = [
         ("set", "", "owner"), ("set", "", "owner"),
@@ -192,7 +192,7 @@ def test_every_decision_is_recorded(tree):
         ("code", "denied", "agent"), ("get", "ok", "agent"), ("get", "ok", "agent"),
         ("revoke", "revoked", "agent"), ("revoke", "no grant", "agent"), ("denied", "owner only", "agent"),
         ("code", "denied", "agent"), ("code", "denied", "agent"), ("code", "denied", "agent"),
-        ("code", "denied", "agent"), ("lockout", "", "agent"), ("code", "locked", "agent"),
+        ("code", "denied", "agent"), ("code", "denied", "agent"), ("lockout", "", "agent"), ("code", "locked", "agent"),
         ("unlock", "", "owner"), ("tier", "", "owner"), ("rm", "", "owner"),
     ]
     assert got[1:] == expected  # got[0] is the enrolment

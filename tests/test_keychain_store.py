@@ -330,7 +330,7 @@ def test_no_value_in_the_audit_log_or_messages(kc):
     value = b"audit-must-not-see-this"
     kc.set_secret("watched", value)
     kc.run("broker", "get", "watched", as_agent=True)
-    kc.run("secrets", "rm", "watched")
+    kc.run("secrets", "rm", "watched", "--force")
     assert value not in (kc.state / "audit.log").read_bytes()
     assert kc.password().encode() not in (kc.state / "audit.log").read_bytes()
 

@@ -121,7 +121,7 @@ def test_writes_replace_a_planted_link_instead_of_following_it(t, writer):
     if writer == "approve":
         assert t.as_agent("approve", "k", t.code()).returncode == 0
     else:
-        assert t.run("secrets", "set", "k", input=b"new").returncode == 0
+        assert t.run("secrets", "set", "k", "--force", input=b"new").returncode == 0
     assert target.read_bytes() == b"untouched"
     assert not os.path.islink(at) and os.path.isfile(at)
 

@@ -47,7 +47,7 @@ def shared(tmp_path_factory):
 def test_raw_round_trip_is_byte_exact(shared, label):
     name = "v/" + label.replace(" ", "-").replace("/", "-")
     value = VALUES[label]
-    result = shared.run("secrets", "set", name, "--raw", "--tier", "open", input=value)
+    result = shared.run("secrets", "set", name, "--raw", "--allow-empty", "--tier", "open", input=value)
     assert result.returncode == 0, result.stderr
     got = shared.as_agent("broker", "get", name)
     assert got.returncode == 0 and got.stderr == b""
@@ -71,7 +71,7 @@ def test_round_trip_under_a_grant(tree):
     (PEM, PEM[:-1]),
 ], ids=["newline", "none", "two", "only-newline", "crlf", "pem"])
 def test_one_trailing_newline_is_dropped_without_raw(shared, typed, stored):
-    assert shared.run("secrets", "set", "nl", "--tier", "open", input=typed).returncode == 0
+    assert shared.run("secrets", "set", "nl", "--force", "--allow-empty", "--tier", "open", input=typed).returncode == 0
     assert shared.as_agent("broker", "get", "nl").stdout == stored
 
 
@@ -80,7 +80,7 @@ def test_one_trailing_newline_is_dropped_without_raw(shared, typed, stored):
 def test_more_than_1_mib_is_refused_and_nothing_is_stored(tree, size, existing):
     if existing is not None:
         tree.set_secret("big", existing, tier="open")
-    result = tree.run("secrets", "set", "big", "--raw", "--tier", "open", input=b"\x01" * size)
+    result = tree.run("secrets", "set", "big", "--raw", "--force", "--tier", "open", input=b"\x01" * size)
     err = one_line_error(result, 2)
     assert "larger than 1048576 bytes; nothing was stored" in err
     got = tree.as_agent("broker", "get", "big")

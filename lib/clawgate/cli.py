@@ -188,4 +188,10 @@ def parser(prog: str, description: str):
         def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
             raise ClawgateError(USAGE, f"{prog}: {message}")
 
+        def format_help(self) -> str:  # the one help table, the same words as `clawgate help VERB`
+            from . import helptext
+
+            found = helptext.text(self.prog[len("clawgate "):])
+            return found + "\n" if found is not None else super().format_help()
+
     return Parser(prog=f"clawgate {prog}", description=description)

@@ -1,4 +1,5 @@
-"""Durations written like `90s`, `15m`, `4h`, and the two ways a moment in time is written."""
+"""Durations written like `90s`, `15m`, `4h`, or compound, largest unit first (`1h30m`, `2m30s`),
+and the two ways a moment in time is written."""
 
 import time
 
@@ -19,12 +20,20 @@ _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 def parse(text: str) -> int:
     text = text.strip()
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit() or not number.isascii() or len(number) > 9:
-        raise usage(f"{text!r}: not a duration (write it like 90s, 15m or 4h)")
-    seconds = int(number) * _UNITS[unit]
+    seconds, number, units_left = 0, "", "hms"  # each unit at most once, largest first
+    for ch in text[:32]:
+        if ch in "0123456789":
+            number += ch
+        elif ch in units_left and number and len(number) <= 9:
+            seconds += int(number) * _UNITS[ch]
+            number, units_left = "", units_left[units_left.index(ch) + 1:]
+        else:
+            seconds = -1
+            break
+    if number or not text or len(text) > 32 or seconds < 0:
+        raise usage(f"{text[:40]!r}: not a duration (write it like 90s, 15m, 4h or 1h30m)")
     if seconds <= 0:
-        raise usage(f"{text!r}: a duration must be positive")
+        raise usage(f"{text[:40]!r}: a duration must be positive")
     return seconds
 
 

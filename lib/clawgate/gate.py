@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from . import durations, fsio, lockout, seed, state, totp
 from .cli import Context
-from .errors import LOCKED_OUT, ClawgateError, denied, unsafe
+from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
 
 DENIED_MESSAGE = "code denied"
 
@@ -82,14 +82,23 @@ def refuse_if_locked(ctx: Context, now: float, purpose: str = "check") -> None:
             raise locked_out(current.lock.locked_until)
 
 
+def refuse_malformed(ctx: Context, code: str, params_: totp.Params, purpose: str) -> None:
+    """A typo is not a guess: a code of the wrong shape is exit 2 and costs none of the free guesses."""
+    if totp.split_code(code, params_.digits) is None:
+        ctx.audit("code", purpose=purpose, result="denied", cause="malformed", counted=False)
+        raise usage(f"that is not a code: type the {params_.digits} digits your authenticator shows "
+                    f"(not counted as a wrong code)")
+
+
 def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
           refuse_cause: "str | None" = None) -> int:
-    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out).
+    """The accepted step; raises exit 1 (denied), 2 (not the shape of a code) or 5 (agent locked out).
 
     root: the code must be the root seed's once one exists. refuse_cause: the code is refused
     whatever it is, counted and audited like a wrong one (requests.relay_cause: no match).
     """
     params_ = params(ctx, root)
+    refuse_malformed(ctx, code, params_, purpose)
     with _lock(ctx):
         current = load_state(ctx)
         if ctx.caller.is_agent and lockout.is_locked(current.lock, now):

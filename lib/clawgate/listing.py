@@ -31,6 +31,10 @@ def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
 
         print(json.dumps(rows))
         return
+    if not rows:  # on stderr: a script reading stdout still sees an empty list
+        from .cli import say
+
+        say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
     shown = [display.field(row["name"]) for row in rows]
     width = max([len(name) for name in shown] + [4])
     for name, row in zip(shown, rows):

@@ -51,6 +51,27 @@ def match_step(params: Params, code: str, now: float, after_step: int) -> Option
     return found
 
 
+MATCH_DIGITS = 2  # a request's match number, typed after the code (DESIGN: requests)
+
+
+def split_code(text: str, digits: int) -> "Optional[tuple]":
+    """(code, match) from what was typed, or None when it is not the shape of a code.
+
+    The one rule for every code clawgate reads: exactly `digits` ASCII digits (the enrolled
+    seed's 6 or 8), optionally followed by MATCH_DIGITS more, with one space or '-' allowed
+    between the two parts; match is "" when absent. A wrong shape is a typo, not a guess:
+    callers refuse it with exit 2 before the gate counts anything.
+    """
+    code, rest = text[:digits], text[digits:]
+    if rest[:1] in (" ", "-") and len(rest) == MATCH_DIGITS + 1:
+        rest = rest[1:]
+    if len(code) != digits or len(rest) not in (0, MATCH_DIGITS):
+        return None
+    if not (code + rest).isascii() or not (code + rest).isdigit():
+        return None
+    return code, rest
+
+
 def new_secret() -> bytes:
     return secrets.token_bytes(SEED_BYTES)
 
