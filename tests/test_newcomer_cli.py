@@ -281,7 +281,7 @@ def test_enroll_shows_the_secret_in_groups_of_four_matching_the_uri(bare_tree):
 def test_enroll_into_a_pipe_has_no_terminal_escapes(bare_tree):
     """stdin a terminal (the owner types the code), stdout a pipe: the QR code comes as plain text."""
     out = bare_tree.root / "enroll.out"
-    child = pexpect.spawn("/bin/sh", ["-c", f'"$0" > "$1"', str(bare_tree.libexec / "enroll"), str(out)],
+    child = pexpect.spawn("/bin/sh", ["-c", '"$0" > "$1"', str(bare_tree.libexec / "enroll"), str(out)],
                           env=bare_tree.env(False), timeout=20, encoding="utf-8")
     child.expect_exact("to confirm: ")
     params = totp.parse_uri(re.search(r"otpauth://totp/\S+", out.read_text()).group(0))
