@@ -941,12 +941,17 @@ fi
 # 6b. The agent's own files: the OpenClaw provider launcher and the clawgate skill. Written AS the
 # agent (its home is the agent's to change: root never walks a path there), each to a temp file
 # beside its target and renamed over it, so a planted symlink is replaced, never followed.
+# The agent's process may be attached to by the agent itself (same uid): it gets nothing of root's.
+# No controlling terminal (setsid: TIOCSTI into root's terminal was the way in), cwd /, stdin the
+# staged file only, stdout to nowhere, stderr to a file of the stage, no other descriptor.
 as_agent() {
-  if [[ $TARGET_OS == darwin ]]; then
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 sudo -H -n -u "$AGENT" -- "$@"
-  else
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 runuser -u "$AGENT" -- "$@"
-  fi
+  local run_as=(runuser -u "$AGENT" --)
+  [[ $TARGET_OS != darwin ]] || run_as=(sudo -H -n -u "$AGENT" --)
+  (cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$HELPER_PY" -I -c '
+import os, sys
+os.setsid()
+os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 1024)
+os.execvp(sys.argv[1], sys.argv[1:])' "${run_as[@]}" "$@") >/dev/null 2>>"$STAGE/as-agent.log"
 }
 # agent_file_current SRC DEST MODE: DEST is a regular file of the agent, not a link, mode MODE, content SRC.
 agent_file_current() {
