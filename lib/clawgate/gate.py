@@ -4,13 +4,19 @@ A code is accepted once: its step must be later than the last accepted step,
 and the check and the record happen while totp.lock is held, so of two racing
 uses of one code exactly one wins. Every outcome reads the same to the caller
 (`code denied`) and differs only in the audit log.
+
+The agent's guess is counted (totp.json written) before it is checked, and the
+count taken back only on success: a run killed at any instant leaves the guess
+counted. Everything from the lock to the audit record runs with fatal signals
+deferred (fsio.locked), so a relayed signal cannot separate the count from its
+denial record, nor a spent code from its grant.
 """
 
 import json
 import time
 from typing import NamedTuple
 
-from . import fsio, lockout, seed, state, totp
+from . import fsio, grants, lockout, seed, state, totp
 from .cli import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe
 
@@ -82,32 +88,58 @@ def refuse_if_locked(ctx: Context, now: float, purpose: str = "check") -> None:
             raise locked_out(ctx, current.lock.locked_until)
 
 
-def check(ctx: Context, code: str, purpose: str, now: float) -> int:
-    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out)."""
+def check(ctx: Context, code: str, purpose: str, now: float, grant: "grants.Grant | None" = None,
+          **grant_record: object) -> int:
+    """The accepted step; raises exit 1 (denied) or exit 5 (agent locked out).
+
+    With `grant`, it is written on success under the same lock, before the code is spent and
+    audited (its `grant` record carries grant_record too): a failure at any point leaves the
+    grant, the spent code and their records, or none of them (the guess stays counted).
+    """
     params_ = params(ctx)
     with _lock(ctx):
         current = load_state(ctx)
         if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
             ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
             raise locked_out(ctx, current.lock.locked_until)
+        counted = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
+        if counted != current.lock:
+            _save_state(ctx, GateState(current.last_step, counted))  # durable before the guess is checked
         step = totp.match_step(params_, code, now, current.last_step)
-        if step is not None:
-            _save_state(ctx, GateState(step, current.lock))
-            ctx.audit("code", purpose=purpose, result="accepted", step=step)
-            return step
-        cause = _cause(params_, code, now)
-        lock = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
-        _save_state(ctx, GateState(current.last_step, lock))
-    ctx.audit("code", purpose=purpose, result="denied", cause=cause, failures=lock.failures)
-    if lockout.is_locked(lock, now) and lock != current.lock:
-        ctx.audit("lockout", until=until_text(lock.locked_until), failures=lock.failures)
-    raise denied(DENIED_MESSAGE)
+        if step is None:
+            records = [("code", {"purpose": purpose, "result": "denied", "cause": _cause(params_, code, now),
+                                 "failures": counted.failures})]
+            if lockout.is_locked(counted, now) and counted != current.lock:
+                records.append(("lockout", {"until": until_text(counted.locked_until), "failures": counted.failures}))
+            ctx.audit_all(records)
+            raise denied(DENIED_MESSAGE)
+        _accept(ctx, GateState(step, current.lock), purpose, grant, grant_record)
+        return step
+
+
+def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant | None",
+            grant_record: "dict[str, object]") -> None:
+    """Grant, spend, audit: in that order, and undone in reverse if a later step fails."""
+    records = [("code", {"purpose": purpose, "result": "accepted", "step": spent.last_step})]
+    if grant is not None:
+        grants.write(ctx.cfg, grant)
+        records.append(("grant", {"name": grant.name, "tier": grant.tier, **grant_record}))
+    try:
+        _save_state(ctx, spent)  # the code spent and the guess taken back, in one write
+        ctx.audit_all(records)
+    except BaseException:
+        if grant is not None:
+            grants.revoke(ctx.cfg, grant.name)  # no grant without its record; the code may stay spent
+        raise
 
 
 def unlock(ctx: Context) -> lockout.State:
-    """Clear the agent's failure count and lockout; returns what was cleared."""
+    """Clear the agent's failure count and lockout, audited; returns what was cleared.
+
+    The record comes before the change: if it cannot be written, nothing is cleared."""
     with _lock(ctx):
         current = load_state(ctx)
+        ctx.audit("unlock", failures=current.lock.failures)
         _save_state(ctx, GateState(current.last_step, lockout.State()))
     return current.lock
 
@@ -117,4 +149,3 @@ def record_step(ctx: Context, step: int) -> None:
     with _lock(ctx):
         current = load_state(ctx)
         _save_state(ctx, GateState(max(step, current.last_step), current.lock))
-
