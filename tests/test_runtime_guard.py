@@ -229,3 +229,76 @@ def test_too_few_open_files_is_refused_before_anything_is_done(tree):
         return  # root with CAP_SYS_RESOURCE lifted it: also fine
     assert "open-files limit" in one_line_error(proc, 6)
     assert _log(tree).stat().st_size == size
+
+
+# -- the gate counts a guess before it checks it ------------------------------------------------------
+
+@pytest.mark.parametrize("right", [False, True])
+def test_the_gate_writes_the_count_before_it_checks_the_code_and_takes_it_back_on_success(tree, monkeypatch, right):
+    """What totp.json says at the instant the code is compared: the guess already counted."""
+    from coretools import context
+    from clawgate import gate, totp
+
+    tree.set_secret("k", b"v")
+    ctx = context(tree, "agent")
+    seen = []
+    real_match = totp.match_step
+
+    def spying_match(*args, **kw):
+        seen.append(json.loads((tree.state / "totp.json").read_bytes())["failures"])
+        return real_match(*args, **kw)
+
+    monkeypatch.setattr(totp, "match_step", spying_match)
+    now = time.time()
+    code = tree.code() if right else wrong_code_at(tree.seed, now)
+    try:
+        gate.check(ctx, code, purpose="k", now=now)
+    except Exception as err:  # noqa: BLE001 - the denial is the point when the code is wrong
+        assert not right and err.code == 1
+    assert seen[0] == 1  # counted, durably, before the comparison
+    after = json.loads((tree.state / "totp.json").read_bytes())["failures"]
+    assert after == (0 if right else 1)
+    denials = [r for r in audit_records(tree) if r["event"] == "code" and r["result"] == "denied"]
+    assert len(denials) == after
+
+
+# -- each action and its record: both or neither -------------------------------------------------
+
+def _refusing_log(tree):
+    """The audit log refuses every append (the owner's file, but mode 0644): as a full disk would."""
+    (tree.state / "audit.log").chmod(0o644)
+
+
+def test_approve_whose_record_cannot_be_written_leaves_no_grant(tree):
+    from coretools import grant_path
+
+    tree.set_secret("k", b"v")
+    _refusing_log(tree)
+    result = tree.as_agent("approve", "k", tree.code())
+    (tree.state / "audit.log").chmod(0o600)
+    assert result.returncode == 6 and b"Traceback" not in result.stderr, result.stderr
+    assert not os.path.exists(grant_path(tree, "k"))
+    assert tree.as_agent("broker", "get", "k").returncode == 3
+
+
+def test_secrets_set_whose_record_cannot_be_written_stores_nothing(tree):
+    tree.set_secret("old", b"before", tier="controlled")
+    _refusing_log(tree)
+    new = tree.run("secrets", "set", "new", "--tier", "open", input=b"v")
+    changed = tree.run("secrets", "set", "old", "--tier", "open", input=b"after")
+    (tree.state / "audit.log").chmod(0o600)
+    assert new.returncode == 6 and changed.returncode == 6
+    assert tree.run("broker", "get", "new").returncode == 4
+    assert (tree.state / "secrets" / "old").read_bytes() == b"before"
+    assert (tree.state / "tiers" / "old").read_bytes() == b"controlled\n"
+    assert not (tree.state / "tiers" / "new").exists()
+
+
+def test_unlock_whose_record_cannot_be_written_clears_nothing(tree):
+    tree.set_secret("k", b"v")
+    tree.as_agent("approve", "k", wrong_code_at(tree.seed, time.time()))
+    _refusing_log(tree)
+    result = tree.run("totp-validate", "--unlock")
+    (tree.state / "audit.log").chmod(0o600)
+    assert result.returncode == 6 and b"cleared" not in result.stdout
+    assert json.loads((tree.state / "totp.json").read_bytes())["failures"] == 1

@@ -136,11 +136,15 @@ def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant |
 def unlock(ctx: Context) -> lockout.State:
     """Clear the agent's failure count and lockout, audited; returns what was cleared.
 
-    The record comes before the change: if it cannot be written, nothing is cleared."""
+    If the record cannot be written, the count is put back: cleared and audited, or neither."""
     with _lock(ctx):
         current = load_state(ctx)
-        ctx.audit("unlock", failures=current.lock.failures)
         _save_state(ctx, GateState(current.last_step, lockout.State()))
+        try:
+            ctx.audit("unlock", failures=current.lock.failures)
+        except BaseException:
+            _save_state(ctx, current)
+            raise
     return current.lock
 
 
