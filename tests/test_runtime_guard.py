@@ -148,11 +148,15 @@ def test_a_lock_wait_takes_the_lock_once_the_holder_lets_go(tree):
 def test_fsio_lock_never_waits_unbounded(tmp_path, monkeypatch):
     monkeypatch.setattr(fsio, "LOCK_WAIT", 0.2)
     holder = _stopped_holder(tmp_path / "x.lock")
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the lock wait did not end"))
+    signal.alarm(10)
     try:
         with pytest.raises(Exception) as raised:
             with fsio.locked(str(tmp_path / "x.lock")):
                 pass
     finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
         holder.kill()
         holder.wait()
     assert raised.value.code == 5 and f"x.lock is held by pid {holder.pid}" in raised.value.message
