@@ -145,21 +145,19 @@ def test_a_lock_wait_takes_the_lock_once_the_holder_lets_go(tree):
     assert getter.returncode == 0 and out == b"p", err
 
 
-def test_fsio_lock_never_waits_unbounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(fsio, "LOCK_WAIT", 0.2)
+def test_fsio_lock_never_waits_unbounded(tree, tmp_path):
     holder = _stopped_holder(tmp_path / "x.lock")
-    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the lock wait did not end"))
-    signal.alarm(10)
+    code = (f"import sys; sys.path.insert(0, {str(tree.libexec / 'lib')!r})\n"
+            "from clawgate import fsio\nfsio.LOCK_WAIT = 0.2\n"
+            "try:\n    fsio.locked(sys.argv[1]).__enter__()\n"
+            "except Exception as err:\n    print(err.code, err.message)\n")
     try:
-        with pytest.raises(Exception) as raised:
-            with fsio.locked(str(tmp_path / "x.lock")):
-                pass
+        result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.lock")], capture_output=True,
+                                timeout=30)
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
         holder.kill()
         holder.wait()
-    assert raised.value.code == 5 and f"x.lock is held by pid {holder.pid}" in raised.value.message
+    assert result.stdout.startswith(f"5 x.lock is held by pid {holder.pid}".encode()), result.stdout
 
 
 # -- relayed job control and fatal signals -----------------------------------------------------------
