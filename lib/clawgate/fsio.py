@@ -175,7 +175,7 @@ def lock(fd: int, what: str) -> None:
             deadline = now + LOCK_WAIT
         elif now >= deadline:
             raise ClawgateError(LOCKED_OUT, f"{what} is held by {_holder(fd)} for more than {LOCK_WAIT:g}s; "
-                                            "nothing was done; try again once it ends")
+                                            "try again once it ends")
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
