@@ -211,7 +211,10 @@ class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:
     def __enter__(self) -> int:
         self._critical.__enter__()
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+            try:
+                fd = os.open(self._path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+            except OSError as err:  # ELOOP: a symlink planted where the lock should be
+                raise unsafe(f"{self._path}: cannot open safely ({err.strerror})") from None
             try:
                 lock(fd, os.path.basename(self._path))
             except BaseException:
