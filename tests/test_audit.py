@@ -130,7 +130,7 @@ def test_appending_reads_only_the_tail(tree):
     path = str(tree.state / "audit.log")
     uid = tree.config().owner.uid
     for _ in range(200):
-        audit.append(path, uid, "pad", [("filler", "x" * 40_000)], time.time())
+        audit.append(path, uid, "pad", [(f"filler{j}", "x" * 4_000) for j in range(10)], time.time())
     for i in range(3):
         audit.append(path, uid, "small", [("i", i)], time.time())
     assert os.path.getsize(path) > 8_000_000

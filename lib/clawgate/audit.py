@@ -11,8 +11,8 @@ the log. Lines carry names, callers and decisions, never secret values.
 import os
 import stat
 
-from . import durations, fsio
-from .errors import unsafe
+from . import durations, fsio, guard
+from .errors import io_error, unsafe
 from .records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover - depends on the interpreter
 GENESIS = b"0" * 64
 _HASH_KEY = b',"hash":"'
 _TAIL_BLOCK = 8192
+MAX_FIELD = 4096  # characters of one field's encoding; a longer one keeps this much, its length and sha256
+REPAIR = "repair"  # the record an append writes after cutting back a torn tail
+_REPAIR_MARK = b'"event":"repair",'
 
 
 def _quote(text: str) -> str:
@@ -73,7 +76,16 @@ def _stamp(now: float) -> str:
 def _body(seq: int, now: float, event: str, fields: "Iterable[Tuple[str, object]]") -> str:
     stamp = _stamp(now)
     parts = [f'{{"seq":{seq}', f'"ts":"{stamp}"', f'"event":{_quote(event)}']
-    parts += [f"{_quote(key)}:{_encode(value)}" for key, value in fields if value is not None]
+    for key, value in fields:
+        if value is None:
+            continue
+        text = _encode(value)
+        if len(text) > MAX_FIELD:  # the agent chooses argv and names: one record must stay small
+            whole = text.encode("utf-8", "backslashreplace")
+            parts += [f"{_quote(key)}:{_quote(text[:MAX_FIELD])}", f"{_quote(key + '_length')}:{len(whole)}",
+                      f"{_quote(key + '_sha256')}:\"{sha256(whole).hexdigest()}\""]
+        else:
+            parts.append(f"{_quote(key)}:{text}")
     return ",".join(parts)
 
 
@@ -86,26 +98,36 @@ class _Tail(Record):
     seq: int
     hash: bytes
     needs_newline: bool
+    torn: bytes  # bytes after the last whole line that no record explains: a write cut short
 
 
 def _read_tail(fd: int, size: int) -> _Tail:
     if size == 0:
-        return _Tail(0, GENESIS, False)
+        return _Tail(0, GENESIS, False, b"")
     end = size
     data = b""
+    torn = b""
     while True:
         start = max(0, end - _TAIL_BLOCK)
         data = os.pread(fd, end - start, start) + data
         end = start
+        if not torn and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n")
+            if cut >= 0 or start == 0:
+                piece = data[cut + 1:]
+                if _parse_line(piece) is None:  # not a whole record missing only its newline: torn
+                    torn, data = piece, data[:cut + 1]
+                    if not data and start == 0:
+                        return _Tail(0, GENESIS, False, torn)
         body = data.rstrip(b"\n")
         cut = body.rfind(b"\n")
         if cut >= 0 or start == 0:
             last = body[cut + 1:]
             break
     parsed = _parse_line(last)
-    if parsed is None:
+    if parsed is None:  # a whole line, newline and all, that is not ours: edited, not torn; fail closed
         raise unsafe("audit log: its last line is damaged; run: clawgate audit verify")
-    return _Tail(parsed[0], parsed[2], not data.endswith(b"\n"))
+    return _Tail(parsed[0], parsed[2], not torn and not data.endswith(b"\n"), torn)
 
 
 def _parse_line(line: bytes) -> "Optional[Tuple[int, bytes, bytes]]":
@@ -147,44 +169,53 @@ def append_many(path: str, owner_uid: int, records: "Iterable[Tuple[str, Iterabl
     `resolve` decides up to 512 ids in one request: one lock per line would cost more than
     deciding them.
     """
-    import fcntl
-
     records = [(event, list(fields)) for event, fields in records]
     if not records:
         return
     prefixes = []
-    fd = _open_log(path, owner_uid)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        tail = _read_tail(fd, os.fstat(fd).st_size)
-        seq, prev_hash, lines = tail.seq, tail.hash, [b"\n" if tail.needs_newline else b""]
-        for event, fields in records:
-            seq += 1
-            prefix = _body(seq, now, event, fields).encode("utf-8", "backslashreplace")
-            prev_hash = _chain(prev_hash, prefix)
-            lines.append(prefix + _HASH_KEY + prev_hash + b'"}\n')
-            prefixes.append(prefix)
-        _write_whole(fd, b"".join(lines))
-    finally:
-        os.close(fd)
+    with guard.critical():  # a relayed signal acts after the whole batch is written, never half-way
+        fd = _open_log(path, owner_uid)
+        try:
+            fsio.lock(fd, "the audit log")
+            size = os.fstat(fd).st_size
+            tail = _read_tail(fd, size)
+            if tail.torn:  # a crash tore the last write: cut it back, under the lock, and say so
+                records.insert(0, (REPAIR, _repair_fields(tail.torn, size)))
+                size -= len(tail.torn)
+            seq, prev_hash, lines = tail.seq, tail.hash, [b"\n" if tail.needs_newline else b""]
+            for event, fields in records:
+                seq += 1
+                prefix = _body(seq, now, event, fields).encode("utf-8", "backslashreplace")
+                prev_hash = _chain(prev_hash, prefix)
+                lines.append(prefix + _HASH_KEY + prev_hash + b'"}\n')
+                prefixes.append(prefix)
+            _write_whole(fd, size, b"".join(lines))
+        finally:
+            os.close(fd)
     for prefix in prefixes:
         _to_syslog(prefix)
 
 
-def _write_whole(fd: int, data: bytes) -> None:
-    """All of `data` at the end of the log, or nothing: a torn line would block every later append.
+def _repair_fields(torn: bytes, size: int) -> "List[Tuple[str, object]]":
+    return [("cause", "torn tail cut back (a write cut short by a crash)"), ("offset", size - len(torn)),
+            ("cut_bytes", len(torn)), ("cut_sha256", sha256(torn).hexdigest()),
+            ("cut_head", torn[:256].decode("utf-8", "backslashreplace"))]
 
-    A caller can make writes fail part-way (a file-size limit sudo passes on, a full disk);
-    cut back to where the log ended, still under the lock, and refuse.
+
+def _write_whole(fd: int, size: int, data: bytes) -> None:
+    """All of `data` at `size` (the end of the log, less a torn tail), or nothing.
+
+    A write can fail part-way (a full disk, a limit guard did not catch): cut back to `size`,
+    still under the lock, and refuse. Only SIGKILL can stop us between; the next append repairs that.
     """
-    size = os.fstat(fd).st_size
+    os.ftruncate(fd, size)  # drops a torn tail; a no-op otherwise
     view = memoryview(data)
     try:
         while view:  # O_APPEND: a short write's remainder still lands at the end, and we hold the lock
             view = view[os.write(fd, view):]
     except OSError as err:
         os.ftruncate(fd, size)
-        raise unsafe(f"cannot write the audit log ({err.strerror}); nothing was done") from None
+        raise io_error(f"cannot write the audit log ({err.strerror}); nothing was done") from None
 
 
 def _to_syslog(prefix: bytes) -> None:
@@ -203,15 +234,27 @@ class Problem(Record):
     reason: str
 
 
-def verify_lines(lines: "Iterable[bytes]") -> "Tuple[int, List[Problem]]":
-    """(lines checked, problems). Each problem names the line and what happened to it."""
+def verify_lines(lines: "Iterable[bytes]", notes: "Optional[List[Problem]]" = None) -> "Tuple[int, List[Problem]]":
+    """(lines checked, problems). Each problem names the line and what happened to it.
+
+    notes, if given, receives what is explained and accepted: each repair record, and a torn
+    last line (no newline) that the next append will cut back.
+    """
     prev_hash, prev_seq, count = GENESIS, 0, 0
     problems: List[Problem] = []
+    notes = [] if notes is None else notes
     for count, raw in enumerate(lines, 1):
         parsed = _parse_line(raw.rstrip(b"\n"))
         if parsed is None:
+            if not raw.endswith(b"\n"):  # the last line, cut short by a crash: a tear, not an edit
+                notes.append(Problem(count, f"torn by a crash ({len(raw)} bytes); the next audited action "
+                                            "cuts it back and records that"))
+                count -= 1
+                continue
             problems.append(Problem(count, "not an audit record (damaged or inserted)"))
             continue
+        if _REPAIR_MARK in parsed[1]:
+            notes.append(Problem(count, _explain_repair(raw)))
         seq, prefix, recorded = parsed
         if seq <= prev_seq:
             # Out of place: report it, and keep chaining from the highest record so that a
@@ -224,6 +267,15 @@ def verify_lines(lines: "Iterable[bytes]") -> "Tuple[int, List[Problem]]":
             problems.append(Problem(count, "hash does not match: this line (or the hash of the one before) was edited"))
         prev_hash, prev_seq = recorded, seq
     return count, problems
+
+
+def _explain_repair(raw: bytes) -> str:
+    try:
+        record = fields_of(raw)
+        return (f"repair: {record['cut_bytes']} torn bytes at offset {record['offset']} cut back "
+                f"(a write cut short by a crash; sha256 {str(record['cut_sha256'])[:16]}...)")
+    except (ValueError, KeyError):
+        return "repair: a torn tail was cut back"
 
 
 def read_lines(path: str, owner_uid: int) -> "Iterator[bytes]":

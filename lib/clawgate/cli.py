@@ -10,10 +10,10 @@ import time
 
 from . import audit as audit_log
 from . import config as config_mod
-from . import display
+from . import display, guard
 from . import layout as layout_mod
 from . import state
-from .errors import DENIED, UNSAFE, USAGE, ClawgateError, denied, unsafe
+from .errors import BROKEN_PIPE, IO_ERROR, UNSAFE, USAGE, ClawgateError, denied
 from .records import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -27,8 +27,8 @@ MAX_MESSAGE = 512  # characters; a message never runs past one line
 def say(message: str) -> None:
     # One line whatever the message quotes: argparse echoes raw arguments (newlines, 100 KB).
     text = display.escape(message[:MAX_MESSAGE])
-    sys.stderr.write(f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n")
-    sys.stderr.flush()
+    line = f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n"
+    _quietly(lambda: (sys.stderr.write(line), sys.stderr.flush()))  # stderr closed or broken: nobody to tell
 
 
 class Caller(Record):
@@ -61,6 +61,20 @@ class Context(Record):
             from . import notify
 
             notify.after_audit(self, event, fields)
+
+    def audit_all(self, records: "list[tuple[str, dict[str, object]]]") -> None:
+        """Several (event, fields) records in one append: all of them or none."""
+        held = [(event, [("caller", self.caller.name), ("role", self.caller.role), *fields.items()])
+                for event, fields in records]
+        if _held is not None:
+            _held.extend(held)
+        else:
+            audit_log.append_many(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, held, time.time())
+        for event, fields in records:
+            if event in _PUSHED:  # as in audit(): the owner's channel hears of these at once
+                from . import notify
+
+                notify.after_audit(self, event, fields)
 
     def audit_batch(self) -> "_AuditBatch":
         """`with ctx.audit_batch():` holds this process's audit records and appends them together
@@ -119,24 +133,7 @@ def context(script: str) -> Context:
     if os.geteuid() != cfg.owner.uid:
         raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")
     state.check(cfg)
-    _lift_file_size_limit()
     return Context(cfg, identify(cfg), layout)
-
-
-def _lift_file_size_limit() -> None:
-    """Refuse to touch state under a file-size limit the caller set (sudo passes rlimits on).
-
-    With one, a write of the TOTP state or the audit log could fail half-way after the gate has
-    decided: a refused guess that leaves no audit line.
-    """
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if soft == resource.RLIM_INFINITY:
-        return
-    if hard != resource.RLIM_INFINITY:
-        raise unsafe("a file-size limit is set (ulimit -f); refusing to write state under it")
-    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
 
 
 def require_owner(ctx: Context, what: str) -> None:
@@ -145,39 +142,52 @@ def require_owner(ctx: Context, what: str) -> None:
         raise denied(f"{what}: only the owner may do this")
 
 
-def run(main: "Callable[[list[str]], int | None]", *, fast_exit: bool = False) -> None:
+def run(main: "Callable[[list[str]], int | None]", *, fast_exit: bool = False, owner_side: bool = True) -> None:
     """Call main(argv) and exit with its code; every failure becomes one line, never a traceback.
 
+    guard.start() comes first: descriptors, job-control signals and limits the caller handed us.
+    owner_side=False (only `run`, which runs as its caller): descriptors only.
     fast_exit: leave with os._exit once stdout and stderr are flushed, skipping the interpreter's
     teardown (freeing every module: ~1.5 ms, a tenth of a `get` through sudo). Only for programs
     that leave nothing else behind: no atexit handler, no open file object, no child.
     """
     os.umask(0o077)
     try:
+        guard.start(owner_side)
         code = main(sys.argv[1:]) or 0
     except ClawgateError as err:
-        say(err.message)
+        if err.message:  # empty: already said (run relays the broker's own line)
+            say(err.message)
         code = err.code
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        _quietly(lambda: sys.stderr.write("\n"))
         code = 130
+    except SystemExit as err:  # argparse --help, or a program's own exit: its code, not a traceback
+        code = err.code if isinstance(err.code, int) else (0 if err.code is None else USAGE)
     except BrokenPipeError:
-        code = DENIED
+        code = BROKEN_PIPE  # our reader left: not a refusal, and nothing to say to anyone
     except OSError as err:
         say(f"{err.strerror or 'system error'}{': ' + err.filename if isinstance(err.filename, str) else ''}")
-        code = UNSAFE
+        code = IO_ERROR
     except Exception as err:  # noqa: BLE001 - a traceback could carry a secret value
         say(f"internal error ({type(err).__name__}); nothing was changed")
         code = UNSAFE
+    for stream in (sys.stdout, sys.stderr):  # flush here, so a closed or broken one cannot raise at exit
+        if not _quietly(stream.flush):
+            code = code or BROKEN_PIPE
+            _quietly(lambda: os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno()))
     if fast_exit:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BrokenPipeError:
-            code = code or DENIED
         os._exit(code)
-    sys.stdout.flush()
     sys.exit(code)
+
+
+def _quietly(action: "Callable[[], object]") -> bool:
+    """False if action() failed: writing to a closed or broken stream must not end in a traceback."""
+    try:
+        action()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def parser(prog: str, description: str):

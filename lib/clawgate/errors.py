@@ -7,6 +7,10 @@ APPROVAL_REQUIRED = 3
 NO_SUCH_SECRET = 4
 LOCKED_OUT = 5
 UNSAFE = 6
+# Outside DESIGN's 0-6, which are all decisions: the system failed us (sysexits.h EX_IOERR: a full
+# disk, an I/O error), or our reader left (a shell's code for a writer killed by SIGPIPE).
+IO_ERROR = 74
+BROKEN_PIPE = 141
 
 
 class ClawgateError(Exception):
@@ -24,6 +28,10 @@ def usage(message: str) -> ClawgateError:
 
 def unsafe(message: str) -> ClawgateError:
     return ClawgateError(UNSAFE, message)
+
+
+def io_error(message: str) -> ClawgateError:
+    return ClawgateError(IO_ERROR, message)
 
 
 def denied(message: str) -> ClawgateError:

@@ -8,12 +8,14 @@ directory is fsynced so the rename itself survives a power cut.
 import os
 import stat
 
-from .errors import unsafe
+from . import guard
+from .errors import LOCKED_OUT, ClawgateError, unsafe
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 READ_FLAGS = os.O_RDONLY | NOFOLLOW | CLOEXEC | os.O_NONBLOCK  # a planted FIFO must not hang the open
 _TMP_SUFFIX = ".tmp"
+LOCK_WAIT = 5.0  # seconds: longer than any holder needs, short enough that nothing looks hung
 
 
 def _check_fd(fd: int, path: str, owner_uid: int) -> os.stat_result:
@@ -64,6 +66,11 @@ def read_fd(fd: int) -> bytes:
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    with guard.critical():  # a relayed signal acts after the rename, never between temp file and rename
+        _write_atomic(path, data, mode)
+
+
+def _write_atomic(path: str, data: bytes, mode: int) -> None:
     directory, base = os.path.split(path)
     tmp = os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(4).hex()}{_TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, mode)
@@ -94,7 +101,8 @@ def fsync_dir(directory: str) -> None:
 def remove(path: str) -> bool:
     """Unlink; True if something was removed. Durable like a write."""
     try:
-        os.unlink(path)
+        with guard.critical():
+            os.unlink(path)
     except FileNotFoundError:
         return False
     fsync_dir(os.path.dirname(path))
@@ -135,8 +143,53 @@ def ensure_private_dir(path: str, owner_uid: int) -> str:
     return path
 
 
+def lock(fd: int, what: str) -> None:
+    """An exclusive flock on fd, waited for LOCK_WAIT seconds at most: never an unbounded LOCK_EX.
+
+    A holder stopped or stuck (the agent cannot stop ours, see guard, but root or a debugger can)
+    gets one clear line naming it, exit 5, instead of every owner-side program hanging behind it.
+    """
+    import fcntl
+    import time
+
+    deadline, pause = 0.0, 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + LOCK_WAIT
+        elif now >= deadline:
+            raise ClawgateError(LOCKED_OUT, f"{what} is held by {_holder(fd)} for more than {LOCK_WAIT:g}s; "
+                                            "try again once it ends")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _holder(fd: int) -> str:
+    """`pid N (name)` from /proc/locks when the system tells, else `another process`."""
+    inode = os.fstat(fd).st_ino
+    try:
+        with open("/proc/locks", "rb") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == b"FLOCK" and fields[5].rsplit(b":", 1)[-1] == str(inode).encode():
+                    pid = fields[4].decode()
+                    with open(f"/proc/{pid}/comm", "rb") as comm:
+                        name = comm.read().strip().decode("ascii", "replace")
+                    from .display import escape
+
+                    return f"pid {pid} ({escape(name)})"
+    except (OSError, ValueError):
+        pass
+    return "another process"
+
+
 class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:`
-    """Hold an exclusive flock on `path` (created 0600) for the block.
+    """Hold an exclusive flock on `path` (created 0600) for the block, fatal signals deferred.
 
     A class, not @contextlib.contextmanager: contextlib would cost every `get` its import.
     """
@@ -144,18 +197,28 @@ class locked:  # noqa: N801 - used as a function: `with fsio.locked(path) as fd:
     def __init__(self, path: str) -> None:
         self._path = path
         self._fd = -1
+        self._critical = guard.critical()
 
     def __enter__(self) -> int:
-        import fcntl
-
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+        self._critical.__enter__()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fd = os.open(self._path, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+            except OSError as err:  # ELOOP: a symlink planted where the lock should be
+                raise unsafe(f"{self._path}: cannot open safely ({err.strerror})") from None
+            try:
+                lock(fd, os.path.basename(self._path))
+            except BaseException:
+                os.close(fd)
+                raise
         except BaseException:
-            os.close(fd)
+            self._critical.__exit__()
             raise
         self._fd = fd
         return fd
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self._fd)
+        try:
+            os.close(self._fd)
+        finally:
+            self._critical.__exit__()

@@ -4,12 +4,18 @@ A code is accepted once: its step must be later than the last accepted step,
 and the check and the record happen while totp.lock is held, so of two racing
 uses of one code exactly one wins. Every outcome reads the same to the caller
 (`code denied`) and differs only in the audit log.
+
+The agent's guess is counted (totp.json written) before it is checked, and the
+count taken back only on success: a run killed at any instant leaves the guess
+counted. Everything from the lock to the audit record runs with fatal signals
+deferred (fsio.locked), so a relayed signal cannot separate the count from its
+denial record, nor a spent code from its grant.
 """
 
 import json
 from typing import NamedTuple
 
-from . import durations, fsio, lockout, seed, state, totp
+from . import durations, fsio, grants, lockout, seed, state, totp
 from .cli import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
 
@@ -91,11 +97,16 @@ def refuse_malformed(ctx: Context, code: str, params_: totp.Params, purpose: str
 
 
 def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
-          refuse_cause: "str | None" = None) -> int:
+          refuse_cause: "str | None" = None, grant: "grants.Grant | None" = None,
+          **grant_record: object) -> int:
     """The accepted step; raises exit 1 (denied), 2 (not the shape of a code) or 5 (agent locked out).
 
     root: the code must be the root seed's once one exists. refuse_cause: the code is refused
-    whatever it is, counted and audited like a wrong one (requests.relay_cause: no match).
+    whatever it is, counted and audited like a wrong one (requests.relay_cause: no match); a valid
+    code refused so is spent all the same, so a relayed code gets one try at a match, not six.
+    With `grant`, it is written on success under the same lock, before the code is spent and
+    audited (its `grant` record carries grant_record too): a failure at any point leaves the
+    grant, the spent code and their records, or none of them (the guess stays counted).
     """
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
@@ -104,25 +115,53 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
         if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
             ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
             raise locked_out(current.lock.locked_until)
-        step = None if refuse_cause else totp.match_step(params_, code, now, current.last_step)
-        if step is not None:
-            _save_state(ctx, GateState(step, current.lock))
-            ctx.audit("code", purpose=purpose, result="accepted", step=step)
-            return step
-        cause = refuse_cause or _cause(params_, code, now)
-        lock = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
-        _save_state(ctx, GateState(current.last_step, lock))
-    ctx.audit("code", purpose=purpose, result="denied", cause=cause, failures=lock.failures)
-    if lockout.is_locked(lock, now) and lock != current.lock:
-        ctx.audit("lockout", until=until_text(lock.locked_until), failures=lock.failures)
-    raise denied(DENIED_MESSAGE)
+        counted = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
+        if counted != current.lock:
+            _save_state(ctx, GateState(current.last_step, counted))  # durable before the guess is checked
+        step = totp.match_step(params_, code, now, current.last_step)
+        if step is None or refuse_cause:
+            denial = {"purpose": purpose, "result": "denied", "cause": refuse_cause or _cause(params_, code, now),
+                      "failures": counted.failures}
+            if step is not None:
+                _save_state(ctx, GateState(step, counted))
+                denial["spent"] = True
+            records = [("code", denial)]
+            if lockout.is_locked(counted, now) and counted != current.lock:
+                records.append(("lockout", {"until": until_text(counted.locked_until), "failures": counted.failures}))
+            ctx.audit_all(records)
+            raise denied(DENIED_MESSAGE)
+        _accept(ctx, GateState(step, current.lock), purpose, grant, grant_record)
+        return step
+
+
+def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant | None",
+            grant_record: "dict[str, object]") -> None:
+    """Grant, spend, audit: in that order, and undone in reverse if a later step fails."""
+    records = [("code", {"purpose": purpose, "result": "accepted", "step": spent.last_step})]
+    if grant is not None:
+        grants.write(ctx.cfg, grant)
+        records.append(("grant", {"name": grant.name, "tier": grant.tier, **grant_record}))
+    try:
+        _save_state(ctx, spent)  # the code spent and the guess taken back, in one write
+        ctx.audit_all(records)
+    except BaseException:
+        if grant is not None:
+            grants.revoke(ctx.cfg, grant.name)  # no grant without its record; the code may stay spent
+        raise
 
 
 def unlock(ctx: Context) -> lockout.State:
-    """Clear the agent's failure count and lockout; returns what was cleared."""
+    """Clear the agent's failure count and lockout, audited; returns what was cleared.
+
+    If the record cannot be written, the count is put back: cleared and audited, or neither."""
     with _lock(ctx):
         current = load_state(ctx)
         _save_state(ctx, GateState(current.last_step, lockout.State()))
+        try:
+            ctx.audit("unlock", failures=current.lock.failures)
+        except BaseException:
+            _save_state(ctx, current)
+            raise
     return current.lock
 
 
@@ -131,4 +170,3 @@ def record_step(ctx: Context, step: int) -> None:
     with _lock(ctx):
         current = load_state(ctx)
         _save_state(ctx, GateState(max(step, current.last_step), current.lock))
-

@@ -1,0 +1,119 @@
+"""What a hostile caller controls before we run a line, made harmless in one place.
+
+The agent reaches the owner's side (and elevate's root side) through sudo, which keeps
+the agent as the real uid of the sudo process: the agent may signal its own sudo, and
+sudo relays TSTP, TERM, HUP, INT, QUIT, USR1, USR2... to us. It also hands us its
+resource limits and its open or closed descriptors. So, before anything else:
+
+- start(): closed descriptors 0/1/2 are reopened on /dev/null (or the first file we open
+  becomes our stdout); job-control signals are ignored (a stop while a lock is held would
+  freeze every owner-side program); RLIMIT_FSIZE and RLIMIT_NOFILE are raised to sane
+  values, or, where only root could raise them, refused with exit 6.
+- critical(): the fatal signals are blocked across each lock-and-write, and delivered when
+  it ends: the write completes, then the signal acts. Nothing can tear a file or leave a
+  guess uncounted short of SIGKILL, which only root or the kernel can send, and against
+  which every write is atomic (fsio, audit).
+- for_exec(): undoes the above for a command we exec (elevate): it starts as sudo would
+  start it, with sane limits.
+
+Uses _signal, not signal: signal.py builds enums at import, a measurable part of a `get`.
+"""
+
+import os
+import sys
+
+try:
+    import _signal as _sig
+except ImportError:  # pragma: no cover - every CPython has it
+    import signal as _sig  # type: ignore[no-redef]
+
+# Job control: ignored for the whole run of an owner-side or root-side program.
+JOB_CONTROL = tuple(getattr(_sig, name) for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(_sig, name))
+# Every signal whose default action ends the process and that a caller can send or provoke.
+DEFERRED = frozenset(getattr(_sig, name) for name in (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF",
+    "SIGXCPU", "SIGXFSZ", "SIGPIPE", "SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT", "SIGTSTP", "SIGTTIN",
+    "SIGTTOU") if hasattr(_sig, name))
+MIN_OPEN_FILES = 64  # a state write needs a handful; a caller who leaves us fewer means to break one
+
+
+def start(owner_side: bool = True) -> None:
+    """The first thing every program does (cli.run). owner_side=False: only the descriptors
+    (`clawgate run` runs as its caller and passes its signals and limits on to CMD)."""
+    _reopen_closed_descriptors()
+    if not owner_side:
+        return
+    for sig in JOB_CONTROL:
+        _sig.signal(sig, _sig.SIG_IGN)
+    _sane_limits()
+
+
+def _reopen_closed_descriptors() -> None:
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        got = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one, as 0..fd-1 are open
+        if got != fd:  # pragma: no cover - cannot happen, but never let a later file become stdout
+            os.dup2(got, fd)
+            os.close(got)
+    # Python set sys.stdin/stdout/stderr to None for a descriptor that was closed at start-up.
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace"))
+
+
+def _sane_limits() -> None:
+    """FSIZE unlimited, NOFILE at least MIN_OPEN_FILES: raise the soft limit, or as root the hard one.
+
+    Refuse rather than run under a limit only root could lift: a write of the TOTP state or the
+    audit log could otherwise fail half-way after the gate has decided.
+    """
+    import resource
+
+    infinity = resource.RLIM_INFINITY
+    for which, wanted, what in ((resource.RLIMIT_FSIZE, infinity, "a file-size limit (ulimit -f)"),
+                                (resource.RLIMIT_NOFILE, MIN_OPEN_FILES, "an open-files limit (ulimit -n)")):
+        soft, hard = resource.getrlimit(which)
+        if _at_least(soft, wanted):
+            continue
+        if _at_least(hard, wanted):
+            resource.setrlimit(which, (wanted, hard))
+            continue
+        if os.geteuid() == 0:  # elevate: root may lift both, and the command it runs gets them too
+            try:
+                resource.setrlimit(which, (wanted, wanted))
+                continue
+            except (ValueError, OSError):  # no CAP_SYS_RESOURCE (a container): refuse below
+                pass
+        from .errors import unsafe
+
+        raise unsafe(f"{what} is set; refusing to write state under it")
+
+
+def _at_least(limit: int, wanted: int) -> bool:
+    import resource
+
+    if limit == resource.RLIM_INFINITY:
+        return True
+    return wanted != resource.RLIM_INFINITY and limit >= wanted
+
+
+class critical:  # noqa: N801 - used as a function: `with guard.critical():`
+    """Block the fatal signals for the block; any that arrived act when it ends (nests)."""
+
+    def __enter__(self) -> None:
+        self._old = _sig.pthread_sigmask(_sig.SIG_BLOCK, DEFERRED)
+
+    def __exit__(self, *exc: object) -> None:
+        _sig.pthread_sigmask(_sig.SIG_SETMASK, self._old)
+
+
+def for_exec() -> None:
+    """Before exec'ing a command: default dispositions, nothing blocked (both survive exec)."""
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGTSTP", "SIGTTIN", "SIGTTOU"):
+        if hasattr(_sig, name):
+            _sig.signal(getattr(_sig, name), _sig.SIG_DFL)
+    _sig.pthread_sigmask(_sig.SIG_SETMASK, ())
