@@ -12,7 +12,7 @@ import time
 import pytest
 
 from coretools import audit_records, one_line_error, wrong_code_at
-from clawgate import audit, fsio
+from clawgate import audit
 
 
 def _log(tree):

@@ -18,7 +18,7 @@ from .records import Record  # not typing.NamedTuple: importing typing alone cos
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
-    from typing import Callable
+    from typing import Callable, TextIO
 
 PROG = "clawgate"
 MAX_MESSAGE = 512  # characters; a message never runs past one line
@@ -175,10 +175,14 @@ def run(main: "Callable[[list[str]], int | None]", *, fast_exit: bool = False, o
     for stream in (sys.stdout, sys.stderr):  # flush here, so a closed or broken one cannot raise at exit
         if not _quietly(stream.flush):
             code = code or BROKEN_PIPE
-            _quietly(lambda: os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno()))
+            _quietly(_to_devnull(stream))
     if fast_exit:
         os._exit(code)
     sys.exit(code)
+
+
+def _to_devnull(stream: "TextIO") -> "Callable[[], object]":
+    return lambda: os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def _quietly(action: "Callable[[], object]") -> bool:

@@ -16,16 +16,18 @@ resource limits and its open or closed descriptors. So, before anything else:
 - for_exec(): undoes the above for a command we exec (elevate): it starts as sudo would
   start it, with sane limits.
 
-Uses _signal, not signal: signal.py builds enums at import, a measurable part of a `get`.
+Uses _signal, not signal: signal.py builds enums at import (~10 ms, most of a `get`'s own
+work). _signal is the C module signal.py re-exports unchanged (`from _signal import *`), with the
+documented signatures; if an interpreter lacks it, the public module is used instead.
 """
 
 import os
 import sys
 
 try:
-    import _signal as _sig
+    import _signal as _sig  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - every CPython has it
-    import signal as _sig  # type: ignore[no-redef]
+    import signal as _sig  # type: ignore[no-redef,unused-ignore]
 
 # Job control: ignored for the whole run of an owner-side or root-side program.
 JOB_CONTROL = tuple(getattr(_sig, name) for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU") if hasattr(_sig, name))
