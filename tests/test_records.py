@@ -115,3 +115,25 @@ def test_the_core_imports_no_private_cpython_module():
     source = "".join(p.read_text() for p in (lib / "clawgate").glob("*.py"))
     for private in ("_tuplegetter", "make_encoder", "make_scanner", "__annotate__"):
         assert private not in source, private
+
+
+def test_every_record_in_the_package_lists_each_annotated_field_in_its_slots():
+    """A field annotated but missing from __slots__ is a TypeError at the first construction."""
+    import importlib
+    import pkgutil
+
+    import clawgate
+    from clawgate.records import Record
+
+    for info in pkgutil.walk_packages(clawgate.__path__, "clawgate."):
+        if info.name.endswith("installcheck"):
+            continue
+        importlib.import_module(info.name)
+    pending, seen = list(Record.__subclasses__()), []
+    while pending:
+        cls = pending.pop()
+        seen.append(cls)
+        pending.extend(cls.__subclasses__())
+        annotated = [name for name in vars(cls).get("__annotations__", {}) if not name.startswith("_")]
+        assert list(cls.__slots__) == annotated, cls
+    assert len(seen) >= 8
