@@ -55,7 +55,25 @@ def test_a_wrong_or_missing_match_is_counted_exactly_like_a_wrong_code(channel_t
         requests.approve(ctx, request.id, right + request.match, now)
     assert err.value.code == 5
     gate.unlock(context(tree, "owner"))
-    assert "granted" in requests.approve(ctx, request.id, f"{right}-{request.match}", now)
+    later = now + 30  # the right code was spent by the first refused match (see the next test)
+    assert "granted" in requests.approve(ctx, request.id, f"{totp.code_at(tree.seed, later)}-{request.match}", later)
+
+
+def test_a_valid_code_relayed_with_a_wrong_match_is_spent_so_it_gets_one_try_at_a_match(channel_tree):
+    """Otherwise the agent could try the owner's code with match after match (five free guesses:
+    a 5% chance of turning the owner's approval of one request into another)."""
+    tree = channel_tree
+    ctx = context(tree, "agent")
+    request = new_request(tree)
+    now = time.time()
+    right = totp.code_at(tree.seed, now)
+    wrong_match = f"{(int(request.match) + 1) % 100:02d}"
+    with pytest.raises(ClawgateError):
+        requests.approve(ctx, request.id, right + wrong_match, now)
+    with pytest.raises(ClawgateError) as err:
+        requests.approve(ctx, request.id, right + request.match, now)
+    assert (err.value.code, err.value.message) == (1, gate.DENIED_MESSAGE)
+    assert gate.load_state(ctx).lock.failures == 2
 
 
 def test_request_ids_never_collide_with_a_secret_name_or_root():

@@ -289,7 +289,7 @@ def test_secrets_set_whose_record_cannot_be_written_stores_nothing(tree):
     tree.set_secret("old", b"before", tier="controlled")
     _refusing_log(tree)
     new = tree.run("secrets", "set", "new", "--tier", "open", input=b"v")
-    changed = tree.run("secrets", "set", "old", "--tier", "open", input=b"after")
+    changed = tree.run("secrets", "set", "old", "--tier", "open", "--force", input=b"after")
     (tree.state / "audit.log").chmod(0o600)
     assert new.returncode == 6 and changed.returncode == 6
     assert tree.run("broker", "get", "new").returncode == 4
