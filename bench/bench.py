@@ -9,7 +9,9 @@ alike, and reports medians and ratios:
   get      `clawgate get` as the agent: the front door (sh + sudo + broker) and the direct
            `sudo -n -u OWNER broker get` path, against the floors `sudo -n -u OWNER /bin/cat FILE`
            and `sudo -n -u OWNER /usr/bin/python3 -I -S -c pass`; the same without sudo
-           (broker vs bare interpreter, as the owner) shows the broker's own cost
+           (broker vs bare interpreter, as the owner) shows the broker's own cost; and, side by
+           side, `pass show NAME` as the owner (gpg, passphrase-less key, warm gpg-agent), which
+           is what users compare with (skipped, saying so, without pass and gpg)
   resolve  OpenClaw's provider call with 1, 50 and 500 ids
   list     `clawgate list` with 10,000 secrets
   audit    one audited `get` with a 1,000-line and a 1,000,000-line audit log; `audit verify`
@@ -46,6 +48,7 @@ PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON = "/usr/bin/python3"
 SUDO = "/usr/bin/sudo"
 CAT = "/bin/cat"
+PASS_PACKAGES = "apt-get install pass gnupg"
 
 GET_NAME = "bench-get"  # controlled, granted once through the real approve with a TOTP code
 GET_VALUE = b"sk-bench-0123456789abcdef0123456789abcdef"
@@ -210,9 +213,52 @@ def write_audit_log(path: Path, lines: int, owner_uid: int, agent: str) -> None:
     tmp.rename(path)
 
 
+class PassStore:
+    """A throwaway password store and GNUPGHOME for the owner: a passphrase-less key, GET_NAME in
+    the store, the gpg-agent warmed by one `pass show`, killed afterwards."""
+
+    def __init__(self, owner: Principal) -> None:
+        import shutil
+        import tempfile
+
+        missing = [prog for prog in ("pass", "gpg", "gpgconf") if shutil.which(prog, path=PATH) is None]
+        if missing:
+            raise LookupError(f"{', '.join(missing)} not installed ({PASS_PACKAGES})")
+        self.root = Path(tempfile.mkdtemp(prefix="clawgate-bench-pass-"))
+        os.chown(self.root, owner.uid, owner.gid)
+        self.who = Principal(owner.name, str(self.root))
+        self.who.env.update(GNUPGHOME=str(self.root / "gnupg"), PASSWORD_STORE_DIR=str(self.root / "store"))
+        self.argv = [shutil.which("pass", path=PATH), "show", GET_NAME]
+        self._run(["mkdir", "-m", "700", self.who.env["GNUPGHOME"]])
+        self._run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "clawgate bench <bench@invalid>",
+                   "default", "default", "never"])
+        self._run(["pass", "init", "bench@invalid"])
+        self._run(["pass", "insert", "--multiline", GET_NAME], GET_VALUE)
+        shown = self._run(self.argv)  # starts and warms the gpg-agent
+        if shown != GET_VALUE:
+            raise SystemExit(f"bench: pass show returned {shown!r}, not the value stored")
+
+    def _run(self, argv, input: bytes = b"") -> bytes:
+        seconds, rc, out, err = self.who.timed(argv, input)
+        if rc != 0:
+            raise SystemExit(f"bench: pass set-up: {' '.join(argv[:2])} failed: {err.decode(errors='replace')[-500:]}")
+        return out
+
+    def versions(self) -> str:
+        banner = self._run(["pass", "version"]).decode()
+        pass_version = next((word for word in banner.split() if word.startswith("v1")), "?")
+        return f"pass {pass_version}, {self._run(['gpg', '--version']).decode().splitlines()[0]}"
+
+    def close(self) -> None:
+        import shutil
+
+        self.who.timed(["gpgconf", "--kill", "all"])
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 # -- the measurements ----------------------------------------------------------------------------
 
-def measure_get(env, agent, owner, rounds, secret_file):
+def measure_get(env, agent, owner, rounds, secret_file, pass_store=None):
     door, broker = str(env.door), str(env.libexec / "broker")
     value = lambda rc, out, err: rc == 0 and out == GET_VALUE  # noqa: E731
     cases = [
@@ -229,6 +275,9 @@ def measure_get(env, agent, owner, rounds, secret_file):
         Case("python_no_sudo", "python3 -I -S -c pass, as the owner, no sudo", owner,
              [PYTHON, "-I", "-S", "-c", "pass"]),
     ]
+    if pass_store is not None:
+        cases.append(Case("pass_show", "pass show NAME, as the owner (gpg, warm agent)", pass_store.who,
+                          pass_store.argv, check=value))
     interleave(cases, rounds)
     return cases
 
@@ -380,6 +429,9 @@ def report(cases, extra, run_info) -> dict:
         "audit_verify_1m_s": med["audit_verify_1m"],
         "burst_max_vs_median": max(batch["max_vs_median"] for batch in extra["burst"]),
     }
+    if "pass_show" in med:  # not a target: what users compare with
+        ratios["get_vs_pass_show"] = med["get_front_door"] / med["pass_show"]
+        ratios["cpu_get_vs_pass_show"] = cpu["get_front_door"] / cpu["pass_show"]
     derived = {
         "sudo_cost_ms": (med["floor_sudo_python"] - med["python_no_sudo"]) * 1000,
         "broker_own_cost_ms": (med["broker_get_no_sudo"] - med["python_no_sudo"]) * 1000,
@@ -412,7 +464,13 @@ def report(cases, extra, run_info) -> dict:
     print(f"ratios: get/python floor {ratios['get_vs_python_floor']:.2f} (sudo + broker without the front door "
           f"{ratios['get_direct_vs_python_floor']:.2f}; in cpu time {ratios['cpu_get_vs_python_floor']:.2f} and "
           f"{ratios['cpu_get_direct_vs_python_floor']:.2f}), get/cat floor {ratios['get_vs_cat_floor']:.2f}, "
-          f"resolve 50/1 {ratios['resolve_50_vs_1']:.2f}\n")
+          f"resolve 50/1 {ratios['resolve_50_vs_1']:.2f}")
+    if "get_vs_pass_show" in ratios:
+        print(f"get/pass show {ratios['get_vs_pass_show']:.2f} (cpu {ratios['cpu_get_vs_pass_show']:.2f}; pass's cpu "
+              "leaves out the gpg-agent's decryption, done in the agent daemon, not a child)")
+    else:
+        print(f"pass show: not measured ({run_info['pass']})")
+    print()
     print(f"{'target':48} {'measured':>10}  {'goal':>8}  result")
     for verdict in verdicts.values():
         value = verdict["value"]
@@ -442,7 +500,7 @@ def main() -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
                 "code": code_version()}
-    sudoers = None
+    sudoers = pass_store = None
     with RootEnv() as env:
         try:
             agent = Principal(env.agent_name, str(env.agent_home))
@@ -460,9 +518,15 @@ def main() -> int:
             fill_store(env, owner, specs)
             secret_file = env.state / "secrets" / GET_NAME
             sudoers = bench_sudoers(env, secret_file)
+            try:
+                pass_store = PassStore(owner)
+                run_info["pass"] = pass_store.versions()
+            except LookupError as missing:
+                run_info["pass"] = f"skipped: {missing}"
+                print(f"bench: the pass show row is skipped: {missing}", flush=True)
 
             print("bench: get against the floors ...", flush=True)
-            cases = measure_get(env, agent, owner, rounds, secret_file)
+            cases = measure_get(env, agent, owner, rounds, secret_file, pass_store)
             print("bench: resolve ...", flush=True)
             cases += measure_resolve(env, agent, small, resolve_names)
             print("bench: list ...", flush=True)
@@ -478,6 +542,8 @@ def main() -> int:
         finally:
             if sudoers is not None:
                 sudoers.unlink()
+            if pass_store is not None:
+                pass_store.close()
     run_info["load_after"] = os.getloadavg()
     result = report(cases, {"burst": burst, "burst_verify": verify[2].decode().strip()}, run_info)
     results = REPO / "bench" / "results"
