@@ -28,6 +28,10 @@ def _secrets_program():
     return module
 
 
+def args(tier):
+    return SimpleNamespace(name="k", raw=False, tier=tier, force=True, allow_empty=False)
+
+
 class Crash(Exception):
     pass
 
@@ -79,14 +83,14 @@ def test_an_interrupted_rm_has_revoked_the_grant_and_the_tier_first(tree, progra
 def test_an_interrupted_set_to_a_stricter_tier_has_tightened_it_first(tree, program):
     tree.set_secret("k", b"v", tier="open")
     with pytest.raises(Crash):
-        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="restricted", force=True, allow_empty=False))
+        program.set_secret(context(tree, "owner"), args(tier="restricted"))
     assert tiers.get(tree.config(), "k") == "restricted"
 
 
 def test_an_interrupted_set_to_a_looser_tier_has_not_loosened_it(tree, program):
     tree.set_secret("k", b"v", tier="restricted")
     with pytest.raises(Crash):
-        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="open", force=True, allow_empty=False))
+        program.set_secret(context(tree, "owner"), args(tier="open"))
     assert tiers.get(tree.config(), "k") == "restricted"
 
 
@@ -95,6 +99,6 @@ def test_a_new_secret_does_not_inherit_a_grant_or_tier_left_behind(tree, program
     tiers.set(cfg, "k", "open")  # what an rm interrupted by the old order left
     _grant(tree, "k")
     with pytest.raises(Crash):
-        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier=None, force=True, allow_empty=False))
+        program.set_secret(context(tree, "owner"), args(tier=None))
     assert grants.active(cfg, "k", time.time()) is None
     assert tiers.get(cfg, "k") == tiers.DEFAULT
