@@ -680,7 +680,7 @@ fi
 SUDOERS_ALIAS=CLAWGATE_$(printf '%s' "$AGENT" | od -An -tx1 | tr -d ' \n' | tr abcdef ABCDEF)
 fill() { # TEMPLATE: the values sudoers and the front door are made of
   sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" -e "s|@ALIAS@|$SUDOERS_ALIAS|g" \
-    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" "$1"
+    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" -e "s|@AGENT_HOME@|$AGENT_HOME|g" -e "s|@STATE_DIR@|$STATE_DIR|g" "$1"
 }
 # OpenClaw runs an exec provider only if the gateway's own user owns it (not a symlink, not group- or
 # world-writable): the agent's launcher, which asks sudo for the broker as any agent process can.

@@ -52,10 +52,12 @@ def stage_code(prefix: Path, python: str) -> Path:
 AGENT_LAUNCHER = "/home/agent/.local/libexec/clawgate-resolve"  # install.sh: AGENT_HOME/.local/libexec/...
 
 
-def front_door(owner: str, agent: str, libexec: Path) -> str:
+def front_door(owner: str, agent: str, libexec: Path, agent_home: str = "/nonexistent",
+               state_dir: str = "/nonexistent") -> str:
     text = (REPO / "bin" / "clawgate").read_text()
     return text.replace("@OWNER@", owner).replace("@AGENT@", agent).replace("@LIBEXEC@", str(libexec)) \
-        .replace("@RESOLVE_LAUNCHER@", AGENT_LAUNCHER)
+        .replace("@RESOLVE_LAUNCHER@", AGENT_LAUNCHER).replace("@AGENT_HOME@", agent_home) \
+        .replace("@STATE_DIR@", state_dir)
 
 
 def config_text(owner: str, agent: str, state_dir: Path, ttl: Dict[str, str], store: str = "file",

@@ -6,6 +6,7 @@ LIBEXEC holds a stub `broker` that only echoes; so nothing here reaches clawgate
 """
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -31,13 +32,21 @@ def doors():
     stub.chmod(0o755)
     door = root / "clawgate"
     door.write_text(front_door(OWNER, AGENT, libexec))
+    # The door as installed: the agent's home and the owner's state tell who calls, with one stat.
+    homes = {}
+    for user, name in ((AGENT, "agent-home"), (OWNER, "state")):
+        homes[user] = root / name
+        homes[user].mkdir(mode=0o700)
+        os.chown(homes[user], pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    marks = root / "clawgate-marks"
+    marks.write_text(front_door(OWNER, AGENT, libexec, str(homes[AGENT]), str(homes[OWNER])))
     # The same door on a system without /proc: it must fall back to id(1).
     no_proc = root / "clawgate-no-proc"
     no_proc.write_text(door.read_text().replace("/proc/self/status", "/nonexistent/self/status"))
     assert no_proc.read_text() != door.read_text()
-    for path in (door, no_proc):
+    for path in (door, no_proc, marks):
         path.chmod(0o755)
-    yield {"proc": door, "id": no_proc}
+    yield {"proc": door, "id": no_proc, "marks": marks}
     shutil.rmtree(root)
 
 
@@ -46,34 +55,34 @@ def as_user(user, *argv):
                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}, timeout=30)
 
 
-@pytest.mark.parametrize("how", ["proc", "id"])
+@pytest.mark.parametrize("how", ["proc", "id", "marks"])
 def test_the_owner_runs_the_program_directly(doors, how):
     result = as_user(OWNER, doors[how], "get", "x")
     assert (result.returncode, result.stdout) == (0, f"stub broker as {OWNER}: get x\n".encode()), result.stderr
 
 
-@pytest.mark.parametrize("how", ["proc", "id"])
+@pytest.mark.parametrize("how", ["proc", "id", "marks"])
 def test_the_agent_is_refused_owner_only_verbs_by_name(doors, how):
     result = as_user(AGENT, doors[how], "audit")
     assert result.returncode == 1
     assert result.stderr == f"clawgate: audit: only the owner ({OWNER}) may do this\n".encode()
 
 
-@pytest.mark.parametrize("how", ["proc", "id"])
+@pytest.mark.parametrize("how", ["proc", "id", "marks"])
 def test_the_agent_goes_through_sudo(doors, how):
     result = as_user(AGENT, doors[how], "get", "x")
     assert b"stub broker" not in result.stdout  # sudo has no rule for it here: refused there
     assert result.returncode != 0 and b"may not use clawgate" not in result.stderr
 
 
-@pytest.mark.parametrize("how", ["proc", "id"])
+@pytest.mark.parametrize("how", ["proc", "id", "marks"])
 def test_anyone_else_may_not_use_clawgate(doors, how):
     result = as_user(OTHER, doors[how], "get", "x")
     assert result.returncode == 1 and result.stdout == b""
     assert result.stderr == f"clawgate: {OTHER} may not use clawgate (owner: {OWNER}, agent: {AGENT})\n".encode()
 
 
-@pytest.mark.parametrize("how", ["proc", "id"])
+@pytest.mark.parametrize("how", ["proc", "id", "marks"])
 def test_root_reaches_the_owners_program_through_sudo(doors, how):
     result = subprocess.run([str(doors[how]), "get", "x"], capture_output=True, cwd="/",
                             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=30)
