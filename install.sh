@@ -453,7 +453,7 @@ uninstall() {
   while read -r kind path; do
     [[ -n $kind ]] || continue
     case $kind in
-      sudoers) [[ -e $path ]] && change "remove $path" rm -f "$path" ;;
+      sudoers | file) [[ -e $path || -L $path ]] && change "remove $path" rm -f "$path" ;;
       service) stop_service "$path" ;;
     esac
   done <"$MANIFEST"
@@ -867,6 +867,16 @@ if [[ $DRY_RUN == 0 ]]; then
   "$PYTHON" -I -m compileall -q "$LIBEXEC/lib" >/dev/null || abort "compiling $LIBEXEC/lib failed"
 fi
 ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
+
+# 3b. Manual pages and shell completions below PREFIX/share: man and bash-completion look there
+# for a PREFIX/bin on the PATH, zsh's fpath has /usr/local/share/zsh/site-functions. Listed, so
+# that --uninstall removes them.
+shared_files=$(helper shared-files "$PREFIX") || abort "cannot list the manual pages and completions"
+while read -r shared_source shared_dest; do
+  ensure_root_dir "$(dirname "$shared_dest")"
+  record "file $shared_dest"
+  ensure_file "$SRC/$shared_source" "$shared_dest" root "$ROOT_GROUP" 0644
+done <<<"$shared_files"
 
 # 4. Config (root 0644) and state (the owner's, 0700), then the store's own set-up as the owner.
 ensure_file "$STAGE/clawgate.conf" "$CONF" root "$ROOT_GROUP" 0644
