@@ -872,8 +872,18 @@ ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
 # for a PREFIX/bin on the PATH, zsh's fpath has /usr/local/share/zsh/site-functions. Listed, so
 # that --uninstall removes them.
 shared_files=$(helper shared-files "$PREFIX") || abort "cannot list the manual pages and completions"
+shared_dirs=' '  # each directory once, also in a plan, where the ones above are not made yet
 while read -r shared_source shared_dest; do
-  ensure_root_dir "$(dirname "$shared_dest")"
+  shared_dir=${PREFIX%/}
+  IFS=/ read -ra shared_parts <<<"$(dirname "${shared_dest#"${PREFIX%/}"/}")"
+  for shared_part in "${shared_parts[@]}"; do
+    shared_dir+=/$shared_part
+    [[ $shared_dirs != *" $shared_dir "* ]] || continue
+    shared_dirs+="$shared_dir "
+    [[ $(stat_of "$shared_dir") == missing ]] || continue
+    ensure_dir "$shared_dir" root "$ROOT_GROUP" 0755
+    record "dir $shared_dir"
+  done
   record "file $shared_dest"
   ensure_file "$SRC/$shared_source" "$shared_dest" root "$ROOT_GROUP" 0644
 done <<<"$shared_files"

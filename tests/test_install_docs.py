@@ -116,3 +116,14 @@ def test_uninstall_refuses_a_manifest_that_names_another_file():
         assert victim.read_text() == "keep me"
         assert env.door.exists()  # nothing at all was removed
         manifest.write_text(original)
+
+
+def test_the_darwin_plan_installs_them_below_usr_local_share_each_step_once():
+    from test_install_darwin import darwin_plan
+
+    code, out, err = darwin_plan()
+    assert code == 0, err
+    steps = [line for line in out.splitlines() if line.startswith("would: ") and "/usr/local/share" in line]
+    assert len(steps) == len(set(steps))
+    for installed in shared("/usr/local"):
+        assert f"would: install {installed} (root:wheel 0644)" in steps
