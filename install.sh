@@ -868,9 +868,9 @@ if [[ $DRY_RUN == 0 ]]; then
 fi
 ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
 
-# 3b. Manual pages and shell completions below PREFIX/share: man and bash-completion look there
-# for a PREFIX/bin on the PATH, zsh's fpath has /usr/local/share/zsh/site-functions. Listed, so
-# that --uninstall removes them.
+# 3b. Manual pages and shell completions below PREFIX/share, where man, bash-completion and zsh
+# look by default for PREFIX=/usr/local (clawgate(1) FILES says what another PREFIX needs). Never
+# outside PREFIX (/etc/bash_completion.d): two installs would share it. Listed for --uninstall.
 shared_files=$(helper shared-files "$PREFIX") || abort "cannot list the manual pages and completions"
 shared_dirs=' '  # each directory once, also in a plan, where the ones above are not made yet
 while read -r shared_source shared_dest; do
