@@ -156,3 +156,16 @@ def test_anyone_else_is_offered_no_names_and_nothing_is_run(shell, tmp_path):
     assert complete("revoke ", env=env) == ["@root"]
     assert complete("secrets set ", env=env) == []
     assert not (tmp_path / "ran").exists()
+
+
+def test_the_files_register_themselves_for_clawgate():
+    """bash: the `complete` line; zsh: the #compdef line that compinit reads from the fpath."""
+    bash = subprocess.run(["bash", "--norc", "-c", 'source "$1"; complete -p clawgate', "_", str(BASH_COMPLETION)],
+                          capture_output=True)
+    assert bash.stdout.decode().strip() == "complete -F _clawgate clawgate"
+    if not shutil.which("zsh"):
+        pytest.skip("zsh is not installed (apt-get install zsh; .ci/run installs it)")
+    zsh = subprocess.run(["zsh", "-f", "-c", 'fpath=($1 $fpath); autoload -Uz compinit; compinit -u -D; '
+                          'print -r -- $_comps[clawgate]', "_", str(ZSH_COMPLETION.parent)],
+                         capture_output=True, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})
+    assert zsh.stdout.decode().strip() == "_clawgate", zsh.stderr
