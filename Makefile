@@ -16,7 +16,7 @@ test: $(VENV)/.ready lint
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 lint: $(VENV)/.ready
-	$(VENV)/bin/shellcheck -x install.sh bin/clawgate launchd/load-job $(wildcard tests/*.sh tests/fakes/*.sh .ci/run)
+	$(VENV)/bin/shellcheck -x install.sh bin/clawgate launchd/load-job completion/clawgate.bash $(wildcard tests/*.sh tests/fakes/*.sh .ci/run)
 	$(PY) -m compileall -q bin lib > /dev/null
 	$(VENV)/bin/ruff check --quiet .
 	$(VENV)/bin/mypy

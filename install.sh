@@ -453,7 +453,7 @@ uninstall() {
   while read -r kind path; do
     [[ -n $kind ]] || continue
     case $kind in
-      sudoers) [[ -e $path ]] && change "remove $path" rm -f "$path" ;;
+      sudoers | file) [[ -e $path || -L $path ]] && change "remove $path" rm -f "$path" ;;
       service) stop_service "$path" ;;
     esac
   done <"$MANIFEST"
@@ -867,6 +867,26 @@ if [[ $DRY_RUN == 0 ]]; then
   "$PYTHON" -I -m compileall -q "$LIBEXEC/lib" >/dev/null || abort "compiling $LIBEXEC/lib failed"
 fi
 ensure_file "$STAGE/clawgate" "$FRONT_DOOR" root "$ROOT_GROUP" 0755
+
+# 3b. Manual pages and shell completions below PREFIX/share, where man, bash-completion and zsh
+# look by default for PREFIX=/usr/local (clawgate(1) FILES says what another PREFIX needs). Never
+# outside PREFIX (/etc/bash_completion.d): two installs would share it. Listed for --uninstall.
+shared_files=$(helper shared-files "$PREFIX") || abort "cannot list the manual pages and completions"
+shared_dirs=' '  # each directory once, also in a plan, where the ones above are not made yet
+while read -r shared_source shared_dest; do
+  shared_dir=${PREFIX%/}
+  IFS=/ read -ra shared_parts <<<"$(dirname "${shared_dest#"${PREFIX%/}"/}")"
+  for shared_part in "${shared_parts[@]}"; do
+    shared_dir+=/$shared_part
+    [[ $shared_dirs != *" $shared_dir "* ]] || continue
+    shared_dirs+="$shared_dir "
+    [[ $(stat_of "$shared_dir") == missing ]] || continue
+    ensure_dir "$shared_dir" root "$ROOT_GROUP" 0755
+    record "dir $shared_dir"
+  done
+  record "file $shared_dest"
+  ensure_file "$SRC/$shared_source" "$shared_dest" root "$ROOT_GROUP" 0644
+done <<<"$shared_files"
 
 # 4. Config (root 0644) and state (the owner's, 0700), then the store's own set-up as the owner.
 ensure_file "$STAGE/clawgate.conf" "$CONF" root "$ROOT_GROUP" 0644

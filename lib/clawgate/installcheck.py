@@ -13,7 +13,7 @@ import shlex
 import stat
 import sys
 import sysconfig
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 if __name__ == "__main__":  # run as a script from the source tree: the package is beside it
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -107,6 +107,16 @@ def below(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
+def shared_files(prefix: str) -> "List[Tuple[str, str]]":
+    """(file in the repository, where it goes) for the manual pages and shell completions: below
+    PREFIX/share, where man, bash-completion and zsh look for a PREFIX/bin on the PATH."""
+    share = prefix.rstrip("/") + "/share"
+    return [("man/clawgate.1", f"{share}/man/man1/clawgate.1"),
+            ("man/clawgate.conf.5", f"{share}/man/man5/clawgate.conf.5"),
+            ("completion/clawgate.bash", f"{share}/bash-completion/completions/clawgate"),
+            ("completion/_clawgate", f"{share}/zsh/site-functions/_clawgate")]
+
+
 def manifest_problems(text: str, prefix: str, service_name: str) -> "List[str]":
     """Every line of an install manifest that names something install.sh could not have made."""
     entries: "Dict[str, List[str]]" = {}
@@ -140,12 +150,20 @@ def manifest_problems(text: str, prefix: str, service_name: str) -> "List[str]":
     bad += [f"dir {path}" for path in entries.get("dir", [])
             if not plain_path(path) or path == "/" or not below(path, prefix)
             and not any(below(made, path) for made in made_below)]
-    known = {"owner", "agent", "user", "sudoers", "service", "state", "home", "migrated", "dir"}
+    bad += [f"file {path}" for path in entries.get("file", [])
+            if path not in {installed for _, installed in shared_files(prefix)}]
+    known = {"owner", "agent", "user", "sudoers", "service", "state", "home", "migrated", "dir", "file"}
     bad += [f"{kind} {value}" for kind in entries if kind not in known for value in entries[kind]]
     return bad
 
 
 # -- the commands install.sh runs ------------------------------------------------------------------
+
+def cmd_shared_files(prefix: str) -> int:
+    for source, installed in shared_files(prefix):
+        print(source, installed)
+    return 0
+
 
 def cmd_realpath(path: str) -> int:
     print(os.path.realpath(path))
@@ -331,6 +349,7 @@ COMMANDS: "Dict[str, Callable[..., int]]" = {
     "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
+    "shared-files": cmd_shared_files,
 }
 
 
