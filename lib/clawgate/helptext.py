@@ -12,7 +12,7 @@ TIERS = """tiers (a secret with no tier is restricted):
   controlled  needs a code; grants last 4h (the config's [ttl] controlled)
   restricted  needs a code; grants last 15m (the config's [ttl] restricted)"""
 
-SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate --version
+SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate --version (-V)
   get NAME                       print a secret (exact bytes)
   list [--json]                  names, tiers, grant state
   status [--json]                open grants, root session, lockout
@@ -20,8 +20,9 @@ SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate
                                  check a code from the owner's authenticator, grant access
   revoke NAME...|@root|--all     end grants now
   request NAME|@root ...         ask the owner for access (prints a request id)
-  elevate CODE|session|ID -- CMD [ARG...]
-                                 run one command as root in a session opened with a code
+  elevate CODE|session -- CMD [ARG...]   |   elevate ID
+                                 run one command as root: in a session a code opens, or the
+                                 root request ID the owner approved
   run [--env VAR=NAME]... -- CMD [ARG...]
                                  run a tool with secrets in its environment, output redacted
   resolve                        OpenClaw exec SecretRef provider (JSON on stdin)
@@ -128,7 +129,7 @@ Run it at a terminal.
   --rotate   replace the enrolled seed; every grant is revoked
   --root     a second seed, only for root (a second authenticator entry, "clawgate root")""",
 
-    "secrets": """usage: clawgate secrets set|rm|tier|list|import|import-keychain ...
+    "secrets": """usage: clawgate secrets set|rm|tier|list|import|import-keychain|init ...
 (owner) Manage the secrets; values never go in arguments.
   set NAME [--tier T] [--raw] [--allow-empty] [--force]   store a value
   rm NAME [--force]                                       delete a secret and its grant
@@ -137,6 +138,7 @@ Run it at a terminal.
   import [--tier T] [--shred] PATH...                     move credential files into the store
   import-keychain --keychain PATH --service NAME [--tier T]
                                                           copy a keychain made by the guide's scripts
+  init                                                    create the store (install.sh does it)
 clawgate help secrets set (and so on) for each.
 """ + TIERS,
 
