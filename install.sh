@@ -17,6 +17,8 @@
 set -u
 set -o pipefail
 umask 022
+# visudo and useradd live in sbin, which sudo's secure_path has and a user's PATH (a dry run) may not.
+PATH=$PATH:/usr/sbin:/sbin
 
 # ---------------------------------------------------------------------------------------------
 # helpers

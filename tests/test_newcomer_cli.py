@@ -255,7 +255,7 @@ def test_a_typo_says_what_was_typed_and_the_nearest_verb(tree, typed, near):
 
 def test_an_unknown_verb_far_from_any_is_just_unknown(tree):
     err = one_line_error(door(tree, "zzzzzz\x1b[31m"), 2)
-    assert "unknown verb 'zzzzzz?[31m'" in err and "did you mean" not in err
+    assert "unknown verb 'zzzzzz\\x1b[31m'" in err and "\x1b" not in err and "did you mean" not in err
 
 
 @pytest.mark.parametrize("args, named", [(["list", "--jsn"], "unknown option --jsn"),

@@ -70,7 +70,7 @@ def test_an_interrupted_rm_has_revoked_the_grant_and_the_tier_first(tree, progra
     tree.set_secret("k", b"v", tier="controlled")
     _grant(tree, "k")
     with pytest.raises(Crash):
-        program.remove(context(tree, "owner"), SimpleNamespace(name="k"))
+        program.remove(context(tree, "owner"), SimpleNamespace(name="k", force=True))
     cfg = tree.config()
     assert grants.active(cfg, "k", time.time()) is None
     assert tiers.get(cfg, "k") == tiers.DEFAULT
@@ -79,14 +79,14 @@ def test_an_interrupted_rm_has_revoked_the_grant_and_the_tier_first(tree, progra
 def test_an_interrupted_set_to_a_stricter_tier_has_tightened_it_first(tree, program):
     tree.set_secret("k", b"v", tier="open")
     with pytest.raises(Crash):
-        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="restricted"))
+        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="restricted", force=True, allow_empty=False))
     assert tiers.get(tree.config(), "k") == "restricted"
 
 
 def test_an_interrupted_set_to_a_looser_tier_has_not_loosened_it(tree, program):
     tree.set_secret("k", b"v", tier="restricted")
     with pytest.raises(Crash):
-        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="open"))
+        program.set_secret(context(tree, "owner"), SimpleNamespace(name="k", raw=False, tier="open", force=True, allow_empty=False))
     assert tiers.get(tree.config(), "k") == "restricted"
 
 

@@ -216,8 +216,7 @@ def suggestion(typed: str) -> str:
     """`unknown verb 'gte'; did you mean: get?` for a mistyped verb."""
     import difflib
 
-    from .names import shown
-
     near = difflib.get_close_matches(typed[:40], VERBS, n=1, cutoff=0.5)
     hint = f"; did you mean: {near[0]}?" if near else ""
-    return f"unknown verb '{shown(typed[:40])}'{hint} (clawgate --help lists them)"
+    # Raw here: the one-line error (cli.say) escapes it, once.
+    return f"unknown verb '{typed[:40]}'{hint} (clawgate --help lists them)"
