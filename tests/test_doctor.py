@@ -104,6 +104,9 @@ def test_doctor_as_owner_says_what_it_skipped_and_why_not_all_passed(env):
     assert skipped and "all checks passed" not in out
     assert lines[-1] == (f"clawgate: doctor: {len(passed)} passed, {len(skipped)} skipped"
                          f" ({len(skipped)} need root: run sudo clawgate doctor)"), out
+    as_root = env.doctor().stdout.decode().splitlines()[-1]
+    readme = (REPO / "README.md").read_text()
+    assert f"\n    {as_root}\n    {lines[-1]}\n" in readme  # what the README says doctor ends with
 
 
 def test_doctor_fix_for_each_mode_and_owner_problem_is_one_command():
