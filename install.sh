@@ -17,6 +17,8 @@
 set -u
 set -o pipefail
 umask 022
+# visudo and useradd live in sbin, which sudo's secure_path has and a user's PATH (a dry run) may not.
+PATH=$PATH:/usr/sbin:/sbin
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -64,10 +66,23 @@ USAGE
 
 DRY_RUN=0
 CHANGES=0
+# Set when the install phase starts: the first change prints the header and, at a terminal without
+# --yes, asks first. A run with nothing to do therefore never asks (it says so at the end).
+CONFIRM_FIRST_CHANGE=0
+confirm_first_change() {
+  CONFIRM_FIRST_CHANGE=0
+  if [[ $DRY_RUN == 0 && $YES == 0 && -t 0 ]]; then
+    printf '\nPress RETURN to continue or any other key to abort: '
+    IFS= read -r -n 1 reply
+    [[ -z $reply ]] || abort "aborted; nothing was changed"
+  fi
+  ohai "Installing"
+}
 # change DESCRIPTION CMD [ARG...]: the one way anything on the system is changed.
 change() {
   local what=$1
   shift
+  [[ $CONFIRM_FIRST_CHANGE == 0 ]] || confirm_first_change
   CHANGES=$((CHANGES + 1))
   if [[ $DRY_RUN == 1 ]]; then
     printf 'would: %s\n' "$what"
@@ -738,20 +753,22 @@ if [[ $FOREIGN == 0 ]] || command -v visudo >/dev/null; then
   visudo -cf "$STAGE/sudoers" >/dev/null || abort "the sudoers text does not pass visudo -cf: not installing" "$EX_UNSAFE"
 fi
 
+# row LABEL VALUE: one line of the plan; what varies (names, modes) goes in VALUE, so the column holds.
+row() { printf '    %-41s %s\n' "$1:" "$2"; }
 ohai "This script will install clawgate for $TARGET_OS:"
-say "owner (holds secrets and the TOTP seed):  $OWNER"
-say "agent user (non-admin, no password):      $AGENT$([[ $AGENT_EXISTS == 1 ]] && echo ' (exists)'), home $AGENT_HOME"
-say "code (root-owned):                        $LIBEXEC, run by $PYTHON -IS"
-say "front door:                               $FRONT_DOOR"
-say "config (root 0644):                       $CONF"
-say "state ($OWNER, 0700, $STORE store):       $STATE_DIR"
-say "sudoers (root 0440, visudo-checked):      $SUDOERS_FILE"
+row "owner (holds secrets and the TOTP seed)" "$OWNER"
+row "agent user (non-admin, no password)" "$AGENT$([[ $AGENT_EXISTS == 1 ]] && echo ' (exists)'), home $AGENT_HOME"
+row "code (root-owned)" "$LIBEXEC, run by $PYTHON -IS"
+row "front door" "$FRONT_DOOR"
+row "config (root 0644)" "$CONF"
+row "state (the owner's, 0700)" "$STATE_DIR ($OWNER, $STORE store)"
+row "sudoers (root 0440, visudo-checked)" "$SUDOERS_FILE"
 if [[ $SERVICE == none ]]; then
-  say "service:                                  none${SERVICE_NOTE:+ ($SERVICE_NOTE)}"
+  row "service" "none${SERVICE_NOTE:+ ($SERVICE_NOTE)}"
 else
-  say "service ($SERVICE_MANAGER, as the agent):  $SERVICE_FILE running: $GATEWAY_COMMAND"
+  row "service (as the agent)" "$SERVICE_FILE ($SERVICE_MANAGER) running: $GATEWAY_COMMAND"
 fi
-[[ -z $MIGRATE_FROM ]] || say "migrate:                                  $MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
+[[ -z $MIGRATE_FROM ]] || row "migrate" "$MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
 
 if [[ $DRY_RUN == 1 ]]; then
   show() { # what a file would contain, between markers a test can cut on
@@ -762,16 +779,14 @@ if [[ $DRY_RUN == 1 ]]; then
   show "$SUDOERS_FILE" "$STAGE/sudoers"
   show "$CONF" "$STAGE/clawgate.conf"
   [[ $SERVICE == none ]] || show "$SERVICE_FILE" "$STAGE/service"
-elif [[ $YES == 0 && -t 0 ]]; then
-  printf '\nPress RETURN to continue or any other key to abort: '
-  IFS= read -r -n 1 reply
-  [[ -z $reply ]] || abort "aborted; nothing was changed"
 fi
 
 # ---------------------------------------------------------------------------------------------
 # install: the actions, each skipped when already done
 # ---------------------------------------------------------------------------------------------
-ohai "Installing"
+CONFIRM_FIRST_CHANGE=1
+# What only root can read is not guessed at in a dry run by another user: it is named instead.
+UNCOMPARED=()
 
 # 1. Directories above the code and the manifest that lists what we create.
 ensure_parents "$LIBEXEC"
@@ -930,6 +945,8 @@ install_sudoers() {
 sudoers_info=$(stat_of "$SUDOERS_FILE")
 if [[ $sudoers_info == missing ]]; then
   change "install $SUDOERS_FILE (visudo -cf, then 0440, then rename)" install_sudoers
+elif [[ $(id -u) != 0 && ! -r $SUDOERS_FILE ]]; then
+  UNCOMPARED+=("$SUDOERS_FILE (readable by root only)")
 elif ! cmp -s "$STAGE/sudoers" "$SUDOERS_FILE" || [[ $sudoers_info != "file root $ROOT_GROUP 0440" ]]; then
   change "replace $SUDOERS_FILE (visudo -cf, then 0440, then rename)" install_sudoers
 fi
@@ -987,7 +1004,9 @@ agent_file_write() { # SRC DEST MODE
 }
 for agent_file in "clawgate-resolve $RESOLVE_LAUNCHER 0755" "SKILL.md $SKILL_FILE 0644"; do
   read -r staged dest mode <<<"$agent_file"
-  if [[ $FOREIGN == 1 ]] || ! user_exists "$AGENT" || ! agent_file_current "$STAGE/$staged" "$dest" "$mode"; then
+  if [[ $FOREIGN == 0 && $(id -u) != 0 ]] && user_exists "$AGENT"; then
+    UNCOMPARED+=("$dest (read as $AGENT, which needs root)")
+  elif [[ $FOREIGN == 1 ]] || ! user_exists "$AGENT" || ! agent_file_current "$STAGE/$staged" "$dest" "$mode"; then
     change "write $dest as $AGENT ($mode)" agent_file_write "$STAGE/$staged" "$dest" "$mode"
   fi
 done
@@ -1036,7 +1055,10 @@ flush_manifest
 # done
 # ---------------------------------------------------------------------------------------------
 if [[ $DRY_RUN == 1 ]]; then
-  echo "clawgate: dry run: $CHANGES changes would be made; nothing was changed"
+  for uncompared in "${UNCOMPARED[@]}"; do
+    say "not compared without root: $uncompared; run the dry run with sudo to see whether it changes"
+  done
+  echo "clawgate: dry run: $CHANGES changes would be made${UNCOMPARED[0]:+ (and maybe ${#UNCOMPARED[@]} more)}; nothing was changed"
   exit 0
 fi
 if [[ $CHANGES == 0 ]]; then
@@ -1048,7 +1070,7 @@ if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE == keychain &&
   ohai "Next steps"
   say "as $OWNER: clawgate enroll                     (scan the QR code with your authenticator)"
   say "as $OWNER: clawgate secrets set NAME --tier T  (value from stdin or a hidden prompt)"
-  say "as $OWNER: clawgate doctor                     (checks this install)"
+  say "as $OWNER: sudo clawgate doctor                (checks this install; without sudo, root's checks are skipped)"
 fi
 if [[ $CHANGES != 0 && -x $PREFIX/bin/clawgate ]]; then
   ohai "OpenClaw: the provider block for openclaw.json (also: clawgate openclaw-config)"

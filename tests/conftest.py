@@ -9,13 +9,28 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "root: needs root (real users, real sudo); skipped otherwise")
 
 
+ROOT_REASON = "need root (real users, the real installer and sudo; CI runs them as root)"
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() == 0:
         return
-    skip = pytest.mark.skip(reason="needs root: creates users and goes through the real sudo (CI runs it)")
+    skip = pytest.mark.skip(reason=ROOT_REASON)
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line that says why tests were skipped (make test runs -q, which lists no reasons)."""
+    reasons: "dict[str, int]" = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        grouped = sorted(reasons.items(), key=lambda item: -item[1])
+        terminalreporter.write_line(f"{sum(reasons.values())} skipped: " + "; ".join(f"{n} {why}" for why, n in grouped))
 
 
 @pytest.fixture

@@ -89,9 +89,44 @@ def test_doctor_passes_as_root_and_as_owner(env):
     assert not [line for line in lines if line.startswith(("FAIL", "skip"))]
     for check in ("config", "code", "sudoers", "agent groups", "agent sudo rights", "agent reach", "seed", "service"):
         assert any(line.startswith(f"ok    {check}:") for line in lines), check
+    assert lines[-1].startswith("clawgate: doctor: ") and lines[-1].endswith(" passed")  # nothing skipped
     as_owner = env.doctor(as_owner=True)
     assert as_owner.returncode == 0, as_owner.stdout.decode()
     assert b"skip  sudoers" in as_owner.stdout
+
+
+@pytest.mark.root
+def test_doctor_as_owner_says_what_it_skipped_and_why_not_all_passed(env):
+    out = env.doctor(as_owner=True).stdout.decode()
+    lines = out.splitlines()
+    skipped = [line for line in lines if line.startswith("skip")]
+    passed = [line for line in lines if line.startswith("ok")]
+    assert skipped and "all checks passed" not in out
+    assert lines[-1] == (f"clawgate: doctor: {len(passed)} passed, {len(skipped)} skipped"
+                         f" ({len(skipped)} need root: run sudo clawgate doctor)"), out
+    as_root = env.doctor().stdout.decode().splitlines()[-1]
+    readme = (REPO / "README.md").read_text()
+    assert f"\n    {as_root}\n    {lines[-1]}\n" in readme  # what the README says doctor ends with
+
+
+def test_doctor_fix_for_each_mode_and_owner_problem_is_one_command():
+    assert doctor.mode_fixes(["/s has mode 0750, not 0700", "/p is owned by bob, not root",
+                              "/usr/local: writable by group or others (mode 0775)", "/q: owned by bob"]) == \
+        "chmod 0700 /s; chown root /p; chmod go-w /usr/local; chown root /q"
+    assert doctor.mode_fixes(["/p is owned by bob, not root", "/d differs from what install.sh writes"]) is None
+
+
+def test_doctor_summary_counts_failures_passes_and_skips_by_reason(capsys):
+    report = doctor.Report("rerun: sudo ./install.sh --owner alice")
+    report.ok("config", "fine")
+    report.check("sudoers", ["/etc/sudoers.d/x differs from what install.sh writes"], "")
+    report.skip("agent password", "no passwd -S here", "no passwd -S on this system")
+    report.skip("sudo logging", "sudo -l -U needs root")
+    out = capsys.readouterr().out
+    assert "FAIL  sudoers: /etc/sudoers.d/x differs from what install.sh writes" \
+        " (fix: rerun: sudo ./install.sh --owner alice)" in out
+    assert report.summary() == ("clawgate: doctor: 1 failed, 1 passed, 2 skipped"
+                                " (1 no passwd -S on this system; 1 need root: run sudo clawgate doctor)")
 
 
 @pytest.mark.root
@@ -118,6 +153,10 @@ def test_doctor_names_a_loosened_mode(env, target, mode, check):
     assert result.returncode == 1, out
     failing = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert any(line.startswith(f"FAIL  {check}:") and str(path) in line for line in failing), out
+    assert all("(fix: " in line for line in failing), out
+    fix = {"state": f"chmod 0700 {path}", "config": f"chmod 0644 {path}", "code": f"chmod go-w {path}",
+           "sudoers": f"chmod 0440 {path}", "grants": "chmod go-rwx"}[target]
+    assert any(fix in line for line in failing), out
     assert env.doctor().returncode == 0
 
 
@@ -186,7 +225,7 @@ def test_doctor_fails_without_a_seed_and_without_the_service():
         result = fresh.doctor()
         out = result.stdout.decode()
         assert result.returncode == 1
-        assert "FAIL  seed: no TOTP seed enrolled: as %s, run: clawgate enroll" % fresh.owner_name in out
+        assert f"FAIL  seed: no TOTP seed enrolled (fix: as {fresh.owner_name}: clawgate enroll)" in out
         assert f"FAIL  service: {unit}: No such file or directory" in out
         assert fresh.install().returncode == 0  # install.sh puts the unit back
         fresh.enroll_seed()

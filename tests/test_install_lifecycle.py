@@ -496,7 +496,9 @@ def test_darwin_plan(tmp_path):
     assert "openclaw ALL=(alice) NOPASSWD: NOLOG_INPUT: NOLOG_OUTPUT: CLAWGATE_6F70656E636C6177_VALUES" in sudoers
     checked = tmp_path / "sudoers"
     checked.write_text(sudoers)
-    assert subprocess.run(["visudo", "-cf", str(checked)], capture_output=True).returncode == 0
+    visudo = shutil.which("visudo", path="/usr/sbin:/sbin:/usr/bin")  # a user's PATH has no sbin
+    assert visudo, "needs sudo's visudo"
+    assert subprocess.run([visudo, "-cf", str(checked)], capture_output=True).returncode == 0
 
     conf = files["/usr/local/etc/clawgate/clawgate.conf"]
     assert "store = keychain" in conf and "state_dir = /var/db/clawgate" in conf

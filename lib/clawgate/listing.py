@@ -74,4 +74,5 @@ def print_status(report: Dict[str, Any], as_json: bool) -> None:
     root = report["root_session"]
     print(f"root session  {'open, ' + durations.show(root) + ' left' if root is not None else 'closed'}")
     locked = report["locked_until"]
-    print(f"lockout  {'until ' + str(locked) if locked else 'none'} ({report['failures']} recent wrong codes)")
+    failures = report["failures"]
+    print(f"lockout  {'until ' + str(locked) if locked else 'none'} ({failures} recent wrong code{'' if failures == 1 else 's'})")
