@@ -28,10 +28,6 @@ def _secrets_program():
     return module
 
 
-def args(tier):
-    return SimpleNamespace(name="k", raw=False, tier=tier, force=True, allow_empty=False)
-
-
 class Crash(Exception):
     pass
 
