@@ -293,8 +293,8 @@ def take_root(ctx: Context, rid: str, now: float) -> "List[str]":
             _remove(ctx, rid)
     if not usable:
         ctx.audit("elevate", result="denied", cause="no approved root request", id=rid)
-        raise ClawgateError(APPROVAL_REQUIRED, f"{rid}: no approved root request; ask the owner to approve it "
-                                               f"(clawgate approve {rid} CODE)")
+        raise ClawgateError(APPROVAL_REQUIRED, f"{rid}: no approved root request by that id (it may have run "
+                                               "once already, expired or been denied); see: clawgate request --help")
     return list(request.argv)  # type: ignore[union-attr]
 
 
@@ -325,6 +325,9 @@ def command(ctx: Context, args: "List[str]") -> int:
     told = announce(ctx, request) if request.match is not None else False
     print(request.id)
     sys.stdout.flush()
+    if parsed.ttl and parsed.ttl > request.ttl:  # as approve says it: the output tells of the cut
+        cli.say(f"{request.id}: --ttl {durations.show(parsed.ttl)} cut to the {request.tier} cap of "
+                f"{durations.show(request.ttl)}")
     if told:
         cli.say(f"{request.id}: the owner was sent {request.what()} with a match; relay their code and the match: "
                 f"clawgate approve {request.id} CODEMATCH")
