@@ -235,7 +235,8 @@ def test_the_skill_teaches_the_whole_flow():
     metadata = json.loads(re.search(r"^metadata: (.*)$", front, re.M).group(1))
     assert metadata["openclaw"]["requires"]["bins"] == ["clawgate"]
     for needle in ("clawgate get", "Exit 3", "6-digit code", "clawgate approve", "clawgate run --env",
-                   "clawgate elevate CODE", "Never ask the owner to paste"):
+                   "clawgate request NAME", "clawgate request @root", "clawgate elevate ID",
+                   "Never ask the owner to paste"):
         assert needle in text, needle
 
 
