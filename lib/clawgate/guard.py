@@ -122,7 +122,6 @@ def root_limits(standard_path: str = "/proc/1/limits") -> None:
     the hard limit where root may; refuse (exit 6) a limit left below them, and dump no core."""
     import resource
 
-    infinity = resource.RLIM_INFINITY
     standard = _standard_limits(standard_path)
     for attr, label, what, floor in ROOT_LIMITS:
         which = getattr(resource, attr, None)
@@ -143,7 +142,8 @@ def root_limits(standard_path: str = "/proc/1/limits") -> None:
 
             raise unsafe(f"a {what} limit is set that root cannot lift; refusing to run a root command under it")
         resource.setrlimit(which, (target, hard))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # a root command's memory never lands in a core file
+    # A root command's memory never lands in a core file.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
 
 def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
@@ -157,12 +157,10 @@ def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
         return {}
     found = {}
     for line in text.splitlines()[1:]:
-        fields = line[26:].split()
-        if len(fields) < 2:
-            continue
-        values = [resource.RLIM_INFINITY if f == "unlimited" else int(f) if f.isdigit() else None for f in fields[:2]]
-        if None not in values:
-            found[line[:26].strip()] = (values[0], values[1])
+        fields = line[26:].split()[:2]
+        if len(fields) == 2 and all(f == "unlimited" or f.isdigit() for f in fields):
+            soft, hard = (resource.RLIM_INFINITY if f == "unlimited" else int(f) for f in fields)
+            found[line[:26].strip()] = (soft, hard)
     return found
 
 

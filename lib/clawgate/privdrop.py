@@ -77,7 +77,7 @@ def _read_answer(fd: int, timeout: "Optional[float]") -> bytes:
     import time
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    chunks = []
+    chunks: "list[bytes]" = []
     while True:
         if deadline is not None:
             left = deadline - time.monotonic()
