@@ -427,7 +427,7 @@ def test_root_command_gets_roots_standard_limits_not_the_agents_soft_ones(env):
     ensure_session(env)
     standard = limits_seen(subprocess.CompletedProcess([], 0, Path("/proc/1/limits").read_bytes(), b""))
     result = as_agent_in(env, "/", "elevate", "session", "--", "/usr/bin/cat", "/proc/self/limits",
-                         limits=("--as=400000000:", "--data=400000000:", "--nofile=100:", "--stack=100000:",
+                         limits=("--as=400000000:", "--data=400000000:", "--nofile=100:", "--stack=2000000:",
                                  "--fsize=100000:", "--cpu=100:", "--nproc=200:", "--core=100000:"))
     seen = limits_seen(result)
     for label in ("Max address space", "Max data size", "Max file size", "Max cpu time", "Max stack size"):
@@ -443,6 +443,6 @@ def test_a_limit_root_cannot_lift_is_refused_before_the_code_is_spent(fresh):
         if result.returncode == 0:  # this kernel let root lift it (CAP_SYS_RESOURCE): nothing to refuse
             pytest.skip("root may raise hard limits here")
         assert result.returncode == 6, (limit, result.stderr)
-        assert b"limit is set that root cannot lift" in result.stderr, result.stderr
+        assert b"limit" in result.stderr and b"refusing" in result.stderr, result.stderr
         assert not elevate_records(fresh)
         assert fresh.agent("approve", "@root", code).returncode == 0  # the code was not spent

@@ -94,6 +94,22 @@ def test_caller_text_is_escaped_and_bounded_in_what_the_owner_reads():
     assert notify.argv_text(["/bin/sh", "-c", "echo $HOME\n"]) == "/bin/sh -c 'echo $HOME\\x0a'"
 
 
+def test_a_long_root_command_is_shown_whole_to_the_owner(channel_tree):
+    """Each word was cut at 256 characters: the tail `; touch /root/x` never reached the owner."""
+    argv = ["/bin/sh", "-c", "echo " + "A" * 300 + "; touch /root/x\x1b"]
+    request = requests.create(context(channel_tree, "agent"), names.ROOT, None, "why", argv, time.time())
+    assert request.what().endswith("; touch /root/x\\x1b'") and "..." not in request.what()
+    assert "; touch /root/x" in notify._text_for("elevate", {"result": "run", "argv": argv, "caller": "a"})
+
+
+def test_a_request_reason_is_logged_raw_and_escaped_once_when_shown(channel_tree):
+    requests.create(context(channel_tree, "agent"), "db", None, "ok\rfine", None, time.time())
+    record = [json.loads(line) for line in (channel_tree.state / "audit.log").read_bytes().splitlines()][-1]
+    assert record["event"] == "request" and record["reason"] == "ok\rfine"
+    shown = channel_tree.run("audit", "show").stdout.decode()
+    assert "ok\\x0dfine" in shown and "ok\\\\x0dfine" not in shown
+
+
 def test_the_events_pushed_are_decided_in_one_place():
     assert cli._PUSHED == frozenset(notify.PUSHED)
 
