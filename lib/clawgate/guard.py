@@ -137,13 +137,25 @@ def root_limits(standard_path: str = "/proc/1/limits") -> None:
                 pass
         target = want_soft if _at_least(hard, want_soft) else hard
         least = want_soft if floor is None or not _at_least(want_soft, floor) else floor
-        if not _at_least(target, least):
+        if not (_at_least(target, least) and _set_soft(which, (target, least), hard)):
             from .errors import unsafe
 
             raise unsafe(f"a {what} limit is set that root cannot lift; refusing to run a root command under it")
-        resource.setrlimit(which, (target, hard))
     # A root command's memory never lands in a core file.
     resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
+def _set_soft(which: int, choices: "tuple[int, int]", hard: int) -> bool:
+    """The first soft limit of `choices` the kernel takes (macOS refuses an unlimited NOFILE)."""
+    import resource
+
+    for soft in choices:
+        try:
+            resource.setrlimit(which, (soft, hard))
+            return True
+        except (ValueError, OSError):
+            continue
+    return False
 
 
 def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
