@@ -436,12 +436,22 @@ def test_root_command_gets_roots_standard_limits_not_the_agents_soft_ones(env):
     assert seen["Max core file size"][0] == "0"
 
 
-def test_a_limit_root_cannot_lift_is_refused_before_the_code_is_spent(fresh):
-    for limit in ("--as=400000000:400000000", "--fsize=100000:100000", "--cpu=100:100"):
+def root_may_lift_a_hard_limit() -> bool:
+    """False where root lacks CAP_SYS_RESOURCE (a container): a lowered hard limit then stays."""
+    lift = "import resource; resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)"
+    return run(["/usr/bin/prlimit", "--cpu=100:100", "/usr/bin/python3", "-c", lift]).returncode == 0
+
+
+def test_a_hard_limit_the_agent_set_is_lifted_or_refused_before_the_code_is_spent(fresh):
+    lifts = root_may_lift_a_hard_limit()
+    for limit, label in (("--as=400000000:400000000", "Max address space"), ("--fsize=100000:100000", "Max file size"),
+                         ("--cpu=100:100", "Max cpu time")):
         code = fresh.code()
-        result = as_agent_in(fresh, "/", "elevate", code, "--", "/usr/bin/true", limits=(limit,))
-        if result.returncode == 0:  # this kernel let root lift it (CAP_SYS_RESOURCE): nothing to refuse
-            pytest.skip("root may raise hard limits here")
+        result = as_agent_in(fresh, "/", "elevate", code, "--", "/usr/bin/cat", "/proc/self/limits", limits=(limit,))
+        if lifts:  # root restored it: the command runs under root's limit, not the agent's
+            assert limits_seen(result)[label][:2] == ["unlimited", "unlimited"], (limit, result.stdout)
+            assert fresh.agent("revoke", "@root").returncode == 0
+            continue
         assert result.returncode == 6, (limit, result.stderr)
         assert b"limit" in result.stderr and b"refusing" in result.stderr, result.stderr
         assert not elevate_records(fresh)
