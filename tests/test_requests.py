@@ -172,9 +172,10 @@ def test_every_channel_example_in_the_readme_is_a_valid_channel():
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = text.split("Examples (each is the line given to `notify set`):\n\n", 1)[1].split("\n\n", 1)[0]
     lines = [line.strip().split("  # ")[0] for line in block.splitlines()]
-    assert len(lines) == 5
+    assert len(lines) == 4
     kinds = [notify.parse_line(line)["kind"] for line in lines]
-    assert kinds == ["url", "command", "command", "command", "command"]
+    assert kinds == ["url", "command", "command", "command"]
+    assert not any("notify-send" in line for line in lines)  # it takes the text (the match) as an argument
     for line in lines[1:3]:  # the tokens travel in the environment, never in the argv
         channel = notify.parse_line(line)
         assert all(value not in " ".join(channel["argv"]) for value in channel["env"].values())
