@@ -49,3 +49,16 @@ def one_line_error(result, code: int) -> str:
 
 def grant_path(tree: Tree, name: str) -> str:
     return os.path.join(tree.state, "grants", name.replace("/", "%"))
+
+
+def resolve_decisions(records) -> "list[tuple[str, str]]":
+    """(id, result) for every id of every `resolve` batch record (resolver.DECIDED), oldest first;
+    result is ok, missing or denied, as each id's own record said before batches had one record."""
+    from clawgate import resolver
+
+    found = []
+    for record in records:
+        if record["event"] == "resolve":
+            for key in resolver.DECIDED:
+                found += [(name, key.split("_")[0]) for name in record.get(key, [])]
+    return found

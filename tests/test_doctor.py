@@ -250,3 +250,37 @@ def test_doctor_catches_another_account_on_the_agents_uid(env):
         subprocess.run(["userdel", other], capture_output=True)
     assert result.returncode == 1
     assert f"uid {uid} of {env.agent_name} also belongs to {other}".encode() in result.stdout
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("plant", [["/usr/bin/mkfifo"], ["/bin/ln", "-s", "/dev/zero"]])
+def test_doctor_as_root_survives_a_fifo_or_a_link_the_agent_plants_as_its_openclaw_config(env, plant):
+    """Read as the agent: a FIFO would block the read forever, a link to /dev/zero grow it to gigabytes."""
+    config = env.agent_home / ".openclaw" / "openclaw.json"
+    saved = config.read_bytes() if config.is_file() and not config.is_symlink() else None
+    env.run_as(env.agent_name, "/bin/mkdir", "-p", str(config.parent))
+    env.run_as(env.agent_name, "/bin/rm", "-f", str(config))
+    try:
+        assert env.run_as(env.agent_name, *plant, str(config)).returncode == 0
+        result = env.doctor()  # run() gives up after 120 s: a hang fails here
+        assert f"skip  openclaw config: {config}: not a regular file".encode() in result.stdout, result.stdout
+    finally:
+        env.run_as(env.agent_name, "/bin/rm", "-f", str(config))
+        if saved is not None:
+            env.run_as(env.agent_name, "/usr/bin/tee", str(config), input=saved)
+
+
+@pytest.mark.root
+def test_a_check_run_as_a_user_that_hangs_is_killed_at_its_timeout():
+    import pwd
+    import time
+
+    from clawgate import config as config_mod, privdrop
+    from clawgate.errors import ClawgateError
+
+    nobody = pwd.getpwnam("nobody")
+    who = config_mod.Principal(nobody.pw_name, nobody.pw_uid, nobody.pw_gid, "/")
+    with pytest.raises(ClawgateError) as err:
+        privdrop.call_as(who, lambda: time.sleep(60), timeout=1)
+    assert err.value.code == 6 and "did not finish in 1s" in err.value.message
+    assert privdrop.call_as(who, os.getuid, timeout=5) == nobody.pw_uid

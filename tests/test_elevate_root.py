@@ -10,6 +10,8 @@ import json
 import os
 import pwd
 import subprocess
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -383,3 +385,74 @@ def test_usage_errors_exit_2_on_one_line(env, args):
     assert result.returncode == 2, result.stderr
     assert result.stdout == b""
     one_line(result)
+
+
+# -- the command starts in /, with root's limits, whatever the agent's cwd and ulimits -------------
+
+def as_agent_in(env, cwd: str, *argv: str, limits=()) -> subprocess.CompletedProcess:
+    """The front door run by the agent from `cwd`, under prlimit options `limits` (the agent's own)."""
+    line = " ".join(["cd", cwd, "&&", "exec", "/usr/bin/prlimit", *limits, str(env.door), *argv])
+    return env.run_as(env.agent_name, "/bin/sh", "-c", line)
+
+
+def test_root_command_runs_in_slash_not_in_the_agents_working_directory(env):
+    agent = pwd.getpwnam(env.agent_name)
+    planted = Path(tempfile.mkdtemp(prefix="rvevil-", dir="/tmp"))
+    marker = env.root / "planted-ran-as-root"
+    try:
+        (planted / "json").mkdir()
+        (planted / "json" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('root')\n")
+        for path in (planted, planted / "json", planted / "json" / "__init__.py"):
+            os.chown(path, agent.pw_uid, agent.pw_gid)
+        ensure_session(env)
+        result = as_agent_in(env, str(planted), "elevate", "session", "--", "/usr/bin/python3", "-m", "json.tool",
+                             "/etc/hostname")
+        assert not marker.exists(), "the agent's module ran as root"
+        where = as_agent_in(env, str(planted), "elevate", "session", "--", "/usr/bin/pwd")
+        assert where.stdout == b"/\n", where.stderr
+        assert result.returncode != 0 or b"{" not in result.stdout  # /etc/hostname is no JSON; either way, stdlib ran
+    finally:
+        shutil.rmtree(planted, ignore_errors=True)
+
+
+def limits_seen(result) -> dict:
+    assert result.returncode == 0, result.stderr
+    seen = {}
+    for line in result.stdout.decode().splitlines()[1:]:
+        seen[line[:26].strip()] = line[26:].split()[:2]
+    return seen
+
+
+def test_root_command_gets_roots_standard_limits_not_the_agents_soft_ones(env):
+    ensure_session(env)
+    standard = limits_seen(subprocess.CompletedProcess([], 0, Path("/proc/1/limits").read_bytes(), b""))
+    result = as_agent_in(env, "/", "elevate", "session", "--", "/usr/bin/cat", "/proc/self/limits",
+                         limits=("--as=400000000:", "--data=400000000:", "--nofile=100:", "--stack=2000000:",
+                                 "--fsize=100000:", "--cpu=100:", "--nproc=200:", "--core=100000:"))
+    seen = limits_seen(result)
+    for label in ("Max address space", "Max data size", "Max file size", "Max cpu time", "Max stack size"):
+        assert seen[label][0] == standard[label][0], (label, seen[label])
+    assert int(seen["Max open files"][0]) >= 1024 and int(seen["Max processes"][0]) >= 1024, seen
+    assert seen["Max core file size"][0] == "0"
+
+
+def root_may_lift_a_hard_limit() -> bool:
+    """False where root lacks CAP_SYS_RESOURCE (a container): a lowered hard limit then stays."""
+    lift = "import resource; resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)"
+    return run(["/usr/bin/prlimit", "--cpu=100:100", "/usr/bin/python3", "-c", lift]).returncode == 0
+
+
+def test_a_hard_limit_the_agent_set_is_lifted_or_refused_before_the_code_is_spent(fresh):
+    lifts = root_may_lift_a_hard_limit()
+    for limit, label in (("--as=400000000:400000000", "Max address space"), ("--fsize=100000:100000", "Max file size"),
+                         ("--cpu=100:100", "Max cpu time")):
+        code = fresh.code()
+        result = as_agent_in(fresh, "/", "elevate", code, "--", "/usr/bin/cat", "/proc/self/limits", limits=(limit,))
+        if lifts:  # root restored it: the command runs under root's limit, not the agent's
+            assert limits_seen(result)[label][:2] == ["unlimited", "unlimited"], (limit, result.stdout)
+            assert fresh.agent("revoke", "@root").returncode == 0
+            continue
+        assert result.returncode == 6, (limit, result.stderr)
+        assert b"limit" in result.stderr and b"refusing" in result.stderr, result.stderr
+        assert not elevate_records(fresh)
+        assert fresh.agent("approve", "@root", code).returncode == 0  # the code was not spent

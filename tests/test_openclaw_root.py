@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import openclawkit
+from coretools import resolve_decisions
 from installtree import REPO
 from rootenv import RootEnv, run
 
@@ -99,7 +100,7 @@ def audit(env, kit) -> dict:
 
 def resolves(env) -> list:
     records = [json.loads(line) for line in (env.state / "audit.log").read_bytes().splitlines()]
-    return [(r["name"], r["result"]) for r in records if r["event"] == "resolve"]
+    return resolve_decisions(records)
 
 
 def as_gateway(env, payload: bytes):
@@ -435,11 +436,9 @@ def test_the_gateway_path_answers_a_mixed_request_in_one_reply(env):
 def test_the_gateway_path_audits_each_id_as_the_agent(env):
     as_gateway(env, request(["openai/api-key", "vault/token"]))
     records = [json.loads(line) for line in (env.state / "audit.log").read_bytes().splitlines()]
-    recent = [r for r in records if r["event"] == "resolve"][-2:]
-    assert [(r["name"], r["result"], r["role"], r["caller"]) for r in recent] == [
-        ("openai/api-key", "ok", "agent", env.agent_name),
-        ("vault/token", "denied", "agent", env.agent_name),
-    ]
+    batch = [r for r in records if r["event"] == "resolve"][-1]
+    assert (batch["role"], batch["caller"]) == ("agent", env.agent_name)
+    assert resolve_decisions([batch]) == [("openai/api-key", "ok"), ("vault/token", "denied")]
 
 
 @pytest.mark.parametrize("payload", [

@@ -112,6 +112,22 @@ def test_caller_text_is_escaped_and_bounded_in_what_the_owner_reads():
     assert notify.argv_text(["/bin/sh", "-c", "echo $HOME\n"]) == "/bin/sh -c 'echo $HOME\\x0a'"
 
 
+def test_a_long_root_command_is_shown_whole_to_the_owner(channel_tree):
+    """Each word was cut at 256 characters: the tail `; touch /root/x` never reached the owner."""
+    argv = ["/bin/sh", "-c", "echo " + "A" * 300 + "; touch /root/x\x1b"]
+    request = requests.create(context(channel_tree, "agent"), names.ROOT, None, "why", argv, time.time())
+    assert request.what().endswith("; touch /root/x\\x1b'") and "..." not in request.what()
+    assert "; touch /root/x" in notify._text_for("elevate", {"result": "run", "argv": argv, "caller": "a"})
+
+
+def test_a_request_reason_is_logged_raw_and_escaped_once_when_shown(channel_tree):
+    requests.create(context(channel_tree, "agent"), "db", None, "ok\rfine", None, time.time())
+    record = [json.loads(line) for line in (channel_tree.state / "audit.log").read_bytes().splitlines()][-1]
+    assert record["event"] == "request" and record["reason"] == "ok\rfine"
+    shown = channel_tree.run("audit", "show").stdout.decode()
+    assert "ok\\x0dfine" in shown and "ok\\\\x0dfine" not in shown
+
+
 def test_the_events_pushed_are_decided_in_one_place():
     assert cli._PUSHED == frozenset(notify.PUSHED)
 
@@ -174,9 +190,10 @@ def test_every_channel_example_in_the_readme_is_a_valid_channel():
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = text.split("Examples (each is the line given to `notify set`):\n\n", 1)[1].split("\n\n", 1)[0]
     lines = [line.strip().split("  # ")[0] for line in block.splitlines()]
-    assert len(lines) == 5
+    assert len(lines) == 4
     kinds = [notify.parse_line(line)["kind"] for line in lines]
-    assert kinds == ["url", "command", "command", "command", "command"]
+    assert kinds == ["url", "command", "command", "command"]
+    assert not any("notify-send" in line for line in lines)  # it takes the text (the match) as an argument
     for line in lines[1:3]:  # the tokens travel in the environment, never in the argv
         channel = notify.parse_line(line)
         assert all(value not in " ".join(channel["argv"]) for value in channel["env"].values())

@@ -394,3 +394,23 @@ def test_doctor_names_a_channel_or_a_request_the_agent_could_read(env):
         assert any(line.startswith("FAIL  agent reach:") and str(path.parent if path.parent != env.state else path)
                    in line for line in out.splitlines()), out
     assert env.doctor().returncode == 0
+
+
+def test_the_tail_of_a_long_root_command_is_shown_whole_everywhere_the_owner_looks(env):
+    """A word past 256 characters was cut with '...': `; touch /root/x` at its end went unseen."""
+    pexpect = pytest.importorskip("pexpect")
+    hidden = "; touch /root/clawgate-hidden-tail"
+    rid = request(env, "@root", "--reason", "ok\rfine", "--", "/bin/sh", "-c", "echo " + "A" * 300 + hidden)
+    assert hidden in pushed(env, rid)["text"]
+    listing = env.owner("pending")
+    assert listing.returncode == 0 and hidden.encode() in listing.stdout, listing.stdout
+    child = pexpect.spawn("runuser", ["-u", env.owner_name, "--", str(env.door), "approve", rid], timeout=30,
+                          encoding="utf-8", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "dumb"})
+    child.expect_exact(f"code for {rid} (")
+    child.expect_exact(hidden)
+    child.sendcontrol("c")
+    child.expect(pexpect.EOF)
+    # the reason is logged raw (bounded at request time) and escaped once, when shown
+    shown = env.owner("audit", "show").stdout.decode()
+    assert "ok\\x0dfine" in shown and "ok\\\\x0dfine" not in shown, shown[-2000:]
+    assert env.owner("deny", rid).returncode == 0

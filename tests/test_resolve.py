@@ -5,6 +5,7 @@ error entries in one reply (exit 0); only a request that no gateway would send
 gets exit 2, with nothing on stdout. Every id is audited; no value ever is.
 """
 
+import hashlib
 import json
 import subprocess
 
@@ -75,16 +76,32 @@ def test_mixed_request_is_answered_in_one_reply(stocked):
 def test_every_id_is_audited_and_no_value_is(stocked):
     ids = ["open/key", "granted/key", "restricted/key", "missing/key", "binary/key", "bad:id"]
     reply_of(resolve(stocked, request(ids)))
-    events = {event["name"]: event for event in resolve_events(stocked)}
-    assert set(events) == set(ids)
-    assert all(event["caller"] == "nobody" and event["role"] == "agent" for event in events.values())
-    assert events["open/key"]["result"] == "ok" and events["granted/key"]["result"] == "ok"
-    assert events["restricted/key"]["result"] == "denied"
-    assert events["missing/key"]["result"] == "missing"
+    batch = resolve_events(stocked)[-1]  # one record for the batch, every id's decision in it
+    assert batch["caller"] == "nobody" and batch["role"] == "agent" and batch["ids"] == len(ids)
+    assert batch["ok"] == ["open/key", "granted/key"] and batch["missing"] == ["missing/key"]
+    assert batch["denied_no_grant"] == ["restricted/key"] and batch["denied_not_utf8"] == ["binary/key"]
+    assert batch["denied_invalid_name"] == ["bad:id"]
     log = audit_bytes(stocked)
     for value, _tier in SECRETS.values():
         assert value not in log
         assert json.dumps(value.decode("utf-8", "replace"))[1:-1].encode() not in log
+    assert stocked.run("audit", "verify").returncode == 0
+
+
+def test_a_batch_of_long_ids_adds_one_bounded_record_to_the_log(stocked, capsys):
+    """512 distinct 127-character ids were 512 records, 165 KB a call; now one record under 10 KB
+    (each list past audit.MAX_FIELD keeps its start, its length and its sha256)."""
+    ids = [f"missing/{n:03d}-" + "x" * 115 for n in range(256)] + [f"bad:{n:03d}" + "y" * 119 for n in range(256)]
+    before = len(audit_bytes(stocked))
+    reply_of(resolve(stocked, request(ids)))
+    grown = len(audit_bytes(stocked)) - before
+    batch = resolve_events(stocked)[-1]
+    with capsys.disabled():
+        print(f"\nresolve, 512 ids of ~125 characters: {grown} audit bytes for the call")
+    assert grown < 10_000, grown
+    assert batch["ids"] == 512 and batch["missing_length"] > 4096 and len(batch["missing_sha256"]) == 64
+    whole = json.dumps(ids[:256], separators=(",", ":"))  # the list as audit encodes it
+    assert batch["missing_sha256"] == hashlib.sha256(whole.encode()).hexdigest()
     assert stocked.run("audit", "verify").returncode == 0
 
 

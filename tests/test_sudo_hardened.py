@@ -212,6 +212,27 @@ def test_no_value_id_or_relayed_code_reaches_the_io_log(env):
 
 
 @pytest.mark.root
+def test_no_relayed_code_reaches_sudos_command_log(env):
+    """sudo logs every command line (syslog, `Defaults logfile`): a code given to `approve X CODE`
+    goes to approve's standard input through the front door, never into its argv."""
+    logfile = env.root / "sudo-commands.log"
+    with host_file(f"Defaults:{env.agent_name} logfile={logfile}, loglinelen=0\n"):
+        codes = [env.code(), env.code()]
+        for name, code in zip(("hardened/restricted", "@root"), codes):
+            relayed = agent_detached(env, "approve", name, code, "--ttl", "1m")
+            assert relayed.returncode == 0, relayed.stderr.decode()
+        rid = agent_detached(env, "request", "hardened/restricted").stdout.decode().strip()
+        codes.append(env.code())
+        by_id = agent_detached(env, "approve", rid, codes[-1])
+        assert by_id.returncode == 0, by_id.stderr.decode()
+        assert agent_detached(env, "get", "hardened/restricted").stdout == RESTRICTED_VALUE
+    logged = logfile.read_text()
+    assert f"approve {rid}" in logged and "approve @root" in logged  # the log is on: it saw them
+    for code in codes:
+        assert code not in logged, logged
+
+
+@pytest.mark.root
 def test_a_later_host_line_naming_the_broker_cannot_log_the_agents_values(env):
     """A host's Defaults!broker line after clawgate's wins over clawgate's Defaults, not over the tags."""
     before = sessions_logged(env)

@@ -15,6 +15,9 @@ resource limits and its open or closed descriptors. So, before anything else:
   which every write is atomic (fsio, audit).
 - for_exec(): undoes the above for a command we exec (elevate): it starts as sudo would
   start it, with sane limits.
+- root_limits(): elevate's command gets root's standard limits (PID 1's), not the ones the
+  agent lowered (prlimit) to cripple it mid-write; one that cannot be restored is refused
+  before the gate, so no code is spent on a crippled command.
 
 Uses _signal, not signal: signal.py builds enums at import (~10 ms, most of a `get`'s own
 work). _signal is the C module signal.py re-exports unchanged (`from _signal import *`), with the
@@ -101,6 +104,76 @@ def _at_least(limit: int, wanted: int) -> bool:
     if limit == resource.RLIM_INFINITY:
         return True
     return wanted != resource.RLIM_INFINITY and limit >= wanted
+
+
+# Each limit a root command inherits, as /proc/PID/limits names it, and the least we run it with
+# when PID 1's value cannot be reached (a container whose own hard limit is lower than its init's).
+ROOT_LIMITS = (("RLIMIT_NOFILE", "Max open files", "open files (ulimit -n)", 1024),
+               ("RLIMIT_NPROC", "Max processes", "processes (ulimit -u)", 1024),
+               ("RLIMIT_AS", "Max address space", "address space (ulimit -v)", None),
+               ("RLIMIT_DATA", "Max data size", "data size (ulimit -d)", None),
+               ("RLIMIT_STACK", "Max stack size", "stack size (ulimit -s)", 8 << 20),
+               ("RLIMIT_FSIZE", "Max file size", "file size (ulimit -f)", None),
+               ("RLIMIT_CPU", "Max cpu time", "cpu time (ulimit -t)", None))  # None: unlimited
+
+
+def root_limits(standard_path: str = "/proc/1/limits") -> None:
+    """Give elevate's command root's standard soft limits (PID 1's; else each hard limit), raising
+    the hard limit where root may; refuse (exit 6) a limit left below them, and dump no core."""
+    import resource
+
+    standard = _standard_limits(standard_path)
+    for attr, label, what, floor in ROOT_LIMITS:
+        which = getattr(resource, attr, None)
+        if which is None:  # pragma: no cover - not on this system
+            continue
+        soft, hard = resource.getrlimit(which)
+        want_soft, want_hard = standard.get(label, (hard, hard))
+        if not _at_least(hard, want_hard):
+            try:
+                resource.setrlimit(which, (soft, want_hard))
+                hard = want_hard
+            except (ValueError, OSError):  # no CAP_SYS_RESOURCE: keep the hard limit we have
+                pass
+        target = want_soft if _at_least(hard, want_soft) else hard
+        least = want_soft if floor is None or not _at_least(want_soft, floor) else floor
+        if not (_at_least(target, least) and _set_soft(which, (target, least), hard)):
+            from .errors import unsafe
+
+            raise unsafe(f"a {what} limit is set that root cannot lift; refusing to run a root command under it")
+    # A root command's memory never lands in a core file.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
+def _set_soft(which: int, choices: "tuple[int, int]", hard: int) -> bool:
+    """The first soft limit of `choices` the kernel takes (macOS refuses an unlimited NOFILE)."""
+    import resource
+
+    for soft in choices:
+        try:
+            resource.setrlimit(which, (soft, hard))
+            return True
+        except (ValueError, OSError):
+            continue
+    return False
+
+
+def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
+    """PID 1's (soft, hard) limits by name, from Linux's /proc/1/limits; {} where there is none."""
+    import resource
+
+    try:
+        with open(path, encoding="ascii", errors="replace") as lines:
+            text = lines.read(65536)
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines()[1:]:
+        fields = line[26:].split()[:2]
+        if len(fields) == 2 and all(f == "unlimited" or f.isdigit() for f in fields):
+            soft, hard = (resource.RLIM_INFINITY if f == "unlimited" else int(f) for f in fields)
+            found[line[:26].strip()] = (soft, hard)
+    return found
 
 
 class critical:  # noqa: N801 - used as a function: `with guard.critical():`

@@ -110,7 +110,8 @@ which only the notification carries.""",
        clawgate elevate session -- CMD [ARG...]
        clawgate elevate ID
 Run one command as root. CMD is run directly (never through a shell), a bare name found on
-/usr/sbin:/usr/bin:/sbin:/bin, with a clean environment.
+/usr/sbin:/usr/bin:/sbin:/bin, with a clean environment, in / (not your working
+directory) and with root's standard resource limits (one root cannot restore: exit 6).
   CODE     a code from the owner's authenticator: opens a root session (30m by default)
   session  use the session that is still open (none or expired: exit 3)
   ID       run the command of an approved root request, once

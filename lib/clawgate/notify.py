@@ -49,10 +49,14 @@ def plain(text: object, limit: int = MAX_FIELD) -> str:
 
 
 def argv_text(argv: "list[str]") -> str:
-    """An argv as the owner should read it: quoted as a shell would, each word escaped."""
+    """An argv as the owner should read it: quoted as a shell would, each word escaped and WHOLE.
+    Never cut: a cut word hid `; touch /root/x` from an approval (a request's argv is bounded
+    by requests.MAX_ARGV_CHARS, a channel's by MAX_LINE)."""
     import shlex
 
-    return " ".join(shlex.quote(plain(word, 256)) for word in argv)
+    from .display import escape
+
+    return " ".join(shlex.quote(escape(word)) for word in argv)
 
 
 # -- the channel record ----------------------------------------------------------------------------
@@ -159,7 +163,9 @@ def _text_for(kind: str, fields: "Dict[str, Any]") -> "Optional[str]":
         ttl = fields.get("ttl")
         return f"{what} for {durations.show(int(ttl)) if isinstance(ttl, (int, float)) else '?'} (by {who})"
     if kind == "elevate" and fields.get("result") == "run":
-        return f"root runs: {argv_text(list(fields.get('argv') or []))} (by {who})"
+        shown = argv_text(list(fields.get("argv") or []))  # ran already: a tail past MAX_LINE is only counted
+        cut = f"... ({len(shown)} characters in all)" if len(shown) > MAX_LINE else ""
+        return f"root runs: {shown[:MAX_LINE]}{cut} (by {who})"
     if kind == "lockout":
         return f"the agent is locked out until {plain(fields.get('until'), 64)} after {fields.get('failures')} wrong codes"
     if kind == "revoke" and fields.get("result") == "revoked":

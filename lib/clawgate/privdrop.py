@@ -12,7 +12,7 @@ refusal, never a success.
 import json
 import os
 import signal
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from .config import Principal
 from .errors import UNSAFE, ClawgateError, unsafe
@@ -50,18 +50,43 @@ def owner_environment(who: Principal) -> Dict[str, str]:
     return {"PATH": _PATH, "HOME": who.home, "USER": who.name, "LOGNAME": who.name, "LANG": "C.UTF-8"}
 
 
-def call_as(who: Principal, fn: Callable[[], object]) -> object:
-    """fn() run as `who` in a child; its return value (JSON-able) or its ClawgateError, re-raised here."""
+def call_as(who: Principal, fn: Callable[[], object], timeout: "Optional[float]" = None) -> object:
+    """fn() run as `who` in a child; its return value (JSON-able) or its ClawgateError, re-raised here.
+    With a timeout, a child still running after it (reading a FIFO the user planted...) is killed
+    and the call refused (exit 6)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child's coverage is seen through the parent
         os.close(read_end)
         _child(who, fn, write_end)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        raw = pipe.read()
+    try:
+        raw = _read_answer(read_end, timeout)
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise unsafe(f"a check run as {who.name} did not finish in {timeout:g}s; it was stopped") from None
+    finally:
+        os.close(read_end)
     _, status = os.waitpid(pid, 0)
     return _answer(raw, status)
+
+
+def _read_answer(fd: int, timeout: "Optional[float]") -> bytes:
+    import select
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    chunks: "list[bytes]" = []
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _child(who: Principal, fn: Callable[[], object], out: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821

@@ -174,7 +174,7 @@ def create(ctx: Context, name: str, ttl: "Optional[int]", reason: "Optional[str]
                           now + lifetime(ctx), match, "pending")
         _write(ctx, request)
     ctx.audit("request", id=request.id, result="pending", name=name, tier=tier, ttl=ttl_, argv=argv or None,
-              reason=notify.plain(reason), notify=channel is not None)
+              reason=reason, notify=channel is not None)
     return request
 
 
