@@ -139,7 +139,9 @@ def test_code_and_match_for_one_request_is_refused_on_another_and_on_root(env):
     causes = [r["cause"] for r in audit(env, "code") if r.get("result") == "denied"]
     assert "wrong match" in causes
     assert env.agent("get", "api").returncode == 3
-    ok = env.agent("approve", a, f"{code}-{match_a}")  # not spent by the refusals; `-` accepted
+    spent = env.agent("approve", a, f"{code}-{match_a}")  # a right code refused for its match is spent
+    assert (spent.returncode, spent.stderr) == (1, DENIED)
+    ok = env.agent("approve", a, f"{env.code()}-{match_a}")  # the owner's next code; `-` accepted
     assert ok.returncode == 0, ok.stderr
     assert env.agent("get", "db").stdout == VALUES["db"]
     again = env.agent("approve", a, code + match_a)
@@ -159,7 +161,8 @@ def test_a_bare_code_relayed_by_the_agent_is_refused_once_a_channel_is_set(env):
     assert failures(env) == before + 4
     assert env.agent("get", "db").returncode == 3
     assert not (env.state / "grants" / "@root").exists()
-    ok = env.agent("approve", rid, f"{code} {pushed(env, rid)['match']}")  # a space accepted too
+    assert env.owner("unlock").returncode == 0  # the spent code above was one more failure
+    ok = env.agent("approve", rid, f"{env.code()} {pushed(env, rid)['match']}")  # a space accepted too
     assert ok.returncode == 0, ok.stderr
     assert env.owner("revoke", "db").returncode == 0
     assert env.owner("unlock").returncode == 0
