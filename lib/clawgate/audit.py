@@ -94,7 +94,7 @@ def _chain(prev_hash: bytes, prefix: bytes) -> bytes:
 
 
 class _Tail(Record):
-    __slots__ = ("seq", "hash", "needs_newline")
+    __slots__ = ("seq", "hash", "needs_newline", "torn")
     seq: int
     hash: bytes
     needs_newline: bool
