@@ -11,7 +11,8 @@ import stat
 from typing import Dict, List, NamedTuple, Optional
 
 from . import fsio, names, safepath, tiers
-from .cli import Context, say
+from .context import Context
+from .display import say
 from .errors import denied, usage
 from .store import NoSuchSecret, open_store
 

@@ -3,7 +3,7 @@
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
 from . import display, durations, grants, names, tiers
-from .cli import Context
+from .context import Context
 from .store import open_store
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms on every `list`)
@@ -32,9 +32,7 @@ def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
         print(json.dumps(rows))
         return
     if not rows:  # on stderr: a script reading stdout still sees an empty list
-        from .cli import say
-
-        say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
+        display.say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
     shown = [display.field(row["name"]) for row in rows]
     width = max([len(name) for name in shown] + [4])
     for name, row in zip(shown, rows):

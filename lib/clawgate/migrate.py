@@ -13,7 +13,7 @@ import shlex
 from typing import List, NamedTuple, Optional
 
 from . import names, prompt, seed, tiers
-from .cli import Context
+from .context import Context
 from .errors import denied, unsafe, usage
 from .store import NoSuchSecret, open_store
 from .store.keychain import Keychain

@@ -31,7 +31,7 @@ from __future__ import annotations  # annotations stay text: typing is never imp
 import json  # resolve speaks JSON; `get` never imports this module
 
 from . import durations, grants, names, tiers
-from .cli import Context
+from .context import Context
 from .errors import NO_SUCH_SECRET, ClawgateError, usage
 from .store import open_store
 
