@@ -2,7 +2,7 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import display, durations, grants, names, tiers
+from . import access, display, durations, grants, names
 from .context import Context
 from .store import open_store
 
@@ -14,12 +14,11 @@ if TYPE_CHECKING:
 def secrets_table(ctx: Context, now: float) -> List[Dict[str, Any]]:
     rows = []
     for name in open_store(ctx.cfg).names():
-        tier = tiers.get(ctx.cfg, name)
-        grant = grants.active(ctx.cfg, name, now, tier) if tier != "open" else None
+        tier, grant = access.decide(ctx.cfg, name, now)
         rows.append({
             "name": name,
             "tier": tier,
-            "access": "open" if tier == "open" else ("granted" if grant else "approval required"),
+            "access": "open" if tier == access.OPEN else ("granted" if grant else "approval required"),
             "expires_in": int(grant.left(now)) if grant else None,
         })
     return rows
