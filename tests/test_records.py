@@ -115,3 +115,15 @@ def test_the_core_imports_no_private_cpython_module():
     source = "".join(p.read_text() for p in (lib / "clawgate").glob("*.py"))
     for private in ("_tuplegetter", "make_encoder", "make_scanner", "__annotate__"):
         assert private not in source, private
+
+
+def test_no_library_module_imports_the_program_runner():
+    """cli.py is the program runner; the library acts in context.py's Context (issue 14)."""
+    lib = Path(__file__).resolve().parent.parent / "lib" / "clawgate"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import clawgate.access, clawgate.gate, clawgate.listing, clawgate.resolver, clawgate.importer\n"
+            "import clawgate.migrate, clawgate.requests, clawgate.notify, clawgate.seed\n"
+            "print('clawgate.cli' in sys.modules)") % str(lib.parent)
+    result = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

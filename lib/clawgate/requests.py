@@ -158,7 +158,7 @@ def create(ctx: Context, name: str, ttl: "Optional[int]", reason: "Optional[str]
         names.check(name)
         if argv:
             raise usage("usage: clawgate request NAME [--ttl DUR] [--reason TEXT]")
-        open_store(ctx.cfg).get(name)  # exit 4: no request for a secret that is not there
+        open_store(ctx.cfg).require(name)  # exit 4: no request for a secret that is not there
         kind, tier, argv = "secret", tiers.get(ctx.cfg, name), []
         if tier == "open":
             raise ClawgateError(0, f"{name} is open; no approval needed")

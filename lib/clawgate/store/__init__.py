@@ -31,6 +31,11 @@ class Store:
         """Whether `name` is stored, checked as get() checks it, without reading its value."""
         raise NotImplementedError
 
+    def require(self, name: str) -> None:
+        """NoSuchSecret (exit 4) unless `name` is stored: the check before a code is spent on it."""
+        if not self.exists(name):
+            raise NoSuchSecret(name)
+
     def put(self, name: str, value: bytes) -> None:
         raise NotImplementedError
 
