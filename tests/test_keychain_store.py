@@ -343,3 +343,17 @@ def test_file_store_installs_are_untouched_by_the_keychain_code(tmp_path):
 
 def test_no_secret_reached_the_fake_security_argv():
     assert LOG.leaks() == [], LOG.leaks()
+
+
+def test_a_refused_get_or_resolve_never_decrypts_the_value(kc):
+    """Invariant 3 is decided before any value is read (access.read): a request with no grant
+    reaches the keychain only as an attribute lookup (no -g), never as a read of the data."""
+    kc.set_secret("closed", b"closed value")
+    mark = LOG.mark()
+    got = kc.as_agent("broker", "get", "closed")
+    assert got.returncode == 3, got.stderr
+    request = json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": ["closed"]}).encode()
+    reply = json.loads(kc.as_agent("broker", "resolve", input=request).stdout)
+    assert reply["errors"]["closed"]["code"] == "APPROVAL_REQUIRED"
+    reads = [e for e in LOG.since(mark) if "-g" in (e.get("argv") or e.get("stdin") or [])]
+    assert reads == []

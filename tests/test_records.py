@@ -137,3 +137,15 @@ def test_every_record_in_the_package_lists_each_annotated_field_in_its_slots():
         annotated = [name for name in vars(cls).get("__annotations__", {}) if not name.startswith("_")]
         assert list(cls.__slots__) == annotated, cls
     assert len(seen) >= 8
+
+
+def test_no_library_module_imports_the_program_runner():
+    """cli.py is the program runner; the library acts in context.py's Context (issue 14)."""
+    lib = Path(__file__).resolve().parent.parent / "lib" / "clawgate"
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "import clawgate.access, clawgate.gate, clawgate.listing, clawgate.resolver, clawgate.importer\n"
+            "import clawgate.migrate, clawgate.requests, clawgate.notify, clawgate.seed\n"
+            "print('clawgate.cli' in sys.modules)") % str(lib.parent)
+    result = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

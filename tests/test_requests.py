@@ -9,7 +9,8 @@ import pytest
 
 from coretools import context, one_line_error, wrong_code_at
 from test_lockout import P_GUESS, optimum
-from clawgate import cli, gate, names, notify, requests, totp
+from clawgate import context as context_mod
+from clawgate import gate, names, notify, requests, totp
 from clawgate.errors import ClawgateError
 
 P_MATCH = 1 / 100  # the 2-digit match a relayed code must carry
@@ -129,7 +130,7 @@ def test_a_request_reason_is_logged_raw_and_escaped_once_when_shown(channel_tree
 
 
 def test_the_events_pushed_are_decided_in_one_place():
-    assert cli._PUSHED == frozenset(notify.PUSHED)
+    assert context_mod._PUSHED == frozenset(notify.PUSHED)
 
 
 def test_a_flood_of_requests_is_capped(channel_tree):

@@ -93,6 +93,37 @@ def test_a_missing_secret_is_no_such_secret_exit_4(backend):
     assert caught.value.code == 4
 
 
+def test_exists_and_require_agree_with_get(backend):
+    assert backend.store.exists("api/key") is False
+    with pytest.raises(NoSuchSecret) as caught:
+        backend.store.require("api/key")
+    assert caught.value.code == 4
+    backend.remember(b"present")
+    backend.store.put("api/key", b"present")
+    assert backend.store.exists("api/key") is True
+    backend.store.require("api/key")
+    backend.store.delete("api/key")
+    assert backend.store.exists("api/key") is False
+
+
+def test_init_can_be_repeated(backend):
+    backend.remember(b"value kept across inits")
+    backend.store.put("kept", b"value kept across inits")
+    backend.store.init()
+    backend.store.init()
+    assert backend.store.get("kept") == b"value kept across inits"
+
+
+def test_the_root_seed_is_kept_apart_from_the_seed(backend):
+    params, root = totp.Params(totp.new_secret()), totp.Params(totp.new_secret())
+    backend.remember(params.secret, totp.to_base32(params.secret), root.secret, totp.to_base32(root.secret))
+    assert seed.load(backend.cfg) is None and seed.load(backend.cfg, root=True) is None
+    seed.save(backend.cfg, params)
+    seed.save(backend.cfg, root, root=True)
+    assert (seed.load(backend.cfg), seed.load(backend.cfg, root=True)) == (params, root)
+    assert backend.store.names() == []
+
+
 def test_delete_removes_once(backend):
     backend.remember(b"short-lived")
     backend.store.put("gone", b"short-lived")
@@ -131,7 +162,8 @@ BAD_NAMES = ["", "../x", "a/../b", "a//b", "/abs", "@root", "x\n", "a b", "a" * 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_every_operation_validates_the_name_first(backend, name):
-    for operation in (backend.store.get, backend.store.delete, lambda n: backend.store.put(n, b"value")):
+    for operation in (backend.store.get, backend.store.exists, backend.store.require, backend.store.delete,
+                      lambda n: backend.store.put(n, b"value")):
         with pytest.raises(ClawgateError) as caught:
             operation(name)
         assert caught.value.code == 2, name

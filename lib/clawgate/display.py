@@ -1,10 +1,37 @@
-"""Text the agent had a hand in, made safe for the owner's terminal (invariant 13).
+"""Text the agent had a hand in, made safe for the owner's terminal (invariant 13), and say(): the
+one `clawgate: reason` line on stderr.
 
 The one escaping function: escape() for any text, field() for one value among
 `key=value` fields. Names, ids, argv and reasons come from the agent; shown raw, an
 ESC or CSI sequence retitles or rewrites the owner's terminal, a \\r overwrites what came
 before on the line, and a space or `=` makes one field read as several.
 """
+
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Callable
+
+PROG = "clawgate"
+MAX_MESSAGE = 512  # characters; a message never runs past one line
+
+
+def say(message: str) -> None:
+    # One line whatever the message quotes: argparse echoes raw arguments (newlines, 100 KB).
+    text = escape(message[:MAX_MESSAGE])
+    line = f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n"
+    quietly(lambda: (sys.stderr.write(line), sys.stderr.flush()))  # stderr closed or broken: nobody to tell
+
+
+def quietly(action: "Callable[[], object]") -> bool:
+    """False if action() failed: writing to a closed or broken stream must not end in a traceback."""
+    try:
+        action()
+    except (OSError, ValueError):
+        return False
+    return True
+
 
 _SAFE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7f)) - {"\\"}
 _QUOTE_IF = frozenset(' ="\',[]#')

@@ -16,7 +16,7 @@ import json
 from typing import NamedTuple
 
 from . import durations, fsio, grants, lockout, seed, state, totp
-from .cli import Context
+from .context import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
 
 DENIED_MESSAGE = "code denied"

@@ -11,9 +11,10 @@ import stat
 from typing import Dict, List, NamedTuple, Optional
 
 from . import fsio, names, safepath, tiers
-from .cli import Context, say
+from .context import Context
+from .display import say
 from .errors import denied, usage
-from .store import NoSuchSecret, open_store
+from .store import open_store
 
 MAX_FILE = 1 << 20
 SHRED_CAVEAT = (
@@ -109,11 +110,8 @@ def _import(ctx: Context, store, sources: List[Source], tier: Optional[str], shr
         if source.name in seen:
             raise usage(f"{source.name}: named by two files; nothing was imported")
         seen.add(source.name)
-        try:
-            store.get(source.name)
-        except NoSuchSecret:
-            continue
-        raise usage(f"{source.name}: already stored; remove it first (clawgate secrets rm {source.name})")
+        if store.exists(source.name):
+            raise usage(f"{source.name}: already stored; remove it first (clawgate secrets rm {source.name})")
     if shred:
         for source in sources:
             _check_shreddable(source, ctx.cfg.owner.uid)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import display, durations, grants, names, tiers
-from .cli import Context
+from . import access, display, durations, grants, names
+from .context import Context
 from .store import open_store
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms on every `list`)
@@ -14,12 +14,11 @@ if TYPE_CHECKING:
 def secrets_table(ctx: Context, now: float) -> List[Dict[str, Any]]:
     rows = []
     for name in open_store(ctx.cfg).names():
-        tier = tiers.get(ctx.cfg, name)
-        grant = grants.active(ctx.cfg, name, now, tier) if tier != "open" else None
+        tier, grant = access.decide(ctx.cfg, name, now)
         rows.append({
             "name": name,
             "tier": tier,
-            "access": "open" if tier == "open" else ("granted" if grant else "approval required"),
+            "access": "open" if tier == access.OPEN else ("granted" if grant else "approval required"),
             "expires_in": int(grant.left(now)) if grant else None,
         })
     return rows
@@ -32,9 +31,7 @@ def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
         print(json.dumps(rows))
         return
     if not rows:  # on stderr: a script reading stdout still sees an empty list
-        from .cli import say
-
-        say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
+        display.say("no secrets yet; the owner adds the first with: clawgate secrets set NAME")
     shown = [display.field(row["name"]) for row in rows]
     width = max([len(name) for name in shown] + [4])
     for name, row in zip(shown, rows):

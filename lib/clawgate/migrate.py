@@ -13,9 +13,9 @@ import shlex
 from typing import List, NamedTuple, Optional
 
 from . import names, prompt, seed, tiers
-from .cli import Context
+from .context import Context
 from .errors import denied, unsafe, usage
-from .store import NoSuchSecret, open_store
+from .store import open_store
 from .store.keychain import Keychain
 from .store.securitytool import Tool
 
@@ -96,12 +96,9 @@ def _checked_names(store, accounts: List[bytes], path: str) -> List[str]:
         if not names.is_valid(name):
             raise usage(f"{names.shown(name)}: not a valid secret name; nothing was imported "
                         f"(rename the item in {path}, or store it with: clawgate secrets set NAME)")
-        try:
-            store.get(name)
-        except NoSuchSecret:
-            found.append(name)
-            continue
-        raise usage(f"{name}: already stored; nothing was imported (remove it first: clawgate secrets rm {name})")
+        if store.exists(name):
+            raise usage(f"{name}: already stored; nothing was imported (remove it first: clawgate secrets rm {name})")
+        found.append(name)
     return found
 
 

@@ -18,7 +18,7 @@ whatever the receiver does; a failure is audited and never stops the caller. A r
 while the agent waits (so it learns whether the owner was reached); every other event is
 pushed from a detached child, so the agent's command is not held at all.
 
-This module imports only os at the top: cli.Context.audit calls after_audit on every record.
+This module imports only os at the top: context.Context.audit calls after_audit on every record.
 """
 
 import os
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     Channel = Dict[str, Any]  # {"kind": "url", "url", "ca"?} or {"kind": "command", "argv", "env"?}
 
-    from .cli import Context
+    from .context import Context
     from .config import Config
 
 BOUND = 5  # seconds a delivery may take, connection, TLS, answer or command included
@@ -37,7 +37,7 @@ FILE = "notify.json"
 MAX_LINE = 4096
 MAX_FIELD = 200  # characters of any caller-chosen text in a notification
 # Audit events pushed as they happen, and the fields each one's text shows.
-PUSHED = ("grant", "elevate", "lockout", "revoke", "enroll")  # cli._PUSHED filters first (tested equal)
+PUSHED = ("grant", "elevate", "lockout", "revoke", "enroll")  # context._PUSHED filters first (tested equal)
 
 
 def plain(text: object, limit: int = MAX_FIELD) -> str:

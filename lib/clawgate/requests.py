@@ -14,12 +14,11 @@ secret.
 import hmac
 import os
 import secrets
-import sys
 import time
 
 from . import durations, fsio, gate, grants, names, notify, state, tiers
 from .records import Record
-from .cli import Context
+from .context import Context
 from .errors import APPROVAL_REQUIRED, ClawgateError, denied, usage
 
 TYPE_CHECKING = False
@@ -159,7 +158,7 @@ def create(ctx: Context, name: str, ttl: "Optional[int]", reason: "Optional[str]
         names.check(name)
         if argv:
             raise usage("usage: clawgate request NAME [--ttl DUR] [--reason TEXT]")
-        open_store(ctx.cfg).get(name)  # exit 4: no request for a secret that is not there
+        open_store(ctx.cfg).require(name)  # exit 4: no request for a secret that is not there
         kind, tier, argv = "secret", tiers.get(ctx.cfg, name), []
         if tier == "open":
             raise ClawgateError(0, f"{name} is open; no approval needed")
@@ -305,39 +304,6 @@ def as_json_record(request: Request, now: float) -> "Dict[str, object]":
 
 
 # -- the verbs ---------------------------------------------------------------------------------------
-
-REQUEST_USAGE = "usage: clawgate request NAME [--ttl DUR] [--reason TEXT] | request @root [--reason TEXT] -- CMD [ARG...]"
-
-
-def command(ctx: Context, args: "List[str]") -> int:
-    """`clawgate request ...` (broker, as the owner): make the request, tell the owner, print its id."""
-    from . import cli
-
-    head, argv = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, None)
-    parser = cli.parser("request", "Ask the owner for a secret or for one root command.")
-    parser.add_argument("name", metavar="NAME|@root")
-    parser.add_argument("--ttl", type=durations.parse, metavar="DUR")
-    parser.add_argument("--reason", metavar="TEXT")
-    parsed = parser.parse_args(head)
-    if (parsed.name == names.ROOT) != (argv is not None) or (parsed.name == names.ROOT and parsed.ttl):
-        raise usage(REQUEST_USAGE)
-    request = create(ctx, parsed.name, parsed.ttl, parsed.reason, argv, time.time())
-    told = announce(ctx, request) if request.match is not None else False
-    print(request.id)
-    sys.stdout.flush()
-    if parsed.ttl and parsed.ttl > request.ttl:  # as approve says it: the output tells of the cut
-        cli.say(f"{request.id}: --ttl {durations.show(parsed.ttl)} cut to the {request.tier} cap of "
-                f"{durations.show(request.ttl)}")
-    if told:
-        cli.say(f"{request.id}: the owner was sent {request.what()} with a match; relay their code and the match: "
-                f"clawgate approve {request.id} CODEMATCH")
-    elif request.match is not None:
-        cli.say(f"{request.id}: the owner could not be notified; they can approve it at their terminal "
-                f"(clawgate pending, clawgate approve {request.id})")
-    else:
-        cli.say(f"{request.id}: ask the owner for a code for {request.what()}, then: clawgate approve {request.id} CODE")
-    return 0
-
 
 def show_pending(ctx: Context, as_json: bool, now: float) -> None:
     found = pending(ctx, now)

@@ -30,10 +30,10 @@ from __future__ import annotations  # annotations stay text: typing is never imp
 
 import json  # resolve speaks JSON; `get` never imports this module
 
-from . import durations, grants, names, tiers
-from .cli import Context
-from .errors import NO_SUCH_SECRET, ClawgateError, usage
-from .store import open_store
+from . import access, names
+from .context import Context
+from .errors import usage
+from .store import NoSuchSecret, open_store
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~10 ms on every call)
 if TYPE_CHECKING:
@@ -121,19 +121,14 @@ def _value(ctx: Context, store, secret_id: str, now: float, decided: Dict[str, L
     if not names.is_valid(secret_id):
         decided["denied_invalid_name"].append(names.shown(secret_id))
         raise _Refused("INVALID_ID", "invalid secret name")
-    tier = tiers.get(ctx.cfg, secret_id)
     try:
-        value = store.get(secret_id)
-    except ClawgateError as err:
-        if err.code != NO_SUCH_SECRET:
-            raise  # an unsafe store fails the whole request (exit 6), like `get`
+        tier, value = access.read(ctx, store, "resolve", secret_id, now, audit=False)
+    except NoSuchSecret:
         decided["missing"].append(secret_id)
         raise _Refused("NOT_FOUND", "not found") from None
-    if tier != "open" and grants.active(ctx.cfg, secret_id, now, tier) is None:
+    except access.ApprovalRequired as refused:
         decided["denied_no_grant"].append(secret_id)
-        cap = durations.show(ctx.cfg.cap(tier))
-        raise _Refused("APPROVAL_REQUIRED", f"approval required ({tier}, grants last {cap}); "
-                       f"ask the owner for a code, then: clawgate approve {secret_id} CODE")
+        raise _Refused("APPROVAL_REQUIRED", refused.reason) from None
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:

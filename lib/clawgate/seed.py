@@ -1,14 +1,13 @@
-"""Where the owner's TOTP seed is kept: never in the secrets namespace, never served by broker."""
+"""The owner's TOTP seed record. The store keeps it (Store.load_seed/save_seed): never in the secrets
+namespace, never served by broker."""
 
 import json
 from typing import Optional
 
-from . import fsio, state, totp
+from . import totp
 from .config import Config
 from .errors import unsafe
-
-KEYCHAIN_SERVICE = "clawgate-totp"
-ROOT_SUFFIX = "-root"  # enroll --root: a second seed whose codes alone open root
+from .store import open_store
 
 
 def _encode(params: totp.Params) -> bytes:
@@ -33,21 +32,9 @@ def _decode(raw: bytes) -> totp.Params:
 
 
 def load(cfg: Config, root: bool = False) -> Optional[totp.Params]:
-    suffix = ROOT_SUFFIX if root else ""
-    if cfg.store == "keychain":
-        from .store.keychain import KeychainStore
-
-        raw = KeychainStore(cfg).get_service_item(KEYCHAIN_SERVICE + suffix)
-    else:
-        raw = fsio.read_checked(state.path(cfg, "totp-seed" + suffix), cfg.owner.uid)
+    raw = open_store(cfg).load_seed(root)
     return _decode(raw) if raw is not None else None
 
 
 def save(cfg: Config, params: totp.Params, root: bool = False) -> None:
-    suffix = ROOT_SUFFIX if root else ""
-    if cfg.store == "keychain":
-        from .store.keychain import KeychainStore
-
-        KeychainStore(cfg).put_service_item(KEYCHAIN_SERVICE + suffix, _encode(params))
-    else:
-        fsio.write_atomic(state.path(cfg, "totp-seed" + suffix), _encode(params))
+    open_store(cfg).save_seed(_encode(params), root)

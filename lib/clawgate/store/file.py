@@ -4,11 +4,14 @@ import os
 
 from .. import fsio, names, state
 from ..config import Config
-from . import NoSuchSecret
+from . import ROOT_SEED_SUFFIX, NoSuchSecret, Store
+
+SEED_FILE = "totp-seed"  # in STATE, beside (never inside) the secrets directory
 
 
-class FileStore:
+class FileStore(Store):
     def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
         self._owner_uid = cfg.owner.uid
         self._dir = state.path(cfg, "secrets")
 
@@ -20,6 +23,13 @@ class FileStore:
         if value is None:
             raise NoSuchSecret(name)
         return value
+
+    def exists(self, name: str) -> bool:
+        fd = fsio.open_checked(self._path(name), self._owner_uid)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
 
     def put(self, name: str, value: bytes) -> None:
         fsio.write_atomic(self._path(name), value)
@@ -33,3 +43,12 @@ class FileStore:
             for entry in os.listdir(self._dir)
             if not fsio.is_temp_name(entry) and names.is_valid(names.from_filename(entry))
         )
+
+    def load_seed(self, root: bool = False) -> "bytes | None":
+        return fsio.read_checked(self._seed_path(root), self._owner_uid)
+
+    def save_seed(self, raw: bytes, root: bool = False) -> None:
+        fsio.write_atomic(self._seed_path(root), raw)
+
+    def _seed_path(self, root: bool) -> str:
+        return state.path(self._cfg, SEED_FILE + (ROOT_SEED_SUFFIX if root else ""))

@@ -23,15 +23,16 @@ from typing import List, Optional, Sequence, Tuple
 from .. import fsio, names, state
 from ..config import Config
 from ..errors import ClawgateError, unsafe, usage
-from . import NoSuchSecret
+from . import ROOT_SEED_SUFFIX, NoSuchSecret, Store
 from .securitytool import NOT_FOUND, LINE_MAX, Result, Tool, attributes, item_pairs, line, password_from, passwords_from
 
 SERVICE = "clawgate"
 PARTS = "clawgate-parts"
 SERVICE_ITEM_ACCOUNT = "seed"
+SEED_SERVICE = "clawgate-totp"
 PASSWORD_FILE = "keychain-password"
 _MARKER = re.compile(rb"clawgate-parts:([0-9a-f]{16}):([0-9]{1,7})")
-_SERVICE_ITEM = re.compile(r"clawgate-[a-z]+")
+_SERVICE_ITEM = re.compile(r"clawgate-[a-z]+(?:-root)?")  # -root: enroll --root's seed
 _MAX_INDEX = "9999999"
 _MAX_PARTS = 1 << 16  # far above what secrets' 1 MiB cap needs; a damaged comment cannot run away
 _READ_TRIES = 3
@@ -138,7 +139,7 @@ class Keychain:
         return [account for svce, account in item_pairs(result.out) if svce == service.encode()]
 
 
-class KeychainStore:
+class KeychainStore(Store):
     def __init__(self, cfg: Config) -> None:
         if not os.path.isabs(cfg.keychain):
             raise unsafe(f"[keychain] path = {cfg.keychain!r}: must be an absolute path")
@@ -153,6 +154,11 @@ class KeychainStore:
         if value is None:
             raise NoSuchSecret(name)
         return value
+
+    def exists(self, name: str) -> bool:
+        name = names.check(name)
+        self._open()
+        return self._keychain.comment(SERVICE, name) is not None  # no -g: the value is not decrypted
 
     def put(self, name: str, value: bytes) -> None:
         self._write(SERVICE, names.check(name), value)
@@ -181,6 +187,12 @@ class KeychainStore:
 
     def put_service_item(self, service: str, value: bytes) -> None:
         self._write(_own(service), SERVICE_ITEM_ACCOUNT, value)
+
+    def load_seed(self, root: bool = False) -> Optional[bytes]:
+        return self.get_service_item(SEED_SERVICE + (ROOT_SEED_SUFFIX if root else ""))
+
+    def save_seed(self, raw: bytes, root: bool = False) -> None:
+        self.put_service_item(SEED_SERVICE + (ROOT_SEED_SUFFIX if root else ""), raw)
 
     # -- set-up ------------------------------------------------------------------------------
     def init(self) -> None:

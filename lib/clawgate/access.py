@@ -1,0 +1,95 @@
+"""Invariant 3, decided in one place: a secret above `open` is served only under an active grant,
+cut to the cap of the tier the secret has now; @root only inside an open root session.
+
+decide() is the decision, read() the checklist every value read follows: decide, audit a
+refusal, and only then read the value. broker (get), resolver, listing, revoke and elevate ask
+here; approval_required() is the one message a refusal carries.
+"""
+
+from . import durations, grants, names, tiers
+from .errors import APPROVAL_REQUIRED, ClawgateError
+from .store import NoSuchSecret
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (every `get` imports this module)
+if TYPE_CHECKING:
+    from .context import Context
+    from .grants import Grant
+
+OPEN = "open"
+
+
+class ApprovalRequired(ClawgateError):
+    """Exit 3. `reason` is the message without the name (resolve keys its errors by name)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(APPROVAL_REQUIRED, f"{name}: {reason}")
+        self.reason = reason
+
+
+def decide(cfg, name: str, now: float) -> "tuple[str, Grant | None]":
+    """(tier, grant): the tier the name has now ("root" for @root) and the grant that opens it,
+    cut to that tier's cap; grant None means no access unless the tier is open."""
+    if name == names.ROOT:
+        return "root", grants.active(cfg, name, now, "root")
+    tier = tiers.get(cfg, name)
+    return tier, (grants.active(cfg, name, now, tier) if tier != OPEN else None)
+
+
+def allowed(tier: str, grant: "Grant | None") -> bool:
+    return tier == OPEN or grant is not None
+
+
+def approval_required(ctx: "Context", name: str, tier: str) -> ApprovalRequired:
+    """The one refusal message. Each caller is told what works for them: the owner's code never
+    goes in argv (approve and elevate refuse it), so the owner is sent to the prompt."""
+    cap = durations.show(ctx.cfg.cap(tier))
+    if ctx.caller.is_agent and _channel_set(ctx):  # bare codes are refused then: only a request works
+        what = f"request {names.ROOT} --reason TEXT -- CMD [ARG...]" if name == names.ROOT else f"request {name} --reason TEXT"
+        return ApprovalRequired(name, f"approval required ({tier}, {'sessions' if name == names.ROOT else 'grants'} "
+                                      f"last {cap}); ask with: clawgate {what}, then relay the owner's code and "
+                                      f"match: clawgate approve ID CODEMATCH")
+    if name == names.ROOT:
+        return ApprovalRequired(name, f"approval required (root session, sessions last {cap}); ask the owner for "
+                                      f"a code, then: clawgate elevate CODE -- CMD [ARG...] (or open a session: "
+                                      f"clawgate approve {names.ROOT} CODE)")
+    then = (f"ask the owner for a code, then: clawgate approve {name} CODE" if ctx.caller.is_agent
+            else f"approve it with: clawgate approve {name} (it asks for the code)")
+    return ApprovalRequired(name, f"approval required ({tier}, grants last {cap}); {then}")
+
+
+def _channel_set(ctx: "Context") -> bool:
+    from . import notify
+
+    try:
+        return notify.load(ctx.cfg) is not None
+    except ClawgateError:  # a damaged channel: the bare code is refused all the same
+        return True
+
+
+def read(ctx: "Context", store, event: str, name: str, now: float, audit: bool = True) -> "tuple[str, bytes]":
+    """(tier, value) of a validated name, decided before the value is read.
+
+    A refusal or a missing secret is audited here (as `event`), unless the caller records its
+    decisions itself (resolve: one record per batch); the caller audits the success, since it may
+    still refuse the value (resolve: not UTF-8)."""
+    tier, grant = decide(ctx.cfg, name, now)
+    try:
+        if not allowed(tier, grant):
+            if not store.exists(name):  # no such secret says more than "approval required"
+                raise NoSuchSecret(name)
+            if audit:
+                ctx.audit(event, name=name, tier=tier, result="denied", cause="no grant")
+            raise approval_required(ctx, name, tier)
+        return tier, store.get(name)
+    except NoSuchSecret:
+        if audit:
+            ctx.audit(event, name=name, result="missing")
+        raise
+
+
+def root_session(ctx: "Context", now: float) -> "Grant":
+    """The open root session, or the refusal (exit 3)."""
+    tier, grant = decide(ctx.cfg, names.ROOT, now)
+    if grant is None:
+        raise approval_required(ctx, names.ROOT, tier)
+    return grant
