@@ -36,13 +36,16 @@ def test_a_year_of_guessing_code_and_match_succeeds_with_odds_of_4_in_a_million(
     assert best == 138 and best * per_guess < 5e-6
 
 
-def test_a_wrong_or_missing_match_is_counted_exactly_like_a_wrong_code(channel_tree):
-    tree = channel_tree
-    ctx = context(tree, "agent")
+def relayed_request(tree):
+    """The agent's context, a fresh request, now, the right code and a match that is not the request's."""
     request = new_request(tree)
     now = time.time()
-    right = totp.code_at(tree.seed, now)
-    wrong_match = f"{(int(request.match) + 1) % 100:02d}"
+    return context(tree, "agent"), request, now, totp.code_at(tree.seed, now), f"{(int(request.match) + 1) % 100:02d}"
+
+
+def test_a_wrong_or_missing_match_is_counted_exactly_like_a_wrong_code(channel_tree):
+    tree = channel_tree
+    ctx, request, now, right, wrong_match = relayed_request(tree)
     attempts = [right + wrong_match, right, f"{right} {wrong_match}", wrong_code_at(tree.seed, now) + request.match]
     for count, relayed in enumerate(attempts, 1):
         with pytest.raises(ClawgateError) as err:
@@ -64,11 +67,7 @@ def test_a_valid_code_relayed_with_a_wrong_match_is_spent_so_it_gets_one_try_at_
     """Otherwise the agent could try the owner's code with match after match (five free guesses:
     a 5% chance of turning the owner's approval of one request into another)."""
     tree = channel_tree
-    ctx = context(tree, "agent")
-    request = new_request(tree)
-    now = time.time()
-    right = totp.code_at(tree.seed, now)
-    wrong_match = f"{(int(request.match) + 1) % 100:02d}"
+    ctx, request, now, right, wrong_match = relayed_request(tree)
     with pytest.raises(ClawgateError):
         requests.approve(ctx, request.id, right + wrong_match, now)
     with pytest.raises(ClawgateError) as err:
