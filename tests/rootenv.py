@@ -26,6 +26,8 @@ from clawgate import totp
 INSTALL = REPO / "install.sh"
 SUDOERS_DIR = Path("/etc/sudoers.d")
 TEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# By its path: a test may give the user a PATH without sbin (Debian keeps runuser there).
+RUNUSER = shutil.which("runuser", path=TEST_PATH) or "runuser"
 
 
 def random_user() -> str:
@@ -117,7 +119,7 @@ class RootEnv:
     # -- running as the principals ------------------------------------------------------------
     def run_as(self, user: str, *argv: str, input: Optional[bytes] = b"", env: Optional[Dict[str, str]] = None,
                timeout: float = 60) -> subprocess.CompletedProcess:
-        return run(["runuser", "-u", user, "--", *argv], input=input, env=env, timeout=timeout)
+        return run([RUNUSER, "-u", user, "--", *argv], input=input, env=env, timeout=timeout)
 
     def agent(self, *args: str, **kw) -> subprocess.CompletedProcess:
         """`clawgate ARGS` as the agent: through the front door and the real sudo."""
