@@ -371,7 +371,8 @@ def test_the_service_unit_runs_the_real_openclaw_as_systemd_would(kit):
         assert f"ExecStart={gateway} gateway" in unit.splitlines()
         variables = unit_environment(unit)
         assert variables["OPENCLAW_SERVICE_REPAIR_POLICY"] == variables["OPENCLAW_SUPERVISOR_MODE"] == "external"
-        assert variables["PATH"].split(":")[:2] == [str(kit.bin_dir), str(service_env.prefix / "bin")]
+        search = variables["PATH"].split(":")  # the gateway's directory first; node's and clawgate's on it
+        assert search[0] == str(kit.bin_dir) and str(service_env.prefix / "bin") in search
         assert "Restart=always" in unit.splitlines()
         # systemd starts ExecStart with the unit's environment and nothing else (no PATH of its own
         # that has node or clawgate in it).
