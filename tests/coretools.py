@@ -5,14 +5,14 @@ import os
 from typing import Dict
 
 from installtree import Tree
-from clawgate import cli, layout, totp
+from clawgate import cli, config, totp
 
 
 def context(tree: Tree, role: str = "agent") -> cli.Context:
     """What cli.context() builds inside a program of the tree, for calling gate/grants in-process."""
     cfg = tree.config()
     uid, name = (cfg.agent.uid, cfg.agent.name) if role == "agent" else (cfg.owner.uid, cfg.owner.name)
-    return cli.Context(cfg, cli.Caller(uid, name, role), layout.of_program(str(tree.libexec / "approve")))
+    return cli.Context(cfg, cli.Caller(uid, name, role), config.of_program(str(tree.libexec / "approve")))
 
 
 def wrong_code_at(params: totp.Params, now: float, start: int = 0) -> str:

@@ -10,7 +10,7 @@ from coretools import one_line_error
 from installtree import Tree
 from clawgate import names, totp
 from clawgate.errors import USAGE, ClawgateError
-from clawgate.store.file import FileStore
+from clawgate.store import FileStore
 
 BAD_NAMES = [
     "../x", "../totp-seed", "../totp.json", "../grants/k", "../audit.log", "a/../../totp-seed",

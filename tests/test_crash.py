@@ -16,7 +16,7 @@ import pytest
 
 from coretools import context
 from clawgate import fsio, gate, grants, lockout
-from clawgate.store.file import FileStore
+from clawgate.store import FileStore
 
 KILLS = 40
 BIG = 3 << 20  # 3 MiB: a write takes long enough to be caught in the middle

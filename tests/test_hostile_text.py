@@ -10,7 +10,8 @@ import shlex
 
 import pytest
 
-from clawgate import display
+from clawgate import display, names
+from clawgate.errors import ClawgateError
 from rootenv import RootEnv
 
 FAKE_FIELDS = "x tier=open result=ok"
@@ -37,6 +38,20 @@ def controls_in(data: bytes) -> "list[int]":
 ])
 def test_escape_shows_every_control_as_an_escape(raw, shown):
     assert display.escape(raw) == shown
+
+
+def test_an_error_naming_a_hostile_name_shows_each_control_escaped_once(capsys):
+    with pytest.raises(ClawgateError) as err:
+        names.check("a\x1b]2;owned\x07")
+    display.say(err.value.message)
+    line = capsys.readouterr().err
+    assert line.startswith("clawgate: a\\x1b]2;owned\\x07")  # shown once: not a\\\\x1b
+    assert controls_in(line.encode()) == []
+
+
+def test_say_keeps_a_raw_control_off_the_terminal_whatever_the_message(capsys):
+    display.say("bad argument 'x\x1b[2J\rok'")
+    assert capsys.readouterr().err == "clawgate: bad argument 'x\\x1b[2J\\x0dok'\n"
 
 
 @pytest.mark.parametrize("value, shown", [

@@ -88,7 +88,7 @@ def test_record_is_immutable():
 
 
 def test_the_cores_records_keep_their_interface():
-    from clawgate import audit, cli, grants, layout
+    from clawgate import audit, cli, config, grants
 
     grant = grants.Grant("k", "controlled", 10.0, 20.0, "agent")
     assert grant._asdict() == {"name": "k", "tier": "controlled", "granted_at": 10.0, "expires_at": 20.0,
@@ -96,7 +96,7 @@ def test_the_cores_records_keep_their_interface():
     assert grant._replace(expires_at=15.0).left(10.0) == 5.0
     caller = cli.Caller(5, "agent", "agent")
     assert caller.is_agent and (caller.uid, caller.name, caller.role) == (5, "agent", "agent")
-    assert layout.Layout("/p", "/p/libexec/clawgate", "/p/etc").program("broker") == "/p/libexec/clawgate/broker"
+    assert config.Layout("/p", "/p/libexec/clawgate", "/p/etc").program("broker") == "/p/libexec/clawgate/broker"
     assert audit.Problem(3, "why") == audit.Problem(line=3, reason="why")
     principal = config_mod.Principal("a", 1, 1, "/")
     assert principal._replace(uid=2).uid == 2
@@ -106,7 +106,7 @@ def test_the_core_imports_no_private_cpython_module():
     """What a Python upgrade breaks first: _collections, _json, annotation probes."""
     lib = Path(__file__).resolve().parent.parent / "lib"
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from clawgate import config, grants, records, cli, layout, audit, tiers\n"
+            "from clawgate import config, grants, records, cli, audit, tiers\n"
             "print(' '.join(sorted(m for m in sys.modules if m in ('_collections', '_json'))))") % str(lib)
     result = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from coretools import audit_records, one_line_error, wrong_code_at
-from clawgate import audit
+from clawgate import audit, guard
 
 
 def _log(tree):
@@ -234,6 +234,44 @@ def test_too_few_open_files_is_refused_before_anything_is_done(tree):
     assert "open-files limit" in one_line_error(proc, 6)
     assert _log(tree).stat().st_size == size
 
+
+
+def test_a_soft_open_files_limit_below_the_floor_is_lifted(tree):
+    import resource
+
+    tree.set_secret("pub", b"p", tier="open")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (12, hard))
+
+    proc = subprocess.run([str(tree.libexec / "broker"), "get", "pub"], capture_output=True,
+                          env=tree.env(True), preexec_fn=limit)
+    assert proc.returncode == 0 and proc.stdout == b"p", proc.stderr
+
+
+LIMITS_HEAD = "Limit                     Soft Limit           Hard Limit           Units     \n"
+
+
+def _limits_file(tmp_path, size_soft, files_soft):
+    path = tmp_path / "limits"
+    path.write_text(LIMITS_HEAD
+                    + f"{'Max file size':<26}{size_soft:<21}{'unlimited':<21}bytes     \n"
+                    + f"{'Max open files':<26}{files_soft:<21}{'1048576':<21}files     \n")
+    return str(path)
+
+
+@pytest.mark.parametrize("size_soft, files_soft, sane", [
+    ("unlimited", "1024", True), ("unlimited", "unlimited", True), ("unlimited", "64", True),
+    ("10", "1024", False), ("0", "1024", False), ("unlimited", "63", False), ("unlimited", "8", False)])
+def test_proc_limits_skip_the_lifting_only_when_both_limits_are_already_sane(tmp_path, size_soft, files_soft, sane):
+    assert guard._limits_already_sane(_limits_file(tmp_path, size_soft, files_soft)) is sane
+
+
+def test_without_a_readable_proc_limits_file_the_limits_are_checked_through_resource(tmp_path):
+    (tmp_path / "garbled").write_text("Max file size  lots\n")
+    assert guard._limits_already_sane(str(tmp_path / "none")) is False
+    assert guard._limits_already_sane(str(tmp_path / "garbled")) is False
 
 # -- the gate counts a guess before it checks it ------------------------------------------------------
 

@@ -10,7 +10,7 @@ import sys
 
 from . import guard
 from .context import Caller, Context, context, identify, require_owner
-from .display import quietly, say
+from .guard import quietly
 from .errors import BROKEN_PIPE, IO_ERROR, UNSAFE, USAGE, ClawgateError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -57,6 +57,14 @@ def run(main: "Callable[[list[str]], int | None]", *, fast_exit: bool = False, o
     if fast_exit:
         os._exit(code)
     sys.exit(code)
+
+
+def say(message: str) -> None:
+    """display.say, the one `clawgate: reason` line; imported only when there is something to
+    say (a `get` that succeeds says nothing)."""
+    from .display import say as say_line
+
+    say_line(message)
 
 
 def _to_devnull(stream: "TextIO") -> "Callable[[], object]":

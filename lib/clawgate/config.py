@@ -1,5 +1,9 @@
 """The INI config: principals, store and TTL caps. Root-owned; never taken from the environment.
 
+Where it is comes from the running program's own path (Layout, of_program): a privileged
+program never takes its config path from the environment or its arguments, so
+PREFIX/libexec/clawgate/PROG reads PREFIX/etc/clawgate/clawgate.conf.
+
 read_ini is clawgate's one INI reader (not configparser: it would double the cost of a `get`);
 install.sh's checks (installcheck.py) and doctor read the config through it too.
 """
@@ -16,6 +20,30 @@ TIERS = ("open", "controlled", "restricted")
 # The caps DESIGN.md fixes; a config may shorten them, never lengthen them.
 MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
+
+
+class Layout(Record):
+    __slots__ = ("prefix", "libexec", "config")
+    prefix: str
+    libexec: str
+    config: str
+
+    def program(self, name: str) -> str:
+        return os.path.join(self.libexec, name)
+
+
+def _from_prefix(prefix: str) -> Layout:
+    return Layout(
+        prefix=prefix,
+        libexec=os.path.join(prefix, "libexec", "clawgate"),
+        config=os.path.join(prefix, "etc", "clawgate", "clawgate.conf"),
+    )
+
+
+def of_program(script: str) -> Layout:
+    """For PREFIX/libexec/clawgate/PROG."""
+    libexec = os.path.dirname(os.path.realpath(script))
+    return _from_prefix(os.path.dirname(os.path.dirname(libexec)))
 
 
 class Principal(Record):

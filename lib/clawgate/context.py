@@ -8,7 +8,6 @@ import time
 
 from . import audit as audit_log
 from . import config as config_mod
-from . import layout as layout_mod
 from . import state
 from .errors import denied
 from .records import Record  # not typing.NamedTuple: importing typing alone costs more than a `get` does
@@ -32,7 +31,7 @@ class Context:
 
     __slots__ = ("cfg", "caller", "layout", "_held")
 
-    def __init__(self, cfg: config_mod.Config, caller: Caller, layout: layout_mod.Layout) -> None:
+    def __init__(self, cfg: config_mod.Config, caller: Caller, layout: config_mod.Layout) -> None:
         self.cfg = cfg
         self.caller = caller
         self.layout = layout
@@ -113,7 +112,7 @@ def identify(cfg: config_mod.Config) -> Caller:
 
 def context(script: str) -> Context:
     """Config, safety checks and caller for a program installed at PREFIX/libexec/clawgate/."""
-    layout = layout_mod.of_program(script)
+    layout = config_mod.of_program(script)
     cfg = config_mod.load(layout.config)
     if os.geteuid() != cfg.owner.uid:
         raise denied(f"must run as {cfg.owner.name} (use: clawgate VERB)")

@@ -9,9 +9,7 @@ before on the line, and a space or `=` makes one field read as several.
 
 import sys
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
-if TYPE_CHECKING:
-    from typing import Callable
+from .guard import quietly
 
 PROG = "clawgate"
 MAX_MESSAGE = 512  # characters; a message never runs past one line
@@ -19,29 +17,22 @@ MAX_MESSAGE = 512  # characters; a message never runs past one line
 
 def say(message: str) -> None:
     # One line whatever the message quotes: argparse echoes raw arguments (newlines, 100 KB).
-    text = escape(message[:MAX_MESSAGE])
+    # Backslashes stay single: the names and ids a message quotes were escaped by names.shown.
+    text = escape(message[:MAX_MESSAGE], double_backslashes=False)
     line = f"{PROG}: {text}{'...' if len(message) > MAX_MESSAGE else ''}\n"
     quietly(lambda: (sys.stderr.write(line), sys.stderr.flush()))  # stderr closed or broken: nobody to tell
-
-
-def quietly(action: "Callable[[], object]") -> bool:
-    """False if action() failed: writing to a closed or broken stream must not end in a traceback."""
-    try:
-        action()
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 _SAFE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7f)) - {"\\"}
 _QUOTE_IF = frozenset(' ="\',[]#')
 
 
-def escape(text: object) -> str:
+def escape(text: object, double_backslashes: bool = True) -> str:
     r"""Printable text with every control shown as an escape: C0, DEL, C1 (ESC, CSI, \r, \n, BEL...)
     and bytes that were not UTF-8 (kept as surrogates by surrogateescape) as \xNN, other
     unprintable or invisible characters (bidi overrides, zero-width) as \uNNNN; a backslash
-    doubles, so nothing else can pose as an escape."""
+    doubles, so nothing else can pose as an escape (double_backslashes=False: text whose parts
+    were escaped already, which only needs to be kept free of controls)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = str(text)
@@ -53,7 +44,7 @@ def escape(text: object) -> str:
         if ch in _SAFE_ASCII:
             out.append(ch)
         elif ch == "\\":
-            out.append("\\\\")
+            out.append("\\\\" if double_backslashes else ch)
         elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, via surrogateescape
             out.append(f"\\x{code - 0xDC00:02x}")
         elif code < 0xA0:

@@ -27,6 +27,10 @@ documented signatures; if an interpreter lacks it, the public module is used ins
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Callable
+
 try:
     import _signal as _sig  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - every CPython has it
@@ -76,6 +80,8 @@ def _sane_limits() -> None:
     Refuse rather than run under a limit only root could lift: a write of the TOTP state or the
     audit log could otherwise fail half-way after the gate has decided.
     """
+    if _limits_already_sane():
+        return
     import resource
 
     infinity = resource.RLIM_INFINITY
@@ -158,22 +164,49 @@ def _set_soft(which: int, choices: "tuple[int, int]", hard: int) -> bool:
     return False
 
 
+def _limits_already_sane(path: str = "/proc/self/limits") -> bool:
+    """True when Linux's /proc says neither limit needs lifting: then `resource`, the one extension
+    module a `get` would load from disk (a twentieth of its own work), is never imported."""
+    seen = _proc_limits(path)
+    size, files = seen.get("Max file size"), seen.get("Max open files")
+    return size is not None and size[0] is None and files is not None and (
+        files[0] is None or files[0] >= MIN_OPEN_FILES)
+
+
 def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
     """PID 1's (soft, hard) limits by name, from Linux's /proc/1/limits; {} where there is none."""
     import resource
 
+    def value(limit: "int | None") -> int:
+        return resource.RLIM_INFINITY if limit is None else limit
+
+    return {label: (value(soft), value(hard)) for label, (soft, hard) in _proc_limits(path).items()}
+
+
+def _proc_limits(path: str) -> "dict[str, tuple[int | None, int | None]]":
+    """(soft, hard) limits by name from a /proc/PID/limits file, None for unlimited; {} without one."""
     try:
-        with open(path, encoding="ascii", errors="replace") as lines:
-            text = lines.read(65536)
+        with open(path, "rb") as lines:  # bytes: a text file would look up (import) the ascii codec
+            text = lines.read(65536).decode("ascii", "replace")
     except OSError:
         return {}
     found = {}
     for line in text.splitlines()[1:]:
         fields = line[26:].split()[:2]
         if len(fields) == 2 and all(f == "unlimited" or f.isdigit() for f in fields):
-            soft, hard = (resource.RLIM_INFINITY if f == "unlimited" else int(f) for f in fields)
+            soft, hard = (None if f == "unlimited" else int(f) for f in fields)
             found[line[:26].strip()] = (soft, hard)
     return found
+
+
+def quietly(action: "Callable[[], object]") -> bool:
+    """False if action() failed: writing to a stream the caller closed or broke must not end in a
+    traceback."""
+    try:
+        action()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class critical:  # noqa: N801 - used as a function: `with guard.critical():`

@@ -1,6 +1,5 @@
 """Secret names: validated before use, never joined raw into a path."""
 
-from .display import escape
 from .errors import usage
 
 MAX_LEN = 128
@@ -38,6 +37,8 @@ def check_grantable(name: str) -> str:
 
 def shown(name: str) -> str:
     """A name as it may appear in a one-line message: printable, bounded."""
+    from .display import escape  # only a message needs it: a `get` that succeeds shows no name
+
     text = escape(str(name)[:MAX_LEN])
     return text + ("..." if len(str(name)) > MAX_LEN else "") if text else "''"
 
