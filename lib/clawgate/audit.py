@@ -189,6 +189,8 @@ def append_many(path: str, owner_uid: int, records: "Iterable[Tuple[str, Iterabl
                 prev_hash = _chain(prev_hash, prefix)
                 lines.append(prefix + _HASH_KEY + prev_hash + b'"}\n')
                 prefixes.append(prefix)
+            if tail.torn:
+                os.ftruncate(fd, size)
             _write_whole(fd, size, b"".join(lines))
         finally:
             os.close(fd)
@@ -203,12 +205,11 @@ def _repair_fields(torn: bytes, size: int) -> "List[Tuple[str, object]]":
 
 
 def _write_whole(fd: int, size: int, data: bytes) -> None:
-    """All of `data` at `size` (the end of the log, less a torn tail), or nothing.
+    """All of `data` at `size` (the end of the log, a torn tail already cut), or nothing.
 
     A write can fail part-way (a full disk, a limit guard did not catch): cut back to `size`,
     still under the lock, and refuse. Only SIGKILL can stop us between; the next append repairs that.
     """
-    os.ftruncate(fd, size)  # drops a torn tail; a no-op otherwise
     view = memoryview(data)
     try:
         while view:  # O_APPEND: a short write's remainder still lands at the end, and we hold the lock

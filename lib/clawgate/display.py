@@ -36,7 +36,7 @@ def escape(text: object, double_backslashes: bool = True) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = str(text)
-    if all(ch in _SAFE_ASCII for ch in text):
+    if _SAFE_ASCII.issuperset(text):
         return text
     out = []
     for ch in text:
@@ -67,6 +67,6 @@ def field(value: object) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return str(value).lower() if isinstance(value, bool) or value is None else str(value)
     text = escape(value)
-    if text and not any(ch in _QUOTE_IF for ch in text):
+    if text and _QUOTE_IF.isdisjoint(text):
         return text
     return '"' + text.replace('"', '\\"') + '"'

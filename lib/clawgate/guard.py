@@ -185,9 +185,12 @@ def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
 
 def _proc_limits(path: str) -> "dict[str, tuple[int | None, int | None]]":
     """(soft, hard) limits by name from a /proc/PID/limits file, None for unlimited; {} without one."""
-    try:
-        with open(path, "rb") as lines:  # bytes: a text file would look up (import) the ascii codec
-            text = lines.read(65536).decode("ascii", "replace")
+    try:  # os.open, not open(): a file object costs a `get` more than reading the limits does
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 65536).decode("ascii", "replace")
+        finally:
+            os.close(fd)
     except OSError:
         return {}
     found = {}

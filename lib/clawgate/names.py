@@ -19,7 +19,7 @@ def is_valid(name: str) -> bool:
     for part in name.split("/"):
         if not part or part[0] not in _FIRST:
             return False
-        if any(ch not in _REST for ch in part[1:]):
+        if not _REST.issuperset(part):
             return False
     return True
 
