@@ -45,6 +45,15 @@ def test_get_imports_none_of_the_heavy_modules(granted):
     assert not HEAVY & modules, sorted(HEAVY & modules)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/limits"), reason="Linux's /proc/self/limits is what spares resource")
+def test_a_served_get_loads_neither_resource_nor_the_text_escaper(granted):
+    """resource is the one extension module a `get` would load from disk: with /proc saying the
+    limits are sane it is never imported; display is only for something to say."""
+    result, modules = imported(granted, "get", "api/key")
+    assert result.returncode == 0 and result.stdout == b"v-a-l-u-e"
+    assert not {"resource", "clawgate.display"} & modules, sorted({"resource", "clawgate.display"} & modules)
+
+
 def test_a_refused_get_imports_none_of_them_either(granted):
     granted.as_agent("revoke", "api/key")
     result, modules = imported(granted, "get", "api/key")
