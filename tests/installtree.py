@@ -26,6 +26,22 @@ PROGRAMS = sorted(p.name for p in (REPO / "bin").iterdir() if p.is_file() and p.
 DEFAULT_TTL = {"controlled": "4h", "restricted": "15m", "root": "30m"}
 
 
+def load_program(name: str):
+    """bin/NAME as a module, to call its functions in-process (sys.path left as it was)."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader(f"clawgate_prog_{name.replace('-', '_')}", str(REPO / "bin" / name))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
 def python_for_install() -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 

@@ -3,27 +3,17 @@
 The parsing and the mode arithmetic are tested without root; the rest against a real install,
 each test loosening one thing and checking doctor names it (then restoring it)."""
 
-import importlib.machinery
-import importlib.util
 import os
 import stat
 import subprocess
 
 import pytest
 
-from installtree import REPO
+from installtree import REPO, load_program
 from rootenv import RootEnv
 
 
-def load_doctor():
-    loader = importlib.machinery.SourceFileLoader("clawgate_doctor", str(REPO / "bin" / "doctor"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-doctor = load_doctor()
+doctor = load_program("doctor")
 
 WRAPPED = """Matching Defaults entries for oc on vm:
     env_reset, mail_badpass,

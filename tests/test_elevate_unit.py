@@ -4,32 +4,22 @@ The end-to-end proofs (real sudo, real users, a real install) are in test_elevat
 these pin down each defence directly so a regression names the piece that broke.
 """
 
-import importlib.util
 import os
 import pwd
 import shutil
 import tempfile
-from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
 import pytest
 
-from installtree import REPO
+from installtree import load_program
 
 from clawgate import config as config_mod
 from clawgate import privdrop
 from clawgate.errors import UNSAFE, USAGE, ClawgateError, denied
 
 
-def _load_elevate():
-    loader = SourceFileLoader("clawgate_elevate", str(REPO / "bin" / "elevate"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-elevate = _load_elevate()
+elevate = load_program("elevate")
 
 POLLUTED = {
     "LD_PRELOAD": "/tmp/evil.so", "LD_LIBRARY_PATH": "/tmp", "LD_AUDIT": "/tmp/a.so",

@@ -4,7 +4,6 @@ verb from one table, --version, typos, enrolment output, `get` on a terminal, re
 and compound durations. Prompts and terminal cases through pexpect; the front door of the staged
 tree (the owner's path) here, the agent's path through the real install in the root test."""
 
-import io
 import os
 import re
 import subprocess
@@ -16,6 +15,7 @@ from coretools import one_line_error, status, wrong_code_at
 from clawgate import __version__, durations, grants, helptext, seed, totp
 from clawgate.errors import ClawgateError
 from installtree import REPO
+from ttytools import enter_twice, finish, spawn
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -27,19 +27,6 @@ INTERNAL = ("totp-validate", "broker", "libexec", "argparse", "positional argume
 def door(tree, *args, input=b"", as_agent=False):
     return subprocess.run([str(tree.prefix / "bin" / "clawgate"), *args], input=input, capture_output=True,
                           env=tree.env(as_agent))
-
-
-def spawn(tree, prog, *args, as_agent=False):
-    child = pexpect.spawn(str(tree.libexec / prog), list(args), env=tree.env(as_agent), timeout=20,
-                          encoding="utf-8", codec_errors="replace", dimensions=(60, 200))
-    child.logfile_read = io.StringIO()
-    return child
-
-
-def finish(child):
-    child.expect(pexpect.EOF)
-    child.close()
-    return child.exitstatus
 
 
 # -- 2. Ctrl-D at a prompt is "no input", exit 2 -----------------------------------------------------
@@ -104,12 +91,7 @@ def test_set_over_an_existing_secret_asks_first(tree, answer, kept):
         child.expect_exact("clawgate: nothing was changed")
         assert finish(child) == 2
     else:
-        child.expect_exact("value for k: ")
-        child.waitnoecho(timeout=10)
-        child.sendline("new")
-        child.expect_exact("again, to confirm: ")
-        child.waitnoecho(timeout=10)
-        child.sendline("new")
+        enter_twice(child, "k", "new")
         child.expect_exact("clawgate: k: stored (open)")
         assert finish(child) == 0
     assert tree.as_agent("broker", "get", "k").stdout == (b"old" if kept else b"new")

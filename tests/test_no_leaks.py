@@ -1,17 +1,14 @@
 """Invariant 7: no secret value in argv (what ps shows), the audit log, error messages or a
 traceback; the TOTP seed likewise (enroll hands the otpauth URI to qrencode on stdin)."""
 
-import importlib.machinery
-import importlib.util
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
 from coretools import one_line_error, wrong_code_at
-from installtree import REPO
+from installtree import load_program
 from clawgate import cli, totp
 
 CANARY = b"LEAK-CANARY-" + os.urandom(8).hex().encode()
@@ -111,20 +108,8 @@ def test_an_unexpected_exception_carrying_a_value_prints_one_line_and_no_traceba
     assert CANARY.decode() not in captured.out + captured.err
 
 
-def _load_program(name):
-    loader = importlib.machinery.SourceFileLoader(f"clawgate_prog_{name.replace('-', '_')}", str(REPO / "bin" / name))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
-
-
 def test_enroll_gives_the_seed_to_qrencode_on_stdin_never_in_argv(monkeypatch):
-    enroll = _load_program("enroll")
+    enroll = load_program("enroll")
     calls = []
     monkeypatch.setattr(enroll.shutil, "which", lambda *a, **k: "/usr/bin/qrencode")
     monkeypatch.setattr(enroll.subprocess, "run", lambda argv, **kw: calls.append((argv, kw)))

@@ -1,7 +1,6 @@
 """What a person sees on a terminal (pexpect): enroll's URI, QR code and confirmation, the hidden
 prompt of `secrets set`, and `approve`/`totp-validate` asking for the code on a TTY."""
 
-import io
 import os
 import re
 import shutil
@@ -9,27 +8,13 @@ import time
 
 import pytest
 
-pexpect = pytest.importorskip("pexpect")
-
-from coretools import wrong_code_at  # noqa: E402
-from clawgate import seed, totp  # noqa: E402
+from coretools import wrong_code_at
+from clawgate import seed, totp
+from ttytools import enter_twice, finish, spawn
 
 CONFIRM = "enter the current code from your authenticator to confirm: "
 QRENCODE = next((p for p in (shutil.which("qrencode", path=d) for d in ("/usr/bin", "/usr/local/bin",
                                                                            "/opt/homebrew/bin")) if p), None)
-
-
-def spawn(tree, prog, *args, as_agent=False):
-    child = pexpect.spawn(str(tree.libexec / prog), list(args), env=tree.env(as_agent), timeout=20,
-                          encoding="utf-8", codec_errors="replace", dimensions=(60, 200))
-    child.logfile_read = io.StringIO()  # everything the terminal showed
-    return child
-
-
-def finish(child):
-    child.expect(pexpect.EOF)
-    child.close()
-    return child.exitstatus
 
 
 def _enroll_until_prompt(tree):
@@ -93,12 +78,7 @@ def test_enroll_rotate_replaces_the_seed_and_revokes_every_grant(tree):
 @pytest.mark.parametrize("value", ["hunter2-" + os.urandom(6).hex(), "pässwörd 密码 " + os.urandom(4).hex()])
 def test_secrets_set_prompts_twice_without_echo(tree, value):
     child = spawn(tree, "secrets", "set", "typed", "--tier", "open")
-    child.expect_exact("value for typed: ")
-    assert child.waitnoecho(timeout=10), "the terminal still echoes"
-    child.sendline(value)
-    child.expect_exact("again, to confirm: ")
-    assert child.waitnoecho(timeout=10)
-    child.sendline(value)
+    enter_twice(child, "typed", value)
     child.expect_exact("clawgate: typed: stored (open)")
     assert finish(child) == 0
     assert value not in child.logfile_read.getvalue()  # never shown on the terminal
@@ -107,12 +87,7 @@ def test_secrets_set_prompts_twice_without_echo(tree, value):
 
 def test_secrets_set_refuses_two_different_entries(tree):
     child = spawn(tree, "secrets", "set", "typed")
-    child.expect_exact("value for typed: ")
-    child.waitnoecho(timeout=10)
-    child.sendline("first-entry")
-    child.expect_exact("again, to confirm: ")
-    child.waitnoecho(timeout=10)
-    child.sendline("second-entry")
+    enter_twice(child, "typed", "first-entry", "second-entry")
     child.expect_exact("clawgate: typed: the two entries differ; nothing was stored")
     assert finish(child) == 2
     shown = child.logfile_read.getvalue()

@@ -5,10 +5,7 @@ grant for a value that changed or a name that a later `set` would inherit.
 The interruption is a store whose put/delete raises, in the real program loaded in-process.
 """
 
-import importlib.machinery
-import importlib.util
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,16 +13,7 @@ import pytest
 from clawgate import grants, tiers
 from clawgate.store import open_store
 from coretools import context
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _secrets_program():
-    loader = importlib.machinery.SourceFileLoader("clawgate_secrets", str(REPO / "bin" / "secrets"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from installtree import load_program
 
 
 class Crash(Exception):
@@ -53,7 +41,7 @@ class CrashingStore:
 
 @pytest.fixture
 def program(tree, monkeypatch):
-    module = _secrets_program()
+    module = load_program("secrets")
     monkeypatch.setattr(module, "open_store", lambda cfg: CrashingStore(open_store(cfg)))
     monkeypatch.setattr(module, "read_value", lambda name, raw: b"new value")
     return module
