@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from clawgate import sudolist
 from installtree import REPO, load_program
 from rootenv import RootEnv
 
@@ -28,19 +29,19 @@ User oc may run the following commands on vm:
 
 
 def test_parse_sudo_list_follows_wrapped_lines():
-    assert doctor.parse_sudo_list(WRAPPED) == {
+    assert sudolist.parse_sudo_list(WRAPPED) == {
         ("alice", "/p/libexec/clawgate/broker"), ("alice", "/p/libexec/clawgate/approve"),
         ("alice", "/p/libexec/clawgate/revoke"), ("root", "/p/libexec/clawgate/elevate")}
 
 
 def test_parse_sudo_list_sees_a_blanket_rule():
     text = WRAPPED + "    (ALL : ALL) ALL\n    (alice) SETENV: NOPASSWD: /bin/sh\n"
-    rules = doctor.parse_sudo_list(text)
+    rules = sudolist.parse_sudo_list(text)
     assert ("ALL", "ALL") in rules and ("alice", "/bin/sh") in rules
 
 
 def test_parse_sudo_list_of_a_user_with_no_rights():
-    assert doctor.parse_sudo_list("User oc is not allowed to run sudo on vm.\n") == set()
+    assert sudolist.parse_sudo_list("User oc is not allowed to run sudo on vm.\n") == set()
 
 
 class FakeStat:

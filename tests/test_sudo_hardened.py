@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from rootenv import SUDOERS_DIR, TEST_PATH, RootEnv, run
-from test_doctor import doctor
+from clawgate import sudolist
 
 VALUE = b"hardened \t value\r\nwith \xff\xfe bytes and a trailing newline\n"
 RESOLVE_VALUE = "resolved-hardened-value-7f3a"
@@ -324,32 +324,32 @@ User oc may run the following commands on vm:
 
 
 def test_a_nolog_tag_beats_every_defaults_line():
-    settings = doctor.sudo_settings(LISTING, "alice", "/p/libexec/clawgate/approve")
+    settings = sudolist.sudo_settings(LISTING, "alice", "/p/libexec/clawgate/approve")
     assert not [flag for flag, (on, _) in settings.items() if on]
 
 
 def test_a_later_command_defaults_line_beats_an_earlier_one_and_is_named():
     untagged = LISTING.replace("NOLOG_INPUT: NOLOG_OUTPUT: ", "")
-    settings = doctor.sudo_settings(untagged, "alice", "/p/libexec/clawgate/broker")
+    settings = sudolist.sudo_settings(untagged, "alice", "/p/libexec/clawgate/broker")
     assert settings["log_stdout"][0] and "/p/libexec/clawgate/revoke log_stdout" in settings["log_stdout"][1]
     assert not settings["log_ttyout"][0] and not settings["log_stdin"][0] and not settings["requiretty"][0]
 
 
 def test_run_as_and_user_defaults_apply_where_no_command_line_answers():
-    settings = doctor.sudo_settings(LISTING.replace("NOLOG_INPUT: NOLOG_OUTPUT: ", ""), "alice",
+    settings = sudolist.sudo_settings(LISTING.replace("NOLOG_INPUT: NOLOG_OUTPUT: ", ""), "alice",
                                     "/p/libexec/clawgate/revoke")
     assert settings["log_stdin"] == (True, "Defaults>alice log_stdin")
     assert settings["log_ttyout"][0] and settings["log_ttyin"][0]
-    assert doctor.sudo_settings(LISTING, "root", "/p/libexec/clawgate/elevate")["log_ttyout"][0]
+    assert sudolist.sudo_settings(LISTING, "root", "/p/libexec/clawgate/elevate")["log_ttyout"][0]
 
 
 def test_a_later_tag_in_a_rule_replaces_an_earlier_one():
     listing = LISTING.replace("/p/libexec/clawgate/broker,\n        /p/libexec/clawgate/approve",
                               "/p/libexec/clawgate/broker,\n        LOG_OUTPUT: /p/libexec/clawgate/approve")
-    assert not doctor.sudo_settings(listing, "alice", "/p/libexec/clawgate/broker")["log_stdout"][0]
-    settings = doctor.sudo_settings(listing, "alice", "/p/libexec/clawgate/approve")
+    assert not sudolist.sudo_settings(listing, "alice", "/p/libexec/clawgate/broker")["log_stdout"][0]
+    settings = sudolist.sudo_settings(listing, "alice", "/p/libexec/clawgate/approve")
     assert settings["log_stdout"][0] and not settings["log_stdin"][0]
 
 
 def test_parse_sudo_list_drops_the_log_tags():
-    assert ("alice", "/p/libexec/clawgate/approve") in doctor.parse_sudo_list(LISTING)
+    assert ("alice", "/p/libexec/clawgate/approve") in sudolist.parse_sudo_list(LISTING)
