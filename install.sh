@@ -76,7 +76,7 @@ confirm_first_change() {
     IFS= read -r -n 1 reply
     [[ -z $reply ]] || abort "aborted; nothing was changed"
   fi
-  ohai "Installing"
+  [[ $UNINSTALL == 1 ]] || ohai "Installing"
 }
 # change DESCRIPTION CMD [ARG...]: the one way anything on the system is changed.
 change() {
@@ -462,43 +462,48 @@ uninstall() {
     local answer
     read -r answer
     [[ $answer == yes ]] || abort "nothing was removed"
+  else
+    CONFIRM_FIRST_CHANGE=1 # as install: at a terminal without --yes, ask before the first removal
+    # (so the loops below read on descriptor 3: their standard input stays the terminal)
   fi
 
   local line kind path
-  while read -r kind path; do
+  while read -r -u 3 kind path; do
     [[ -n $kind ]] || continue
     case $kind in
       sudoers | file) [[ -e $path || -L $path ]] && change "remove $path" rm -f "$path" ;;
       service) stop_service "$path" ;;
     esac
-  done <"$MANIFEST"
-  while read -r line; do
+  done 3<"$MANIFEST"
+  while read -r -u 3 line; do
     local from=${line%% *} to=${line#* }
     if [[ -L $from && $(readlink "$from") == "$to" && -d $to && ! -L $to ]]; then
       change "move $to back to $from (owned by $owner)" move_back "$to" "$from" "$owner"
     fi
-  done < <(manifest_lines migrated)
+  done 3< <(manifest_lines migrated)
   [[ -e $FRONT_DOOR ]] && change "remove $FRONT_DOOR" rm -f "$FRONT_DOOR"
   [[ -e $LIBEXEC ]] && change "remove $LIBEXEC" rm -rf "$LIBEXEC"
   [[ -e $CONF ]] && change "remove $CONF" rm -f "$CONF"
 
   local kept=()
   if [[ $PURGE == 1 ]]; then
-    while read -r path; do
+    while read -r -u 3 path; do
       [[ -e $path ]] && change "remove the state $path" rm -rf "$path"
-    done < <(manifest_lines state)
-    while read -r path; do
+    done 3< <(manifest_lines state)
+    while read -r -u 3 path; do
       user_left "$path" && change "delete the user $path" delete_user "$path"
-    done < <(manifest_lines user)
-    while read -r path; do
+    done 3< <(manifest_lines user)
+    while read -r -u 3 path; do
       [[ -e $path ]] && change "remove the agent's home $path" rm -rf "$path"
-    done < <(manifest_lines home)
+    done 3< <(manifest_lines home)
   else
-    while read -r path; do [[ -e $path ]] && kept+=("state $path"); done < <(manifest_lines state)
-    while read -r path; do user_left "$path" && kept+=("user $path"); done < <(manifest_lines user)
-    while read -r path; do [[ -e $path ]] && kept+=("home $path"); done < <(manifest_lines home)
+    while read -r -u 3 path; do [[ -e $path ]] && kept+=("state $path"); done 3< <(manifest_lines state)
+    while read -r -u 3 path; do user_left "$path" && kept+=("user $path"); done 3< <(manifest_lines user)
+    while read -r -u 3 path; do [[ -e $path ]] && kept+=("home $path"); done 3< <(manifest_lines home)
   fi
 
+  # Directories this install created, deepest first, each only if nothing else is in it.
+  manifest_lines dir | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- >"$STAGE/dirs"
   if [[ ${#kept[@]} -gt 0 ]]; then
     # What is kept stays listed, so that a later --uninstall --purge still finds it.
     printf '%s\n' "${kept[@]}" "owner $owner" "agent $agent" >"$STAGE/kept"
@@ -508,14 +513,12 @@ uninstall() {
       change "keep $MANIFEST listing what stays" install_file_raw "$STAGE/kept.sorted" "$MANIFEST" root "$ROOT_GROUP" 0644
     fi
   else
-    # Directories this install created, deepest first, each only if nothing else is in it.
-    manifest_lines dir | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- >"$STAGE/dirs"
     change "remove $MANIFEST" rm -f "$MANIFEST"
     [[ -d $ETCDIR ]] && change "remove $ETCDIR" rmdir "$ETCDIR"
-    while read -r path; do
-      [[ -d $path ]] && [[ -z $(ls -A "$path") || $DRY_RUN == 1 ]] && change "remove $path" rmdir "$path"
-    done <"$STAGE/dirs"
   fi
+  while read -r -u 3 path; do # the manifest's own directory stays while it lists what is kept
+    [[ -d $path ]] && [[ -z $(ls -A "$path") || ($DRY_RUN == 1 && ${#kept[@]} -eq 0) ]] && change "remove $path" rmdir "$path"
+  done 3<"$STAGE/dirs"
 
   if [[ $CHANGES == 0 ]]; then
     echo "clawgate: nothing to remove"
@@ -523,7 +526,7 @@ uninstall() {
     echo "clawgate: dry run: $CHANGES changes would be made; nothing was changed"
   else
     echo "clawgate: uninstalled"
-    [[ ${#kept[@]} -eq 0 ]] || say "kept: ${kept[*]} (remove with --uninstall --purge)"
+    [[ ${#kept[@]} -eq 0 ]] || say "kept: ${kept[*]}, and $MANIFEST listing them (remove with --uninstall --purge)"
   fi
   exit 0
 }
@@ -915,14 +918,15 @@ as_owner() {
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 runuser -u "$OWNER" -- "$@"
   fi
 }
+init_store() { as_owner "$LIBEXEC/secrets" init >/dev/null; } # the change line says it; errors still show
 store_ready=1
 for sub in secrets tiers grants; do [[ -d $STATE_DIR/$sub ]] || store_ready=0; done
 [[ $STORE != keychain ]] || store_ready=0 # its init is idempotent and cheap to ask
 if [[ $store_ready == 0 ]]; then
   if [[ $STORE == keychain && $DRY_RUN == 0 && -d $STATE_DIR/grants ]]; then
-    as_owner "$LIBEXEC/secrets" init >/dev/null || abort "secrets init failed for the $STORE store"
+    init_store || abort "secrets init failed for the $STORE store"
   else
-    change "set up the $STORE store as $OWNER ($LIBEXEC/secrets init)" as_owner "$LIBEXEC/secrets" init
+    change "set up the $STORE store as $OWNER ($LIBEXEC/secrets init)" init_store
   fi
 fi
 

@@ -60,8 +60,11 @@ def test_uninstall_keeps_state_and_user_until_purge():
         env.enroll_seed()
         kept = env.uninstall(purge=False)
         assert kept.returncode == 0, kept.stderr
-        assert b"kept:" in kept.stdout
+        assert b"kept:" in kept.stdout and b"install.manifest listing them" in kept.stdout
         assert not env.sudoers.exists() and not env.libexec.exists() and not env.door.exists()
+        # no empty directory of the install's is left behind, only the one holding the manifest
+        assert sorted(p.name for p in env.prefix.iterdir()) == ["etc"]
+        assert [p.name for p in (env.prefix / "etc" / "clawgate").iterdir()] == ["install.manifest"]
         assert (env.state / "totp-seed").exists() and user_exists(env.agent_name)
         purged = env.uninstall(purge=True)
         assert purged.returncode == 0, purged.stderr
@@ -550,6 +553,20 @@ def test_without_yes_a_terminal_is_asked_first():
         assert not env.prefix.exists() and not user_exists(env.agent_name)
     finally:
         env.close()
+
+
+@root
+def test_without_yes_a_terminal_is_asked_before_uninstalling():
+    pexpect = pytest.importorskip("pexpect")
+    with RootEnv() as env:
+        argv = ["bash", str(INSTALL), "--uninstall", "--prefix", str(env.prefix)]
+        child = pexpect.spawn(argv[0], argv[1:], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60)
+        child.expect("Press RETURN to continue or any other key to abort")
+        child.send("n")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        assert env.sudoers.exists() and env.door.exists() and env.libexec.exists()
 
 
 @root

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from coretools import one_line_error, status, wrong_code_at
-from clawgate import __version__, durations, grants, helptext, seed, totp
+from coretools import context, one_line_error, status, wrong_code_at
+from clawgate import __version__, access, durations, grants, helptext, requests, seed, totp
 from clawgate.errors import ClawgateError
 from installtree import REPO
 from ttytools import enter_twice, finish, spawn
@@ -88,8 +88,8 @@ def test_set_over_an_existing_secret_asks_first(tree, answer, kept):
     child.expect_exact("k already exists. Overwrite it? [y/N] ")
     child.sendline(answer)
     if kept:
-        child.expect_exact("clawgate: nothing was changed")
-        assert finish(child) == 2
+        child.expect_exact("clawgate: not confirmed; nothing was changed")
+        assert finish(child) == 1  # the owner's no is a refusal, as pass answers it
     else:
         enter_twice(child, "k", "new")
         child.expect_exact("clawgate: k: stored (open)")
@@ -103,8 +103,8 @@ def test_rm_asks_first_on_a_terminal(tree, answer, kept):
     child = spawn(tree, "secrets", "rm", "k")
     child.expect_exact("Remove k? [y/N] ")
     child.sendline(answer)
-    child.expect_exact("clawgate: nothing was changed" if kept else "clawgate: k: removed")
-    assert finish(child) == (2 if kept else 0)
+    child.expect_exact("clawgate: not confirmed; nothing was changed" if kept else "clawgate: k: removed")
+    assert finish(child) == (1 if kept else 0)
     assert tree.as_agent("broker", "get", "k").returncode == (0 if kept else 4)
 
 
@@ -132,6 +132,18 @@ def test_the_shape_of_a_code_six_digits_optionally_then_two_match_digits(typed, 
     assert totp.split_code(typed, 6) == shape
 
 
+def test_the_root_and_request_hints_fit_the_caller(tree):
+    owner, agent = context(tree, "owner"), context(tree, "agent")
+    root_for_owner = access.approval_required(owner, "@root", "root").message
+    assert "clawgate approve @root (it asks for the code)" in root_for_owner and "elevate session" in root_for_owner
+    assert "CODE" not in root_for_owner
+    assert "clawgate elevate CODE -- CMD" in access.approval_required(agent, "@root", "root").message
+    assert "ask again" in requests.no_such(agent, "r1").message
+    assert "ask again" not in requests.no_such(owner, "r1").message
+    tree.set_secret("k", b"v")
+    assert "your authenticator" in one_line_error(tree.owner_approve("k", "12345"), 2)
+
+
 def test_the_shape_follows_the_enrolled_digits():
     assert totp.split_code("12345678", 8) == ("12345678", "")
     assert totp.split_code("12345678 90", 8) == ("12345678", "90")
@@ -143,7 +155,7 @@ def test_a_malformed_code_is_exit_2_and_not_counted_as_a_wrong_guess(tree, typed
     tree.set_secret("k", b"v")
     for _ in range(10):  # twice the free guesses: none is spent
         err = one_line_error(tree.as_agent("approve", "k", typed), 2)
-        assert "not a code" in err and "not counted" in err
+        assert "not a code" in err and "not counted" in err and "the owner's authenticator" in err
     assert status(tree)["failures"] == 0 and status(tree)["locked_until"] is None
     assert tree.as_agent("approve", "k", tree.code()).returncode == 0  # the next real code still works
 
@@ -211,6 +223,31 @@ def test_secrets_set_help_names_the_tiers_the_default_and_the_flags(tree):
 def test_program_help_comes_from_the_same_table(tree):
     for prog in ("approve", "enroll"):
         assert tree.run(prog, "--help").stdout.decode() == helptext.HELP[prog] + "\n"
+
+
+@pytest.mark.parametrize("args, topic", [(["audit", "show", "--help"], "audit"), (["audit", "verify", "-h"], "audit"),
+                                         (["notify", "set", "--help"], "notify"), (["notify", "test", "--help"], "notify"),
+                                         (["secrets", "set", "k", "--help"], "secrets set"), (["get", "k", "--help"], "get"),
+                                         (["approve", "k", "--ttl", "1h", "-h"], "approve")])
+def test_help_anywhere_among_a_verbs_arguments_is_that_verbs_help(tree, args, topic):
+    shown = door(tree, *args)
+    assert shown.returncode == 0 and shown.stdout.decode() == helptext.HELP[topic] + "\n", shown.stderr
+
+
+def test_help_after_double_dash_belongs_to_the_command(tree):
+    ran = door(tree, "run", "--", "/usr/bin/printf", "%s", "--help")
+    assert ran.returncode == 0 and ran.stdout == b"--help"
+
+
+def test_help_for_a_mistyped_verb_is_the_typo_hint(tree):
+    assert "did you mean: get?" in one_line_error(door(tree, "gte", "--help"), 2)
+
+
+def test_a_wrong_call_is_told_its_own_usage(tree):
+    assert one_line_error(tree.as_agent("broker", "get"), 2) == "clawgate: usage: clawgate get NAME\n"
+    assert one_line_error(tree.as_agent("broker", "get", "a", "b"), 2) == "clawgate: usage: clawgate get NAME\n"
+    assert one_line_error(tree.as_agent("broker", "resolve", "x"), 2) == "clawgate: usage: clawgate resolve\n"
+    assert "takes no arguments" in one_line_error(door(tree, "--version", "extra"), 2)
 
 
 def test_the_verb_list_names_every_verb_including_requests(tree):

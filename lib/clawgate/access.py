@@ -48,10 +48,14 @@ def approval_required(ctx: "Context", name: str, tier: str) -> ApprovalRequired:
         return ApprovalRequired(name, f"approval required ({tier}, {'sessions' if name == names.ROOT else 'grants'} "
                                       f"last {cap}); ask with: clawgate {what}, then relay the owner's code and "
                                       f"match: clawgate approve ID CODEMATCH")
-    if name == names.ROOT:
+    if name == names.ROOT and ctx.caller.is_agent:
         return ApprovalRequired(name, f"approval required (root session, sessions last {cap}); ask the owner for "
                                       f"a code, then: clawgate elevate CODE -- CMD [ARG...] (or open a session: "
                                       f"clawgate approve {names.ROOT} CODE)")
+    if name == names.ROOT:
+        return ApprovalRequired(name, f"approval required (root session, sessions last {cap}); open one with: "
+                                      f"clawgate approve {names.ROOT} (it asks for the code), then: "
+                                      f"clawgate elevate session -- CMD [ARG...]")
     then = (f"ask the owner for a code, then: clawgate approve {name} CODE" if ctx.caller.is_agent
             else f"approve it with: clawgate approve {name} (it asks for the code)")
     return ApprovalRequired(name, f"approval required ({tier}, grants last {cap}); {then}")

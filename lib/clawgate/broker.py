@@ -47,7 +47,7 @@ def resolve(ctx: cli.Context, args: "list[str]") -> int:
     from clawgate import resolver
 
     if args:
-        raise usage(USAGE)
+        raise usage(_usage_of("resolve"))
     return resolver.serve(ctx, sys.stdin.buffer, sys.stdout)
 
 
@@ -101,8 +101,14 @@ def main(script: str, argv: "list[str]") -> int:
         return get(cli.context(script), args[0])
     handlers = {"list": list_secrets, "status": status, "resolve": resolve, "request": request}
     if verb not in handlers:
-        raise usage(USAGE)
+        raise usage(_usage_of(verb) if verb == "get" else USAGE)
     return handlers[verb](cli.context(script), args)
+
+
+def _usage_of(verb: str) -> str:
+    from clawgate import helptext  # a wrong call only
+
+    return helptext.usage_of(verb)
 
 
 def run(script: str) -> None:

@@ -92,7 +92,8 @@ def refuse_malformed(ctx: Context, code: str, params_: totp.Params, purpose: str
     """A typo is not a guess: a code of the wrong shape is exit 2 and costs none of the free guesses."""
     if totp.split_code(code, params_.digits) is None:
         ctx.audit("code", purpose=purpose, result="denied", cause="malformed", counted=False)
-        raise usage(f"that is not a code: type the {params_.digits} digits your authenticator shows "
+        whose = "the owner's authenticator shows" if ctx.caller.is_agent else "your authenticator shows"
+        raise usage(f"that is not a code: a code is the {params_.digits} digits {whose} "
                     f"(not counted as a wrong code)")
 
 

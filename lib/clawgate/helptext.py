@@ -211,6 +211,20 @@ def text(topic: str) -> "str | None":
     return HELP.get(" ".join(topic.split()))
 
 
+def closest(words: "list[str]") -> "str | None":
+    """The help for `VERB SUB` if the table has it, else for VERB (`audit show --help` is audit's);
+    None for a verb that does not exist."""
+    verb, sub = (words + [""])[:2]
+    found = text(f"{verb} {sub}") if sub and not sub.startswith("-") else None
+    return found or text(verb)
+
+
+def usage_of(topic: str) -> str:
+    """The usage line of `topic`'s help: what a wrong call of it is told."""
+    found = text(topic)
+    return found.splitlines()[0] if found else SUMMARY.splitlines()[0]
+
+
 def version() -> str:
     return f"clawgate {__version__}"
 

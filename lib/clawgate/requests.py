@@ -200,12 +200,13 @@ def deny(ctx: Context, rid: str) -> None:
         removed = _remove(ctx, rid)
     ctx.audit("request", id=rid, result="denied by owner" if removed else "no such request")
     if not removed:
-        raise no_such(rid)
+        raise no_such(ctx, rid)
 
 
-def no_such(rid: str) -> ClawgateError:
-    return ClawgateError(APPROVAL_REQUIRED, f"{rid}: no such pending request (expired or done); ask again: "
-                                            f"clawgate request ...")
+def no_such(ctx: Context, rid: str) -> ClawgateError:
+    """Told to each caller in their words: only the agent asks again."""
+    then = "; ask again: clawgate request ..." if ctx.caller.is_agent else " (clawgate pending lists the open ones)"
+    return ClawgateError(APPROVAL_REQUIRED, f"{rid}: no such pending request (expired or done){then}")
 
 
 # -- approving: the code, bound to the request ---------------------------------------------------------
@@ -253,7 +254,7 @@ def approve(ctx: Context, rid: str, code_text: "Optional[str]", now: float) -> s
     request = _read(ctx, rid)
     if request is None or now >= request.expires or request.status != "pending":
         ctx.audit("request", id=rid, result="not pending", action="approve")
-        raise no_such(rid)
+        raise no_such(ctx, rid)
     gate.refuse_if_locked(ctx, now, purpose=rid)
     if code_text is None:
         code_text = prompt.code(f"code for {rid} ({request.what()})")
@@ -266,7 +267,7 @@ def approve(ctx: Context, rid: str, code_text: "Optional[str]", now: float) -> s
     with _lock(ctx):
         current = _read(ctx, rid)
         if current is None or current.status != "pending" or now >= current.expires:
-            raise no_such(rid)
+            raise no_such(ctx, rid)
         if request.kind == "root":
             _write(ctx, current._replace(status="approved", expires=now + lifetime(ctx)))
         else:
