@@ -227,6 +227,33 @@ def test_elevate_lifts_a_soft_file_size_limit_for_the_command_too(env):
     assert env.agent("revoke", "@root", timeout=HANG).returncode == 0
 
 
+# -- limits that let the agent pick the moment the kernel kills or fails the owner's side --------------
+
+@pytest.mark.parametrize("limit, words", [("--cpu=2:2", "CPU-time limit"), ("--as=400000000:400000000", "address-space limit"),
+                                          ("--data=400000000:400000000", "data-size limit")])
+def test_approve_under_a_limit_only_root_could_lift_is_refused_before_the_gate(env, limit, words):
+    """A hard CPU-time limit is a SIGKILL the agent can aim (padding argv to land it between two of
+    the gate's writes); an address-space or data limit, a failed allocation it can aim. Refused
+    before the code is read: the code stays unspent, nothing is granted, counted or written."""
+    assert env.owner("unlock", timeout=HANG).returncode == 0
+    size = (env.state / "audit.log").stat().st_size
+    code = env.code()
+    result = env.run_as(env.agent_name, "prlimit", limit, "/usr/bin/sudo", "-n", "-u", env.owner_name,
+                        str(env.libexec / "approve"), "locked/r", code, timeout=HANG)
+    assert result.returncode == 6 and words in result.stderr.decode(), result.stderr
+    assert (env.state / "audit.log").stat().st_size == size and failures(env) == 0
+    assert not (env.state / "grants" / "locked%r").exists() and not (env.state / "grants" / "locked").exists()
+    relayed = env.agent("approve", "locked/r", code, timeout=HANG)  # the same code, still unspent
+    assert relayed.returncode == 0, relayed.stderr
+    assert env.agent("revoke", "locked/r", timeout=HANG).returncode == 0
+
+
+def test_a_soft_cpu_time_limit_is_lifted_to_the_hard_one(env):
+    result = env.run_as(env.agent_name, "prlimit", "--cpu=1:unlimited", "/usr/bin/sudo", "-n", "-u", env.owner_name,
+                        str(env.libexec / "broker"), "get", "open/a", timeout=HANG)
+    assert result.returncode == 0 and result.stdout == b"value-a", result.stderr
+
+
 # -- closed descriptors and huge argv through the real sudo ------------------------------------------
 
 def test_get_with_stdout_closed_prints_no_traceback(env):

@@ -19,11 +19,18 @@ HEAVY = {"typing", "re", "json", "configparser", "argparse", "hashlib", "enum", 
          "functools", "hmac", "base64", "secrets", "urllib"}
 
 
+def _usual_limits():
+    """A login's usual limits (core files off), whatever the test runner was started with."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
 def imported(tree, *args, input=b""):
     """The modules a broker run imports, from python -X importtime."""
     result = subprocess.run(["/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable,
                              "-IS", "-X", "importtime", str(tree.libexec / "broker"), *args],
-                            input=input, capture_output=True, env=tree.env(as_agent=True))
+                            input=input, capture_output=True, env=tree.env(as_agent=True), preexec_fn=_usual_limits)
     lines = result.stderr.decode().splitlines()
     modules = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
     return result, modules

@@ -251,21 +251,48 @@ def test_a_soft_open_files_limit_below_the_floor_is_lifted(tree):
 
 
 LIMITS_HEAD = "Limit                     Soft Limit           Hard Limit           Units     \n"
+SANE = {"Max cpu time": "unlimited", "Max file size": "unlimited", "Max data size": "unlimited",
+        "Max core file size": "0", "Max open files": "1024", "Max address space": "unlimited"}
 
 
-def _limits_file(tmp_path, size_soft, files_soft):
+def _limits_file(tmp_path, **soft):
+    values = dict(SANE, **{label.replace("_", " "): value for label, value in soft.items()})
     path = tmp_path / "limits"
-    path.write_text(LIMITS_HEAD
-                    + f"{'Max file size':<26}{size_soft:<21}{'unlimited':<21}bytes     \n"
-                    + f"{'Max open files':<26}{files_soft:<21}{'1048576':<21}files     \n")
+    path.write_text(LIMITS_HEAD + "".join(f"{label:<26}{value:<21}{'unlimited':<21}units     \n"
+                                          for label, value in values.items()))
     return str(path)
 
 
-@pytest.mark.parametrize("size_soft, files_soft, sane", [
-    ("unlimited", "1024", True), ("unlimited", "unlimited", True), ("unlimited", "64", True),
-    ("10", "1024", False), ("0", "1024", False), ("unlimited", "63", False), ("unlimited", "8", False)])
-def test_proc_limits_skip_the_lifting_only_when_both_limits_are_already_sane(tmp_path, size_soft, files_soft, sane):
-    assert guard._limits_already_sane(_limits_file(tmp_path, size_soft, files_soft)) is sane
+@pytest.mark.parametrize("soft, sane", [
+    ({}, True), ({"Max_open_files": "unlimited"}, True), ({"Max_open_files": "64"}, True),
+    ({"Max_file_size": "10"}, False), ({"Max_file_size": "0"}, False), ({"Max_open_files": "63"}, False),
+    ({"Max_open_files": "8"}, False), ({"Max_cpu_time": "5"}, False), ({"Max_address_space": "400000000"}, False),
+    ({"Max_data_size": "400000000"}, False), ({"Max_core_file_size": "unlimited"}, False),
+    ({"Max_core_file_size": "4096"}, False)])
+def test_proc_limits_skip_the_lifting_only_when_every_limit_is_already_sane(tmp_path, soft, sane):
+    assert guard._limits_already_sane(_limits_file(tmp_path, **soft)) is sane
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads the program's limits in /proc")
+def test_an_owner_side_program_runs_with_core_files_off(tree):
+    """A core file would hold what the owner's side had read; the caller's core limit is not ours."""
+    import resource
+
+    tree.set_secret("k", b"v", tier="controlled")
+
+    def core_on():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    proc = subprocess.Popen([str(tree.libexec / "approve"), "k"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=tree.env(True), preexec_fn=core_on)
+    try:
+        deadline = time.time() + 10  # until it waits for the code on stdin
+        while time.time() < deadline and "pipe" not in open(f"/proc/{proc.pid}/wchan").read():
+            time.sleep(0.02)
+        core = next(line for line in open(f"/proc/{proc.pid}/limits") if line.startswith("Max core file size"))
+        assert core.split()[4] == "0", core
+    finally:
+        proc.communicate(b"\n", timeout=30)
 
 
 def test_without_a_readable_proc_limits_file_the_limits_are_checked_through_resource(tmp_path):
@@ -302,6 +329,30 @@ def test_the_gate_writes_the_count_before_it_checks_the_code_and_takes_it_back_o
     assert after == (0 if right else 1)
     denials = [r for r in audit_records(tree) if r["event"] == "code" and r["result"] == "denied"]
     assert len(denials) == after
+
+
+def test_the_code_is_spent_before_the_grant_is_written_so_a_kill_between_leaves_no_reusable_code(tree, monkeypatch):
+    """A SIGKILL between two of the gate's writes cannot be deferred: whatever stops the gate after
+    the first write must leave the code spent, never a grant whose code would work again."""
+    from coretools import context, grant_path
+    from clawgate import gate, grants
+
+    tree.set_secret("k", b"v")
+    ctx = context(tree, "agent")
+
+    def killed(*args, **kw):
+        raise SystemExit(137)  # stands for the kill: nothing after this write runs
+
+    monkeypatch.setattr(grants, "write", killed)
+    code, now = tree.code(), time.time()
+    grant = grants.Grant("k", "restricted", now, now + 60, "agent")
+    with pytest.raises(SystemExit):
+        gate.check(ctx, code, purpose="k", now=now, grant=grant)
+    monkeypatch.undo()
+    assert not os.path.exists(grant_path(tree, "k"))
+    with pytest.raises(Exception) as reused:  # the same code again: spent
+        gate.check(ctx, code, purpose="k", now=now, grant=grant)
+    assert reused.value.code == 1
 
 
 # -- each action and its record: both or neither -------------------------------------------------

@@ -105,9 +105,9 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
     root: the code must be the root seed's once one exists. refuse_cause: the code is refused
     whatever it is, counted and audited like a wrong one (requests.relay_cause: no match); a valid
     code refused so is spent all the same, so a relayed code gets one try at a match, not six.
-    With `grant`, it is written on success under the same lock, before the code is spent and
-    audited (its `grant` record carries grant_record too): a failure at any point leaves the
-    grant, the spent code and their records, or none of them (the guess stays counted).
+    With `grant`, it is written on success under the same lock, after the code is spent and
+    before both are audited (its `grant` record carries grant_record too): a failure at any point
+    leaves the grant and the records, or neither, and never a code that works twice.
     """
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
@@ -137,17 +137,21 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
 
 def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant | None",
             grant_record: "dict[str, object]") -> None:
-    """Grant, spend, audit: in that order, and undone in reverse if a later step fails."""
+    """Spend, grant, audit: in that order, the grant undone if its record cannot be written.
+
+    The code is spent first: a process killed between two writes (SIGKILL, which nothing defers,
+    or a CPU-time limit guard refused to run under) leaves at worst a spent code and no grant,
+    never a grant whose code could be used again."""
     records = [("code", {"purpose": purpose, "result": "accepted", "step": spent.last_step})]
+    _save_state(ctx, spent)  # the code spent and the guess taken back, in one write
     if grant is not None:
         grants.write(ctx.cfg, grant)
         records.append(("grant", {"name": grant.name, "tier": grant.tier, **grant_record}))
     try:
-        _save_state(ctx, spent)  # the code spent and the guess taken back, in one write
         ctx.audit_all(records)
     except BaseException:
         if grant is not None:
-            grants.revoke(ctx.cfg, grant.name)  # no grant without its record; the code may stay spent
+            grants.revoke(ctx.cfg, grant.name)  # no grant without its record; the code stays spent
         raise
 
 

@@ -8,7 +8,8 @@ resource limits and its open or closed descriptors. So, before anything else:
 - start(): closed descriptors 0/1/2 are reopened on /dev/null (or the first file we open
   becomes our stdout); job-control signals are ignored (a stop while a lock is held would
   freeze every owner-side program); RLIMIT_FSIZE and RLIMIT_NOFILE are raised to sane
-  values, or, where only root could raise them, refused with exit 6.
+  values (and RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA lifted, core files off), or, where only root
+  could raise them, refused with exit 6.
 - critical(): the fatal signals are blocked across each lock-and-write, and delivered when
   it ends: the write completes, then the signal acts. Nothing can tear a file or leave a
   guess uncounted short of SIGKILL, which only root or the kernel can send, and against
@@ -74,8 +75,19 @@ def _reopen_closed_descriptors() -> None:
             setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace"))
 
 
+# The limits a caller could use to fail a write or an allocation, or to have the kernel kill us,
+# at a moment it picks (a CPU-time limit kills with SIGKILL, which nothing defers): each as
+# /proc/PID/limits names it, the least soft value we run with (None: unlimited), and its words.
+CALLER_LIMITS = (("RLIMIT_FSIZE", "Max file size", None, "a file-size limit (ulimit -f)"),
+                 ("RLIMIT_NOFILE", "Max open files", MIN_OPEN_FILES, "an open-files limit (ulimit -n)"),
+                 ("RLIMIT_CPU", "Max cpu time", None, "a CPU-time limit (ulimit -t)"),
+                 ("RLIMIT_AS", "Max address space", None, "an address-space limit (ulimit -v)"),
+                 ("RLIMIT_DATA", "Max data size", None, "a data-size limit (ulimit -d)"))
+
+
 def _sane_limits() -> None:
-    """FSIZE unlimited, NOFILE at least MIN_OPEN_FILES: raise the soft limit, or as root the hard one.
+    """Each CALLER_LIMITS soft limit raised to its least value (as root the hard one too), and no
+    core file (it would hold what the owner's side read).
 
     Refuse rather than run under a limit only root could lift: a write of the TOTP state or the
     audit log could otherwise fail half-way after the gate has decided.
@@ -84,16 +96,19 @@ def _sane_limits() -> None:
         return
     import resource
 
-    infinity = resource.RLIM_INFINITY
-    for which, wanted, what in ((resource.RLIMIT_FSIZE, infinity, "a file-size limit (ulimit -f)"),
-                                (resource.RLIMIT_NOFILE, MIN_OPEN_FILES, "an open-files limit (ulimit -n)")):
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    for attr, _label, least, what in CALLER_LIMITS:
+        which = getattr(resource, attr, None)
+        if which is None:  # pragma: no cover - not on this system
+            continue
+        wanted = resource.RLIM_INFINITY if least is None else least
         soft, hard = resource.getrlimit(which)
         if _at_least(soft, wanted):
             continue
         if _at_least(hard, wanted):
             resource.setrlimit(which, (wanted, hard))
             continue
-        if os.geteuid() == 0:  # elevate: root may lift both, and the command it runs gets them too
+        if os.geteuid() == 0:  # elevate: root may lift them, and the command it runs gets them too
             try:
                 resource.setrlimit(which, (wanted, wanted))
                 continue
@@ -165,12 +180,16 @@ def _set_soft(which: int, choices: "tuple[int, int]", hard: int) -> bool:
 
 
 def _limits_already_sane(path: str = "/proc/self/limits") -> bool:
-    """True when Linux's /proc says neither limit needs lifting: then `resource`, the one extension
+    """True when Linux's /proc says no limit needs changing: then `resource`, the one extension
     module a `get` would load from disk (a twentieth of its own work), is never imported."""
     seen = _proc_limits(path)
-    size, files = seen.get("Max file size"), seen.get("Max open files")
-    return size is not None and size[0] is None and files is not None and (
-        files[0] is None or files[0] >= MIN_OPEN_FILES)
+    if seen.get("Max core file size", (None, None))[0] != 0:
+        return False
+    for _attr, label, least, _what in CALLER_LIMITS:
+        soft = seen.get(label, (0, 0))[0]
+        if soft is not None and (least is None or soft < least):
+            return False
+    return True
 
 
 def _standard_limits(path: str) -> "dict[str, tuple[int, int]]":
