@@ -248,6 +248,19 @@ def test_approve_under_a_limit_only_root_could_lift_is_refused_before_the_gate(e
     assert env.agent("revoke", "locked/r", timeout=HANG).returncode == 0
 
 
+@pytest.mark.parametrize("lower", [["nice", "-n", "10"], ["chrt", "-i", "0"]])
+def test_approve_at_a_lowered_priority_is_refused_before_the_gate(env, lower):
+    """SCHED_IDLE or a positive nice passes through sudo; with its own busy loops the agent would
+    starve approve while it holds totp.lock, locking the owner out of unlock and approve."""
+    assert env.owner("unlock", timeout=HANG).returncode == 0
+    size = (env.state / "audit.log").stat().st_size
+    result = env.run_as(env.agent_name, *lower, "/usr/bin/sudo", "-n", "-u", env.owner_name,
+                        str(env.libexec / "approve"), "locked/r", wrong_code([env.code()]), timeout=HANG)
+    env.last_step -= 1
+    assert result.returncode == 6 and "lowered priority" in result.stderr.decode(), result.stderr
+    assert (env.state / "audit.log").stat().st_size == size and failures(env) == 0
+
+
 def test_a_soft_cpu_time_limit_is_lifted_to_the_hard_one(env):
     result = env.run_as(env.agent_name, "prlimit", "--cpu=1:unlimited", "/usr/bin/sudo", "-n", "-u", env.owner_name,
                         str(env.libexec / "broker"), "get", "open/a", timeout=HANG)

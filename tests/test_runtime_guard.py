@@ -250,6 +250,20 @@ def test_a_soft_open_files_limit_below_the_floor_is_lifted(tree):
     assert proc.returncode == 0 and proc.stdout == b"p", proc.stderr
 
 
+@pytest.mark.parametrize("lower", [["nice", "-n", "5"], ["chrt", "-i", "0"]])
+def test_a_lowered_priority_is_refused_before_anything_is_done(tree, lower):
+    """Starved by the caller's own busy processes, an owner-side program would hold totp.lock for as
+    long as the caller liked; only root can raise a priority back (and does: elevate)."""
+    tree.set_secret("pub", b"p", tier="open")
+    size = _log(tree).stat().st_size
+    proc = subprocess.run([*lower, str(tree.libexec / "broker"), "get", "pub"], capture_output=True, env=tree.env(True))
+    if os.geteuid() == 0:
+        assert proc.returncode == 0 and proc.stdout == b"p", proc.stderr  # root raises it back
+        return
+    assert "lowered priority" in one_line_error(proc, 6)
+    assert _log(tree).stat().st_size == size
+
+
 LIMITS_HEAD = "Limit                     Soft Limit           Hard Limit           Units     \n"
 SANE = {"Max cpu time": "unlimited", "Max file size": "unlimited", "Max data size": "unlimited",
         "Max core file size": "0", "Max open files": "1024", "Max address space": "unlimited"}

@@ -9,7 +9,7 @@ resource limits and its open or closed descriptors. So, before anything else:
   becomes our stdout); job-control signals are ignored (a stop while a lock is held would
   freeze every owner-side program); RLIMIT_FSIZE and RLIMIT_NOFILE are raised to sane
   values (and RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA lifted, core files off), or, where only root
-  could raise them, refused with exit 6.
+  could raise them, refused with exit 6; so is a lowered priority (SCHED_IDLE, a positive nice).
 - critical(): the fatal signals are blocked across each lock-and-write, and delivered when
   it ends: the write completes, then the signal acts. Nothing can tear a file or leave a
   guess uncounted short of SIGKILL, which only root or the kernel can send, and against
@@ -56,6 +56,7 @@ def start(owner_side: bool = True) -> None:
     for sig in JOB_CONTROL:
         _sig.signal(sig, _sig.SIG_IGN)
     _sane_limits()
+    _usual_priority()
 
 
 def _reopen_closed_descriptors() -> None:
@@ -117,6 +118,26 @@ def _sane_limits() -> None:
         from .errors import unsafe
 
         raise unsafe(f"{what} is set; refusing to write state under it")
+
+
+def _usual_priority() -> None:
+    """Refuse to run at a priority the caller lowered (SCHED_IDLE, a positive nice): starved by
+    its own busy processes, we would hold the owner's locks for as long as it liked, and only root
+    can raise a priority back."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if (idle is not None and policy == idle) or nice > 0:
+        if os.geteuid() == 0:  # elevate: root may raise it back
+            if nice > 0:
+                os.setpriority(os.PRIO_PROCESS, 0, 0)
+            if idle is not None and policy == idle:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            return
+        from .errors import unsafe
+
+        what = "the idle scheduling class" if idle is not None and policy == idle else f"nice {nice}"
+        raise unsafe(f"a lowered priority is set ({what}); refusing to hold the owner's locks under it")
 
 
 def _at_least(limit: int, wanted: int) -> bool:

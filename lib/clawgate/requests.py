@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 
-from . import durations, fsio, gate, grants, names, notify, state, tiers
+from . import durations, fsio, gate, grants, guard, names, notify, state, tiers
 from .records import Record
 from .context import Context
 from .errors import APPROVAL_REQUIRED, ClawgateError, denied, usage
@@ -262,25 +262,28 @@ def approve(ctx: Context, rid: str, code_text: "Optional[str]", now: float) -> s
     code, match = code_text, None
     if relay_cause(ctx, request, None) is not None:  # the agent relays: the code must carry the match
         code, match = split_relayed(code_text.strip(), gate.params(ctx, root=request.kind == "root").digits)
-    gate.check(ctx, code, purpose=f"{rid} {request.name}", now=now, root=request.kind == "root",
-               refuse_cause=relay_cause(ctx, request, match))
-    with _lock(ctx):
-        current = _read(ctx, rid)
-        if current is None or current.status != "pending" or now >= current.expires:
-            raise no_such(ctx, rid)
+    with guard.critical():  # code, request, grant and records: a relayed signal acts after all of them
+        gate.check(ctx, code, purpose=f"{rid} {request.name}", now=now, root=request.kind == "root",
+                   refuse_cause=relay_cause(ctx, request, match))
+        with _lock(ctx):
+            current = _read(ctx, rid)
+            if current is None or current.status != "pending" or now >= current.expires:
+                raise no_such(ctx, rid)
+            if request.kind == "root":
+                _write(ctx, current._replace(status="approved", expires=now + lifetime(ctx)))
+            else:
+                _remove(ctx, rid)
         if request.kind == "root":
-            _write(ctx, current._replace(status="approved", expires=now + lifetime(ctx)))
-        else:
-            _remove(ctx, rid)
-    if request.kind == "root":
-        ctx.audit("request", id=rid, result="approved", argv=request.argv)
-        return f"{rid}: approved; run it once within {durations.show(lifetime(ctx))}: clawgate elevate {rid}"
-    cap = ctx.cfg.cap(request.tier)
-    ttl = min(request.ttl, cap)
-    grants.write(ctx.cfg, grants.Grant(request.name, request.tier, now, now + ttl, ctx.caller.name))
-    ctx.audit("grant", name=request.name, tier=request.tier, ttl=ttl, request=rid)
-    until = time.strftime("%H:%M:%S UTC", time.gmtime(now + ttl))
-    return f"{request.name}: granted for {durations.show(ttl)} (until {until})"
+            ctx.audit("request", id=rid, result="approved", argv=request.argv)
+            return f"{rid}: approved; run it once within {durations.show(lifetime(ctx))}: clawgate elevate {rid}"
+        ttl = min(request.ttl, ctx.cfg.cap(request.tier))
+        grants.write(ctx.cfg, grants.Grant(request.name, request.tier, now, now + ttl, ctx.caller.name))
+        try:
+            ctx.audit("grant", name=request.name, tier=request.tier, ttl=ttl, request=rid)
+        except BaseException:
+            grants.revoke(ctx.cfg, request.name)  # no grant without its record
+            raise
+    return f"{request.name}: granted for {durations.show(ttl)} (until {durations.clock(now + ttl)})"
 
 
 def take_root(ctx: Context, rid: str, now: float) -> "List[str]":
