@@ -538,18 +538,22 @@ def test_a_sudoers_text_that_fails_visudo_never_goes_live(tmp_path):
         shutil.rmtree(src, ignore_errors=True)
 
 
+def _answer_no_at_the_terminal(argv) -> int:
+    """install.sh ARGV at a terminal, refused at its one question: its exit status."""
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(argv[0], argv[1:], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60)
+    child.expect("Press RETURN to continue or any other key to abort")
+    child.send("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
 @root
 def test_without_yes_a_terminal_is_asked_first():
-    pexpect = pytest.importorskip("pexpect")
     env = RootEnv(install=False)
     try:
-        argv = [a for a in env.install_argv() if a != "--yes"]
-        child = pexpect.spawn(argv[0], argv[1:], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60)
-        child.expect("Press RETURN to continue or any other key to abort")
-        child.send("n")
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 1
+        assert _answer_no_at_the_terminal([a for a in env.install_argv() if a != "--yes"]) == 1
         assert not env.prefix.exists() and not user_exists(env.agent_name)
     finally:
         env.close()
@@ -557,15 +561,8 @@ def test_without_yes_a_terminal_is_asked_first():
 
 @root
 def test_without_yes_a_terminal_is_asked_before_uninstalling():
-    pexpect = pytest.importorskip("pexpect")
     with RootEnv() as env:
-        argv = ["bash", str(INSTALL), "--uninstall", "--prefix", str(env.prefix)]
-        child = pexpect.spawn(argv[0], argv[1:], env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=60)
-        child.expect("Press RETURN to continue or any other key to abort")
-        child.send("n")
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 1
+        assert _answer_no_at_the_terminal(["bash", str(INSTALL), "--uninstall", "--prefix", str(env.prefix)]) == 1
         assert env.sudoers.exists() and env.door.exists() and env.libexec.exists()
 
 
