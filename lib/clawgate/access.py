@@ -7,7 +7,7 @@ here; approval_required() is the one message a refusal carries.
 """
 
 from . import durations, grants, names, tiers
-from .errors import APPROVAL_REQUIRED, ClawgateError
+from .errors import APPROVAL_REQUIRED, DENIED, ClawgateError
 from .store import NoSuchSecret
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (every `get` imports this module)
@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 OPEN = "open"
 
 
+class UseOnly(ClawgateError):
+    """Exit 1: the agent never reads a use-only secret, grant or not; it uses it through a route."""
+
+    def __init__(self, name: str, route_names: "list[str]") -> None:
+        where = (f"use it through the proxy: clawgate proxy-token {route_names[0]}" if route_names
+                 else "no route sends it yet; ask the owner for one (clawgate route add)")
+        self.reason = f"use-only: the agent never reads it; {where}"
+        super().__init__(DENIED, f"{names.shown(name)}: {self.reason}")
+
+
 class ApprovalRequired(ClawgateError):
     """Exit 3. `reason` is the message without the name (resolve keys its errors by name)."""
 
@@ -26,12 +36,14 @@ class ApprovalRequired(ClawgateError):
         self.reason = reason
 
 
-def decide(cfg, name: str, now: float) -> "tuple[str, Grant | None]":
+def decide(cfg, name: str, now: float, tier: "str | None" = None) -> "tuple[str, Grant | None]":
     """(tier, grant): the tier the name has now ("root" for @root) and the grant that opens it,
-    cut to that tier's cap; grant None means no access unless the tier is open."""
+    cut to that tier's cap; grant None means no access unless the tier is open. A caller that
+    has just read the secret's tier record passes `tier`, so it is read once."""
     if name == names.ROOT:
         return "root", grants.active(cfg, name, now, "root")
-    tier = tiers.get(cfg, name)
+    if tier is None:
+        tier = tiers.get(cfg, name)
     return tier, (grants.active(cfg, name, now, tier) if tier != OPEN else None)
 
 
@@ -77,8 +89,14 @@ def read(ctx: "Context", store, event: str, name: str, now: float, audit: bool =
     A refusal or a missing secret is audited here (as `event`), unless the caller records its
     decisions itself (resolve: one record per batch); the caller audits the success, since it may
     still refuse the value (resolve: not UTF-8)."""
-    tier, grant = decide(ctx.cfg, name, now)
+    tier, use_only = tiers.read(ctx.cfg, name)
     try:
+        if use_only and ctx.caller.is_agent:  # before the grant: no approval makes it readable
+            store.require(name)
+            if audit:
+                ctx.audit(event, name=name, tier=tier, result="denied", cause="use-only")
+            raise use_only_refusal(ctx, name)
+        tier, grant = decide(ctx.cfg, name, now, tier)
         if not allowed(tier, grant):
             if not store.exists(name):  # no such secret says more than "approval required"
                 raise NoSuchSecret(name)
@@ -90,6 +108,12 @@ def read(ctx: "Context", store, event: str, name: str, now: float, audit: bool =
         if audit:
             ctx.audit(event, name=name, result="missing")
         raise
+
+
+def use_only_refusal(ctx: "Context", name: str) -> UseOnly:
+    from . import routes  # only a refusal names the routes
+
+    return UseOnly(name, routes.using(ctx.cfg, name))
 
 
 def root_session(ctx: "Context", now: float) -> "Grant":

@@ -14,7 +14,7 @@ from clawgate import access, cli, durations, names
 from clawgate.errors import usage
 from clawgate.store import open_store
 
-USAGE = "usage: clawgate get NAME | list [--json] | status [--json] | resolve | request ..."
+USAGE = "usage: clawgate get NAME | list [--json] | status [--json] | resolve | request ... | proxy-token ROUTE"
 
 
 def get(ctx: cli.Context, name: str) -> int:
@@ -85,6 +85,19 @@ def request(ctx: cli.Context, args: "list[str]") -> int:
     return 0
 
 
+def proxy_token(ctx: cli.Context, args: "list[str]") -> int:
+    """The route's token: what the agent's client sends as its API key. Not a secret from the
+    agent (it only works through the proxy, within the route and the secret's tier)."""
+    from clawgate import routes
+
+    if len(args) != 1:
+        raise usage("usage: clawgate proxy-token ROUTE")
+    route = routes.load(ctx.cfg, routes.check_name(args[0]))
+    ctx.audit("proxy-token", route=route.name)
+    sys.stdout.write(route.token + ("\n" if os.isatty(1) else ""))
+    return 0
+
+
 def _json_flag(verb: str, args: "list[str]") -> bool:
     if args not in ([], ["--json"]):
         bad = next((arg for arg in args if arg != "--json"), args[-1])
@@ -99,7 +112,8 @@ def main(script: str, argv: "list[str]") -> int:
     verb, args = argv[0], argv[1:]
     if verb == "get" and len(args) == 1:
         return get(cli.context(script), args[0])
-    handlers = {"list": list_secrets, "status": status, "resolve": resolve, "request": request}
+    handlers = {"list": list_secrets, "status": status, "resolve": resolve, "request": request,
+                "proxy-token": proxy_token}
     if verb not in handlers:
         raise usage(_usage_of(verb) if verb == "get" else USAGE)
     return handlers[verb](cli.context(script), args)

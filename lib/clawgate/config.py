@@ -20,6 +20,7 @@ TIERS = ("open", "controlled", "restricted")
 # The caps DESIGN.md fixes; a config may shorten them, never lengthen them.
 MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
+DEFAULT_PROXY_PORT = 8217
 
 
 class Layout(Record):
@@ -55,7 +56,8 @@ class Principal(Record):
 
 
 class Config(Record):
-    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service")
+    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service",
+                 "proxy_port")
     path: str
     owner: Principal
     agent: Principal
@@ -65,6 +67,7 @@ class Config(Record):
     security: str
     keychain: str
     service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
+    proxy_port: int  # [proxy] port: the agent-blind proxy listens on 127.0.0.1 and ::1 there
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -140,7 +143,14 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         security=_value(sections, "keychain", "security", DEFAULT_SECURITY).strip(),
         keychain=keychain,
         service=sections.get("service", {}),
+        proxy_port=_port(path, _value(sections, "proxy", "port", str(DEFAULT_PROXY_PORT)).strip()),
     )
+
+
+def _port(path: str, text: str) -> int:
+    if not text.isdigit() or not text.isascii() or not 0 < int(text) < 65536:
+        raise unsafe(f"{path}: [proxy] port must be a number from 1 to 65535")
+    return int(text)
 
 
 def _ttl_caps(path: str, sections: "dict[str, dict[str, str]]") -> "dict[str, int]":

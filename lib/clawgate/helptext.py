@@ -26,9 +26,12 @@ SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate
   run [--env VAR=NAME]... -- CMD [ARG...]
                                  run a tool with secrets in its environment, output redacted
   resolve                        OpenClaw exec SecretRef provider (JSON on stdin)
-  openclaw-config                the provider block for openclaw.json
+  openclaw-config [--proxy ROUTE...]
+                                 the provider block for openclaw.json
+  proxy-token ROUTE              the API key the agent's client sends to the proxy's ROUTE
 owner only:
-  secrets set|rm|tier|list|import|import-keychain ...
+  secrets set|rm|tier|use-only|list|import|import-keychain ...
+  route add|list|show|rm|rotate ...   proxy   (agent-blind credentials)
   enroll [--import] [--rotate] [--root]
   pending [--json]   deny ID   notify set|test|show|off
   audit [show [--json]|verify]   unlock   doctor
@@ -54,8 +57,50 @@ Open grants with the time left, the root session, the agent's lockout and recent
 OpenClaw's exec SecretRef provider (protocol v1): a JSON request on stdin, the values and
 per-id errors as JSON on stdout. OpenClaw runs it; see: clawgate openclaw-config.""",
 
-    "openclaw-config": """usage: clawgate openclaw-config
-Print the secrets provider block to merge into the agent's ~/.openclaw/openclaw.json.""",
+    "openclaw-config": """usage: clawgate openclaw-config [--proxy ROUTE...]
+Print the secrets provider block to merge into the agent's ~/.openclaw/openclaw.json.
+  --proxy ROUTE  also a model provider per ROUTE whose baseUrl is the proxy's route and whose
+                 apiKey is the route's proxy token (resolved through the same provider)""",
+
+    "proxy-token": """usage: clawgate proxy-token ROUTE
+Print the token the agent's client sends where the API key would go, to
+http://127.0.0.1:PORT/ROUTE/. It works only through the proxy, only for ROUTE, and only while
+the route's secret is usable (its tier; a grant for controlled and restricted).""",
+
+    "route": """usage: clawgate route add|list|show|rm|rotate ...
+(owner) Bind a secret to one upstream for the agent-blind proxy: the agent uses the key, never reads it.
+  add NAME --upstream https://HOST[:PORT][/BASE] --secret SECRET --inject 'HEADER: FORMAT'
+      [--methods M,...] [--path-prefix P] [--ca FILE] [--allow-private] [--force]
+  list   show NAME   rm NAME   rotate NAME (a new token; the old one is refused)
+clawgate help route add for the flags.""",
+
+    "route add": """usage: clawgate route add NAME --upstream https://HOST[:PORT][/BASE] --secret SECRET --inject 'HEADER: FORMAT' [--methods M,...] [--path-prefix P] [--ca FILE] [--allow-private] [--force]
+(owner) Requests to http://127.0.0.1:PORT/NAME/REST go to https://HOST:PORT/BASE/REST with
+HEADER set to FORMAT, its {secret} replaced by SECRET's value.
+  --upstream URL      https only; the host, port and base are fixed here, never by the agent
+  --secret SECRET     a stored secret (mark it: clawgate secrets use-only SECRET)
+  --inject 'H: F'     for example 'Authorization: Bearer {secret}' or 'x-api-key: {secret}'
+  --methods M,...     allowed methods (default GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS)
+  --path-prefix P     only paths under P (below the base)
+  --ca FILE           trust this CA for the upstream instead of the system store
+  --allow-private     the host may resolve to a loopback or private address
+  --force             replace an existing route (its token is kept)""",
+
+    "route list": """usage: clawgate route list
+(owner) The routes: name, upstream, secret.""",
+
+    "route show": """usage: clawgate route show NAME
+(owner) One route in full (never its secret's value).""",
+
+    "route rm": """usage: clawgate route rm NAME
+(owner) Remove a route: the proxy refuses it from the next request.""",
+
+    "route rotate": """usage: clawgate route rotate NAME
+(owner) Give the route a new proxy token; the old one is refused from the next request.""",
+
+    "proxy": """usage: clawgate proxy
+(owner) Run the agent-blind proxy in the foreground (install.sh installs it as a service).
+It listens on 127.0.0.1 and ::1 at the config's [proxy] port (default 8217).""",
 
     "approve": """usage: clawgate approve NAME|@root|ID [CODE] [--ttl DUR]
 Check a code from the owner's authenticator and grant access that expires:
@@ -130,11 +175,12 @@ Run it at a terminal.
   --rotate   replace the enrolled seed; every grant is revoked
   --root     a second seed, only for root (a second authenticator entry, "clawgate root")""",
 
-    "secrets": """usage: clawgate secrets set|rm|tier|list|import|import-keychain|init ...
+    "secrets": """usage: clawgate secrets set|rm|tier|use-only|list|import|import-keychain|init ...
 (owner) Manage the secrets; values never go in arguments.
-  set NAME [--tier T] [--raw] [--allow-empty] [--force]   store a value
+  set NAME [--tier T] [--raw] [--allow-empty] [--force] [--use-only]   store a value
   rm NAME [--force]                                       delete a secret and its grant
   tier NAME T                                             change a secret's tier
+  use-only NAME [--off]                                   the agent never reads it (the proxy sends it)
   list [--json]                                           names and tiers
   import [--tier T] [--shred] PATH...                     move credential files into the store
   import-keychain --keychain PATH --service NAME [--tier T]
@@ -143,7 +189,7 @@ Run it at a terminal.
 clawgate help secrets set (and so on) for each.
 """ + TIERS,
 
-    "secrets set": """usage: clawgate secrets set NAME [--tier T] [--raw] [--allow-empty] [--force]
+    "secrets set": """usage: clawgate secrets set NAME [--tier T] [--raw] [--allow-empty] [--force] [--use-only]
 (owner) Store the secret NAME. The value comes from stdin, or from a hidden prompt typed twice
 at a terminal; never from an argument (every user can read arguments with ps).
   --tier T       open, controlled or restricted; a new secret with no tier is restricted,
@@ -152,7 +198,13 @@ at a terminal; never from an argument (every user can read arguments with ps).
   --allow-empty  store an empty value (refused otherwise)
   --force        replace an existing secret without asking (at a terminal it asks
                  "Overwrite it? [y/N]"; without a terminal, replacing needs --force)
+  --use-only     the agent can never read it (get, resolve, run refuse); only the proxy sends it
 """ + TIERS,
+
+    "secrets use-only": """usage: clawgate secrets use-only NAME [--off]
+(owner) Mark NAME use-only: the agent can never read it, with or without a grant; only the
+proxy sends it, to the upstream of a route (clawgate route add). Its tier still decides when.
+  --off   readable again under its tier""",
 
     "secrets rm": """usage: clawgate secrets rm NAME [--force]
 (owner) Delete the secret NAME, its tier and its grant. Asks first at a terminal;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations  # annotations stay text: typing is never imported at run time
 
-from . import access, display, durations, grants, names
+from . import access, display, durations, grants, names, tiers
 from .context import Context
 from .store import open_store
 
@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 def secrets_table(ctx: Context, now: float) -> List[Dict[str, Any]]:
     rows = []
     for name in open_store(ctx.cfg).names():
-        tier, grant = access.decide(ctx.cfg, name, now)
+        tier, use_only = tiers.read(ctx.cfg, name)
+        tier, grant = access.decide(ctx.cfg, name, now, tier)
         rows.append({
             "name": name,
             "tier": tier,
             "access": "open" if tier == access.OPEN else ("granted" if grant else "approval required"),
             "expires_in": int(grant.left(now)) if grant else None,
+            "use_only": use_only,
         })
     return rows
 
@@ -36,7 +38,8 @@ def print_secrets(rows: List[Dict[str, Any]], as_json: bool) -> None:
     width = max([len(name) for name in shown] + [4])
     for name, row in zip(shown, rows):
         left = f" ({durations.show(row['expires_in'])} left)" if row["expires_in"] is not None else ""
-        print(f"{name:<{width}}  {display.field(row['tier']):<10}  {row['access']}{left}")
+        mark = "  (use-only: through the proxy)" if row["use_only"] else ""
+        print(f"{name:<{width}}  {display.field(row['tier']):<10}  {row['access']}{left}{mark}")
 
 
 def status(ctx: Context, now: float) -> Dict[str, Any]:

@@ -86,7 +86,7 @@ def parse_request(raw: bytes) -> List[str]:
 
 
 # Each decision's key in the batch's one audit record, which lists the ids it applied to.
-DECIDED = ("ok", "missing", "denied_no_grant", "denied_invalid_name", "denied_not_utf8")
+DECIDED = ("ok", "missing", "denied_no_grant", "denied_use_only", "denied_invalid_name", "denied_not_utf8")
 
 
 def answer(ctx: Context, ids: List[str]):
@@ -129,6 +129,9 @@ def _value(ctx: Context, store, secret_id: str, now: float, decided: Dict[str, L
     except access.ApprovalRequired as refused:
         decided["denied_no_grant"].append(secret_id)
         raise _Refused("APPROVAL_REQUIRED", refused.reason) from None
+    except access.UseOnly as refused:
+        decided["denied_use_only"].append(secret_id)
+        raise _Refused("USE_ONLY", refused.reason) from None
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:

@@ -3,6 +3,7 @@
 state_dir (owner, 0700)
   secrets/   file store: one 0600 file per secret       tiers/   one file per non-default tier
   grants/    one file per grant, @root included         totp-seed, totp.json, audit.log, *.lock
+  routes/    one JSON record per proxy route (routes.py)
 """
 
 import os
@@ -10,7 +11,7 @@ import os
 from . import fsio
 from .config import Config
 
-SUBDIRS = ("secrets", "tiers", "grants")
+SUBDIRS = ("secrets", "tiers", "grants", "routes")
 
 
 def path(cfg: Config, *parts: str) -> str:

@@ -1,10 +1,16 @@
-"""Each secret's tier. A secret with no recorded tier is restricted."""
+"""Each secret's tier and use-only mark. A secret with no record is restricted and readable.
+
+The record is one line, `TIER` or `TIER use-only`: both facts in one file, so one atomic write
+changes them together and changing one can never drop the other. A use-only secret is never
+served to the agent (access.read); only the proxy sends it, to its route's upstream.
+"""
 
 from . import fsio, names, state
 from .config import Config, TIERS
 from .errors import usage
 
 DEFAULT = "restricted"
+USE_ONLY = "use-only"
 
 
 def check(tier: str) -> str:
@@ -17,18 +23,34 @@ def _path(cfg: Config, name: str) -> str:
     return state.path(cfg, "tiers", names.to_filename(name))
 
 
-def get(cfg: Config, name: str) -> str:
+def read(cfg: Config, name: str) -> "tuple[str, bool]":
+    """(tier, use_only). A damaged record fails closed on both: restricted and use-only."""
     raw = fsio.read_checked(_path(cfg, name), cfg.owner.uid)
-    tier = raw.decode("ascii", "replace").strip() if raw is not None else DEFAULT
-    # An unreadable record fails closed.
-    return tier if tier in TIERS else DEFAULT
+    if raw is None:
+        return DEFAULT, False
+    words = raw.decode("ascii", "replace").split()
+    if not 1 <= len(words) <= 2 or words[0] not in TIERS or words[1:] not in ([], [USE_ONLY]):
+        return DEFAULT, True
+    return words[0], len(words) == 2
 
 
-def set(cfg: Config, name: str, tier: str) -> None:
-    if tier == DEFAULT:
+def get(cfg: Config, name: str) -> str:
+    return read(cfg, name)[0]
+
+
+def use_only(cfg: Config, name: str) -> bool:
+    return read(cfg, name)[1]
+
+
+def set(cfg: Config, name: str, tier: "str | None" = None, use_only: "bool | None" = None) -> None:
+    """Change the tier, the mark or both; what is None keeps its value."""
+    old_tier, old_mark = read(cfg, name)
+    tier = old_tier if tier is None else tier
+    mark = old_mark if use_only is None else use_only
+    if tier == DEFAULT and not mark:
         fsio.remove(_path(cfg, name))
     else:
-        fsio.write_atomic(_path(cfg, name), tier.encode("ascii") + b"\n")
+        fsio.write_atomic(_path(cfg, name), f"{tier}{' ' + USE_ONLY if mark else ''}\n".encode("ascii"))
 
 
 def forget(cfg: Config, name: str) -> None:

@@ -1,0 +1,91 @@
+"""permit(): the proxy's whole policy for one request, decided before anything is sent.
+
+Read top to bottom, it is the checklist: the target is a path of ours (never an absolute URL,
+never CONNECT), its first segment names a route, the method and path are within the route's
+limits and cannot climb out of its base, the route's header carries the route's token, and the
+secret is usable now (its tier, and a grant for anything above open, exactly as for a read).
+Only then is the value read; where it goes is the route's alone (upstream.py).
+"""
+
+import time
+from urllib.parse import unquote
+
+from .. import access, routes
+from ..context import Context
+from ..errors import ClawgateError
+from ..store import NoSuchSecret, open_store
+from .wire import Refusal, Request
+
+
+class Permit:
+    __slots__ = ("route", "value", "path", "tier")
+
+    def __init__(self, route: routes.Route, value: bytes, path: str, tier: str) -> None:
+        self.route = route
+        self.value = value
+        self.path = path  # what the upstream is asked for: the route's base, the rest, the query
+        self.tier = tier
+
+
+def split_target(target: str) -> "tuple[str, str, str]":
+    """(route name, rest of the path, query with its `?`) of an origin-form target."""
+    if not target.startswith("/"):
+        raise Refusal(400, "absolute-form or authority-form targets are refused: send the path only")
+    if "#" in target:
+        raise Refusal(400, "a fragment in the request target is refused")
+    path, mark, query = target.partition("?")
+    name, slash, rest = path[1:].partition("/")
+    return unquote(name), slash + rest, mark + query
+
+
+def check_rest(rest: str) -> str:
+    """The path below the route, refused if it could climb out of the route's base: no `.` or
+    `..` segment (plain or %-encoded), no empty segment (`//`), no encoded `/`, `\\` or NUL."""
+    if not rest:
+        return rest
+    segments = rest[1:].split("/")
+    for number, segment in enumerate(segments):
+        decoded = unquote(segment)
+        last = number == len(segments) - 1
+        if (segment == "" and not last) or decoded in (".", ".."):
+            raise Refusal(400, "path escapes the route (`..`, `.` or `//`)")
+        if any(c in decoded for c in "/\\\0%"):
+            raise Refusal(400, "path holds an encoded `/`, `\\`, NUL or a double %-escape")
+    return rest
+
+
+def permit(ctx: Context, request: Request, now: "float | None" = None) -> Permit:
+    if request.method in ("CONNECT", "TRACE"):
+        raise Refusal(405, f"{request.method} is refused: the proxy is a reverse proxy to fixed upstreams")
+    name, rest, query = split_target(request.target)
+    try:
+        route = routes.load(ctx.cfg, routes.check_name(name))
+    except ClawgateError:  # no such route, a bad name, or a damaged record: the agent learns only "no route"
+        raise Refusal(404, f"no route {name[:64]!r}; the owner lists them with: clawgate route list",
+                      "not_found_error") from None
+    if request.method not in route.methods:
+        raise Refusal(405, f"route {route.name}: method {request.method} is not allowed ({','.join(route.methods)})",
+                      "permission_error")
+    rest = check_rest(rest)
+    prefix = route.path_prefix
+    if prefix and not (rest == prefix or rest.startswith(prefix + "/")):
+        raise Refusal(403, f"route {route.name}: only paths under {prefix}", "permission_error")
+    presented = request.one(route.header.lower())
+    if presented is None or not route.token_matches(presented):
+        raise Refusal(401, f"route {route.name}: missing or wrong proxy token in {route.header} "
+                           f"(get it with: clawgate proxy-token {route.name})", "authentication_error")
+    when = time.time() if now is None else now
+    tier, grant = access.decide(ctx.cfg, route.secret, when)
+    if not access.allowed(tier, grant):
+        message = access.approval_required(ctx, route.secret, tier).message
+        raise Refusal(403, message, "permission_error")
+    try:
+        value = open_store(ctx.cfg).get(route.secret)
+    except NoSuchSecret:
+        raise Refusal(502, f"route {route.name}: its secret is not stored; ask the owner", "api_error") from None
+    return Permit(route, value, (route.base + rest or "/") + query, tier)
+
+
+def still_allowed(ctx: Context, secret: str, now: float) -> bool:
+    """For a stream in flight: a revoke or an expiry cuts it."""
+    return access.allowed(*access.decide(ctx.cfg, secret, now))

@@ -1,0 +1,325 @@
+"""The proxy's server: loopback listeners, who may connect, bounded connections, one exchange.
+
+Each connection gets a thread, within a budget per caller (the agent cannot use up the owner's),
+and every read and wait has a deadline (wire.py, upstream.py), so a slow, silent or endless
+client holds one slot of its own budget for a bounded time. One exchange, in order: read the
+head, permit() it (policy.py), open the upstream, stream the body up, stream the answer back
+scrubbed of every form of the value (redact.py), audit one record.
+"""
+
+import http.client
+import os
+import selectors
+import socket
+import threading
+import time
+import zlib
+
+from .. import context, redact
+from ..config import Config
+from ..context import Caller, Context
+from . import peer, policy, upstream, wire
+
+MAX_BODY = 32 * 1024 * 1024
+CONNECTIONS_PER_CALLER = 64
+GRANT_RECHECK = 1.0  # seconds between checks that a stream's grant still holds
+# Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself: never relayed either way.
+HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection",
+    "host", "content-length", "expect", "accept-encoding",
+))
+_DROP_FROM_UPSTREAM = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+                                 "proxy-connection", "content-length", "content-encoding"))
+
+
+def _is_proxy_header(name: str) -> bool:
+    return name.startswith("proxy-")
+
+
+class Server:
+    def __init__(self, cfg: Config, layout, port: int, hosts: "tuple[str, ...]" = ("127.0.0.1", "::1")) -> None:
+        self.cfg = cfg
+        self.layout = layout
+        self.listeners = [self._listen(host, port) for host in hosts]
+        self.port = self.listeners[0].getsockname()[1]
+        self.check_peer = peer.available()
+        self._open: "dict[int, int]" = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _listen(host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        return sock
+
+    def serve_forever(self) -> None:
+        selector = selectors.DefaultSelector()
+        for listener in self.listeners:
+            selector.register(listener, selectors.EVENT_READ)
+        while True:
+            for key, _events in selector.select():
+                try:
+                    conn, _addr = key.fileobj.accept()  # type: ignore[union-attr]
+                except OSError:  # out of descriptors, or the client gave up: the next accept may work
+                    time.sleep(0.01)
+                    continue
+                self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        caller = self._caller(conn)
+        if caller is None:
+            _refuse_now(conn, 403, "this user may not use the clawgate proxy")
+            return
+        with self._lock:
+            if self._open.get(caller.uid, 0) >= CONNECTIONS_PER_CALLER:
+                busy = True
+            else:
+                busy = False
+                self._open[caller.uid] = self._open.get(caller.uid, 0) + 1
+        if busy:
+            _refuse_now(conn, 503, f"{caller.name} has {CONNECTIONS_PER_CALLER} connections open; close some")
+            return
+        thread = threading.Thread(target=self._connection, args=(conn, caller), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: give the slot back, refuse this one
+            self._release(caller)
+            _refuse_now(conn, 503, "the proxy is busy")
+
+    def _caller(self, conn: socket.socket) -> "Caller | None":
+        """The agent or the owner by the socket's uid (Linux); elsewhere nobody is known, and the
+        caller is taken for the agent: the token still decides, and the agent's rules are the stricter."""
+        if not self.check_peer:
+            return Caller(self.cfg.agent.uid, self.cfg.agent.name, "agent")
+        uid = peer.uid_of(conn)
+        caller = context.known_caller(self.cfg, uid) if uid is not None else None
+        return caller if caller is not None and caller.role in ("agent", "owner") else None
+
+    def _release(self, caller: Caller) -> None:
+        with self._lock:
+            self._open[caller.uid] -= 1
+
+    def _connection(self, conn: socket.socket, caller: Caller) -> None:
+        ctx = Context(self.cfg, caller, self.layout)
+        reader = wire.Reader(conn)
+        try:
+            first = True
+            while True:
+                try:
+                    request = wire.parse_head(reader.head(first))
+                except wire.Closed:
+                    return
+                first = False
+                if not Exchange(ctx, conn, reader, request).run():
+                    return
+        except wire.Refusal as refusal:  # a head we could not read: say why, once, and close
+            _send_quietly(conn, error_response(refusal.status, refusal.reason, refusal.kind))
+            _audit_quietly(ctx, route="-", method="-", path="-", status=refusal.status, result="refused",
+                           cause=refusal.reason)
+        except OSError:
+            pass
+        finally:
+            _close(conn)
+            self._release(caller)
+
+
+class Exchange:
+    """One request and its answer. run() is True when the connection may carry another."""
+
+    def __init__(self, ctx: Context, conn: socket.socket, reader: wire.Reader, request: wire.Request) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.reader = reader
+        self.request = request
+        self.started = time.monotonic()
+        self.sent_up = 0
+        self.sent_down = 0
+        self.status = 0
+        self.route = request.target.lstrip("/").split("/", 1)[0].split("?", 1)[0][:64] or "-"
+        self.path = request.target
+
+    def run(self) -> bool:
+        result, cause = "ok", None
+        try:
+            allowed = policy.permit(self.ctx, self.request)
+            self.route, self.path = allowed.route.name, allowed.path
+            if (self.request.one("expect") or "").lower() == "100-continue":
+                self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif self.request.one("expect") is not None:
+                raise wire.Refusal(417, "only `Expect: 100-continue`")
+            result, cause = self._forward(allowed)
+            return result == "ok" and self.request.keep_alive
+        except wire.Refusal as refusal:
+            result, cause, self.status = "refused", refusal.reason, refusal.status
+            if not self.sent_down:
+                _send_quietly(self.conn, error_response(refusal.status, refusal.reason, refusal.kind))
+            return False
+        except (OSError, http.client.HTTPException) as err:
+            result, cause = "failed", type(err).__name__
+            if not self.sent_down:
+                self.status = 502
+                _send_quietly(self.conn, error_response(502, "the upstream connection failed", "api_error"))
+            return False
+        finally:
+            fields = dict(route=self.route, method=self.request.method, path=self.path, status=self.status,
+                          up=self.sent_up, down=self.sent_down,
+                          ms=int((time.monotonic() - self.started) * 1000), result=result)
+            if cause:
+                fields["cause"] = cause
+            _audit_quietly(self.ctx, **fields)
+
+    def _forward(self, allowed: policy.Permit) -> "tuple[str, str | None]":
+        route = allowed.route
+        request = self.request
+        conn = upstream.connect(route)
+        try:
+            kind, length = wire.framing(request)
+            conn.putrequest(request.method, allowed.path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", route.host_header)
+            dropped = HOP_BY_HOP | {route.header.lower()} | _connection_tokens(request)
+            for name, value in request.headers:
+                if name not in dropped and not _is_proxy_header(name):
+                    conn.putheader(name, value)
+            conn.putheader(route.header, route.inject(allowed.value.decode("latin-1")))
+            conn.putheader("Accept-Encoding", "identity")  # a compressed answer could hide an echo from the scrubber
+            conn.putheader("Connection", "close")
+            if kind == "length":
+                conn.putheader("Content-Length", str(length))
+            elif kind == "chunked":
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for piece in wire.body(self.reader, request, MAX_BODY):
+                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece) if kind == "chunked" else piece)
+                self.sent_up += len(piece)
+            if kind == "chunked":
+                conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+            return self._relay(allowed, response)
+        finally:
+            conn.close()
+
+    def _relay(self, allowed: policy.Permit, response: http.client.HTTPResponse) -> "tuple[str, str | None]":
+        route = allowed.route
+        scrub = redact.Redactor([(route.secret, allowed.value)])
+        self.status = response.status
+        if response.status == 101 or response.status < 200:
+            raise wire.Refusal(502, "the upstream tried to switch protocols", "api_error")
+        encoding = (response.getheader("content-encoding") or "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+            raise wire.Refusal(502, f"the upstream sent a {encoding[:32]!r} body, which the proxy cannot scrub",
+                               "api_error")
+        inflate = zlib.decompressobj(47 if "gzip" in encoding else zlib.MAX_WBITS) if encoding != "identity" else None
+        dropped = _DROP_FROM_UPSTREAM | {name.strip().lower() for value in response.headers.get_all("connection") or ()
+                                         for name in value.split(",")}
+        lines = [f"HTTP/1.1 {response.status} {_scrubbed(route, allowed.value, response.reason)[:128]}"]
+        for name, value in response.getheaders():
+            if name.lower() not in dropped and not _is_proxy_header(name.lower()):
+                lines.append(f"{_printable(name)}: {_scrubbed(route, allowed.value, value)}")
+        bodyless = self.request.method == "HEAD" or response.status in (204, 304)
+        chunked = not bodyless and self.request.version == "HTTP/1.1"
+        if chunked:
+            lines.append("Transfer-Encoding: chunked")
+        elif bodyless:
+            lines.append("Content-Length: 0")
+        if not self.request.keep_alive or not (chunked or bodyless):
+            lines.append("Connection: close")
+        self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), framed=False)
+        if bodyless:
+            return "ok", None
+        checked = time.monotonic()
+        while True:
+            data = response.read1(wire.READ_SIZE) if hasattr(response, "read1") else response.read(wire.READ_SIZE)
+            if not data:
+                break
+            for piece in _inflated(inflate, data):
+                self._send(scrub.feed(piece), framed=chunked)
+            if allowed.tier != "open" and time.monotonic() - checked >= GRANT_RECHECK:
+                checked = time.monotonic()
+                if not policy.still_allowed(self.ctx, route.secret, time.time()):
+                    return "cut", "the grant ended during the stream"
+        tail = scrub.feed(inflate.flush()) if inflate is not None else b""
+        self._send(tail + scrub.finish(), framed=chunked)
+        if chunked:
+            self.conn.sendall(b"0\r\n\r\n")
+        return "ok", None
+
+    def _send(self, data: bytes, framed: bool) -> None:
+        if not data:
+            return
+        self.conn.settimeout(wire.IDLE * 4)  # a client that stops reading releases its slot
+        self.conn.sendall(b"%x\r\n%s\r\n" % (len(data), data) if framed else data)
+        self.sent_down += len(data)
+
+
+def _inflated(inflate: "zlib._Decompress | None", data: bytes):
+    """The body as sent, in bounded pieces: a small compressed body may inflate a thousandfold."""
+    if inflate is None:
+        yield data
+        return
+    piece = inflate.decompress(data, wire.READ_SIZE)
+    while piece:
+        yield piece
+        piece = inflate.decompress(inflate.unconsumed_tail, wire.READ_SIZE) if inflate.unconsumed_tail else b""
+
+
+def _connection_tokens(request: wire.Request) -> "set[str]":
+    return {token.strip().lower() for value in request.all("connection") for token in value.split(",")}
+
+
+def _printable(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else " " for c in text)
+
+
+def _scrubbed(route, value: bytes, text: str) -> str:
+    """A header value or reason phrase from the upstream, with every form of the value redacted
+    and nothing that could end the line."""
+    scrub = redact.Redactor([(route.secret, value)])
+    raw = text.encode("latin-1", "replace")
+    return _printable((scrub.feed(raw) + scrub.finish()).decode("latin-1"))
+
+
+def error_response(status: int, reason: str, kind: str) -> bytes:
+    """A refusal an LLM client shows: the shape both OpenAI's and Anthropic's SDKs read."""
+    import json
+
+    body = json.dumps({"type": "error", "error": {"type": kind, "message": f"clawgate proxy: {reason}"}}).encode()
+    phrase = http.client.responses.get(status, "Error")
+    head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def _refuse_now(conn: socket.socket, status: int, reason: str) -> None:
+    """From the accept loop: never wait on this client."""
+    conn.setblocking(False)
+    _send_quietly(conn, error_response(status, reason, "permission_error" if status == 403 else "overloaded_error"))
+    _close(conn)
+
+
+def _send_quietly(conn: socket.socket, data: bytes) -> None:
+    try:
+        conn.sendall(data)
+    except OSError:
+        pass
+
+
+def _close(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    conn.close()
+
+
+def _audit_quietly(ctx: Context, **fields: object) -> None:
+    """Every use is one record; a record that cannot be written is said on stderr (the journal),
+    never a reason to stop serving the other connections."""
+    try:
+        ctx.audit("proxy", **fields)
+    except Exception as err:  # noqa: BLE001
+        os.write(2, f"clawgate proxy: audit record not written ({type(err).__name__})\n".encode())

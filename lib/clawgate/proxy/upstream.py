@@ -1,0 +1,93 @@
+"""Where a secret may go: the route's host and port, over TLS verified for that host, to an
+address the route allows.
+
+The host is resolved here, every address is checked, and the connection goes to the address
+that was checked (never a second lookup a rebinding DNS server could answer differently).
+Loopback and private addresses need the route's --allow-private; link-local (cloud metadata
+lives at 169.254.169.254 and fd00:ec2::254's kin), multicast, unspecified and reserved ones are
+never used. SNI and the certificate's name are the route's host, whatever the agent sent.
+"""
+
+import hashlib
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+
+from ..routes import Route
+from .wire import Refusal
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 300.0  # a model may think for minutes before its first byte
+_METADATA = (ipaddress.ip_network("fd00:ec2::/32"),)  # AWS's IPv6 metadata service (ULA, so "private")
+
+
+def address_refused(address: "ipaddress.IPv4Address | ipaddress.IPv6Address", allow_private: bool) -> "str | None":
+    """Why the proxy will not send a secret to `address`, or None."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_link_local or any(address in net for net in _METADATA):
+        return "a link-local or metadata address"
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        return "a multicast, unspecified or reserved address"
+    if (address.is_loopback or address.is_private) and not allow_private:
+        return "a loopback or private address (the route does not allow one: --allow-private)"
+    if not address.is_global and not (address.is_loopback or address.is_private):
+        return "an address that is not globally routable"
+    return None
+
+
+def resolve(route: Route) -> "tuple[int, str]":
+    """(family, address) to connect to: the first the route's host resolves to, all of them
+    checked. Refusal (502) if the host does not resolve or any address is refused."""
+    try:
+        found = socket.getaddrinfo(route.host, route.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as err:
+        raise Refusal(502, f"upstream host {route.host} does not resolve ({err})", "upstream_error") from None
+    for _family, _type, _proto, _name, sockaddr in found:
+        why = address_refused(ipaddress.ip_address(sockaddr[0].split("%", 1)[0]), route.allow_private)
+        if why is not None:
+            raise Refusal(403, f"route {route.name}: {route.host} resolves to {why}; refused", "permission_error")
+    family, _type, _proto, _name, sockaddr = found[0]
+    return family, sockaddr[0]
+
+
+_contexts: "dict[str, ssl.SSLContext]" = {}
+_contexts_lock = threading.Lock()
+
+
+def tls_context(ca: "str | None") -> ssl.SSLContext:
+    """One verifying context per CA (loading the system store costs milliseconds: done once)."""
+    key = hashlib.sha256(ca.encode()).hexdigest() if ca else ""
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.check_hostname = True
+            context.verify_mode = ssl.CERT_REQUIRED
+            _contexts[key] = context
+        return context
+
+
+def connect(route: Route) -> http.client.HTTPConnection:
+    """An HTTP connection to the route's upstream, TLS verified for the route's host."""
+    family, address = resolve(route)
+    try:
+        raw = socket.socket(family, socket.SOCK_STREAM)
+        raw.settimeout(CONNECT_TIMEOUT)
+        try:
+            raw.connect((address, route.port))
+            tls = tls_context(route.ca).wrap_socket(raw, server_hostname=route.host)
+        except BaseException:
+            raw.close()
+            raise
+    except ssl.SSLCertVerificationError as err:
+        raise Refusal(502, f"route {route.name}: upstream TLS not trusted ({err.verify_message})", "upstream_error") from None
+    except (OSError, ssl.SSLError) as err:
+        raise Refusal(502, f"route {route.name}: cannot reach the upstream ({type(err).__name__})", "upstream_error") from None
+    tls.settimeout(READ_TIMEOUT)
+    conn = http.client.HTTPConnection(route.host, route.port, timeout=READ_TIMEOUT)
+    conn.sock = tls  # http.client sends over this socket and never connects again by name
+    return conn
