@@ -54,7 +54,9 @@ usage: install.sh [options]
   --migrate-from DIR      move an existing ~/.openclaw into the agent's home and link it back
   --gateway-command CMD   what the service runs as the agent (default: `openclaw gateway`, if found)
   --service-dir DIR       where the unit or plist goes (default: /etc/systemd/system, /Library/LaunchDaemons)
-  --no-service            install no service
+  --no-service            install no service for the gateway
+  --no-proxy              install no agent-blind proxy service
+  --proxy-port PORT       the proxy's loopback port (default: 8217)
   --dry-run               print every action; change nothing
   --target-os darwin|linux  with --dry-run: show the plan for that OS
   --uninstall             remove what install added (keeps state and the agent user)
@@ -130,7 +132,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P) || abort "cannot find the s
 
 OWNER='' AGENT=openclaw AGENT_HOME='' PREFIX=/usr/local STATE_DIR='' STORE=''
 PYTHON=/usr/bin/python3 MIGRATE_FROM='' GATEWAY_COMMAND='' GATEWAY_EXPLICIT=0 SERVICE_DIR=''
-NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS=''
+NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS='' PROXY_OFF=0 PROXY_PORT=8217
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || abort "$1 needs a value" "$EX_USAGE"; }
 while [[ $# -gt 0 ]]; do
@@ -147,6 +149,8 @@ while [[ $# -gt 0 ]]; do
     --service-dir) need_value "$@"; SERVICE_DIR=$2; shift ;;
     --target-os) need_value "$@"; TARGET_OS=$2; shift ;;
     --no-service) NO_SERVICE=1 ;;
+    --no-proxy) PROXY_OFF=1 ;;
+    --proxy-port) need_value "$@"; PROXY_PORT=$2; shift ;;
     --dry-run) DRY_RUN=1 ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
@@ -172,15 +176,18 @@ if [[ $TARGET_OS == darwin ]]; then
   : "${STATE_DIR:=/var/db/clawgate}" "${STORE:=keychain}" "${SERVICE_DIR:=/Library/LaunchDaemons}"
   SERVICE_MANAGER=launchd SERVICE_NAME=ai.openclaw.gateway # the launchd label
   SERVICE_FILE_NAME=$SERVICE_NAME.plist SERVICE_TEMPLATE=launchd/$SERVICE_NAME.plist
+  PROXY_NAME=ai.clawgate.proxy PROXY_FILE_NAME=ai.clawgate.proxy.plist PROXY_TEMPLATE=launchd/ai.clawgate.proxy.plist
   AGENT_SHELL=/bin/zsh
 else
   ROOT_GROUP=root
   : "${STATE_DIR:=/var/lib/clawgate}" "${STORE:=file}" "${SERVICE_DIR:=/etc/systemd/system}"
   SERVICE_MANAGER=systemd SERVICE_NAME=openclaw-gateway.service
   SERVICE_FILE_NAME=$SERVICE_NAME SERVICE_TEMPLATE=systemd/$SERVICE_NAME
+  PROXY_NAME=clawgate-proxy.service PROXY_FILE_NAME=clawgate-proxy.service PROXY_TEMPLATE=systemd/clawgate-proxy.service
   AGENT_SHELL=/bin/bash
 fi
 case $STORE in file | keychain) ;; *) abort "--store must be file or keychain" "$EX_USAGE" ;; esac
+[[ $PROXY_PORT =~ ^[1-9][0-9]{0,4}$ && $PROXY_PORT -le 65535 ]] || abort "--proxy-port must be a number from 1 to 65535" "$EX_USAGE"
 
 # Names and paths end up in sudoers, the config and the unit: allow only what needs no quoting.
 check_name() {
@@ -272,6 +279,7 @@ FRONT_DOOR=$BINDIR/clawgate
 SUDOERS_DIR=/etc/sudoers.d
 SUDOERS_FILE=$SUDOERS_DIR/clawgate-$AGENT
 SERVICE_FILE=$SERVICE_DIR/$SERVICE_FILE_NAME
+PROXY_FILE=$SERVICE_DIR/$PROXY_FILE_NAME
 
 # stat_of PATH: "type owner group mode" or "missing" (on a foreign plan everything is missing).
 # Read from `ls -ld`, the same on macOS and Linux, at a fraction of an interpreter start.
@@ -444,7 +452,7 @@ uninstall() {
   # written, listing only what install.sh makes, is acted on.
   refuse_writable "$MANIFEST" "$MANIFEST"
   local problems
-  problems=$(helper manifest "$MANIFEST" "$PREFIX" "$SERVICE_FILE_NAME") \
+  problems=$(helper manifest "$MANIFEST" "$PREFIX" "$SERVICE_FILE_NAME" "$PROXY_FILE_NAME") \
     || abort "$MANIFEST: not removing anything: $(printf '%s' "$problems" | paste -sd ';' -)" "$EX_UNSAFE"
   local owner agent
   owner=$(manifest_lines owner | head -1)
@@ -552,7 +560,7 @@ stop_service() {
   local path=$1
   [[ -e $path ]] || return 0
   if [[ $path == *.plist ]]; then
-    [[ $HOST_OS == darwin ]] && change "stop $SERVICE_NAME" launchctl bootout "system/$SERVICE_NAME"
+    [[ $HOST_OS == darwin ]] && change "stop $(basename "$path" .plist)" launchctl bootout "system/$(basename "$path" .plist)"
   elif [[ -d /run/systemd/system && $(dirname "$path") == /etc/systemd/system ]]; then
     change "stop and disable $(basename "$path")" systemctl disable --now "$(basename "$path")"
   fi
@@ -627,7 +635,7 @@ if [[ $FOREIGN == 0 ]]; then
   for below_prefix in "$LIBEXEC" "$ETCDIR" "$BINDIR"; do refuse_writable "--prefix" "$below_prefix"; done
   refuse_writable "--state-dir" "$(dirname "$STATE_DIR")" "$OWNER"
   refuse_writable "--agent-home" "$(dirname "$AGENT_HOME")"
-  [[ $NO_SERVICE == 1 ]] || refuse_writable "--service-dir" "$SERVICE_DIR"
+  [[ $NO_SERVICE == 1 && $PROXY_OFF == 1 ]] || refuse_writable "--service-dir" "$SERVICE_DIR"
   [[ ! -e $STATE_DIR || -d $STATE_DIR ]] || abort "$STATE_DIR: exists and is not a directory" "$EX_UNSAFE"
   # The home is handed to the agent: only one made now, or one that is the agent's already.
   home_info=$(stat_of "$AGENT_HOME")
@@ -698,7 +706,8 @@ fi
 SUDOERS_ALIAS=CLAWGATE_$(printf '%s' "$AGENT" | od -An -tx1 | tr -d ' \n' | tr abcdef ABCDEF)
 fill() { # TEMPLATE: the values sudoers and the front door are made of
   sed -e "s|@OWNER@|$OWNER|g" -e "s|@AGENT@|$AGENT|g" -e "s|@LIBEXEC@|$LIBEXEC|g" -e "s|@ALIAS@|$SUDOERS_ALIAS|g" \
-    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" -e "s|@AGENT_HOME@|$AGENT_HOME|g" -e "s|@STATE_DIR@|$STATE_DIR|g" "$1"
+    -e "s|@RESOLVE_LAUNCHER@|$RESOLVE_LAUNCHER|g" -e "s|@AGENT_HOME@|$AGENT_HOME|g" -e "s|@STATE_DIR@|$STATE_DIR|g" \
+    -e "s|@PROXY_PORT@|$PROXY_PORT|g" "$1"
 }
 # OpenClaw runs an exec provider only if the gateway's own user owns it (not a symlink, not group- or
 # world-writable): the agent's launcher, which asks sudo for the broker as any agent process can.
@@ -707,6 +716,7 @@ SKILL_FILE=$AGENT_HOME/.agents/skills/clawgate/SKILL.md
 mkdir -p "$STAGE/code/lib" "$STAGE/templates"
 fill "$SRC/sudoers/clawgate.sudoers" >"$STAGE/sudoers"
 fill "$SRC/bin/clawgate" >"$STAGE/clawgate"
+[[ $PROXY_OFF == 1 ]] || fill "$SRC/$PROXY_TEMPLATE" | sed -e "s|@OWNER_GROUP@|$OWNER_GROUP|g" >"$STAGE/proxy-service"
 printf '#!/bin/sh\n# %s\n# %s\nexec /usr/bin/sudo -n -u %s %s/broker resolve\n' \
   "clawgate: OpenClaw's exec SecretRef provider for $AGENT, written by install.sh as $AGENT." \
   "No privilege here: sudo's exact rule and the broker decide; rerun install.sh to change it." \
@@ -750,6 +760,10 @@ done <"$STAGE/libfiles"
   echo "[service]"
   echo "manager = $SERVICE"
   [[ $SERVICE == none ]] || echo "path = $SERVICE_FILE"
+  echo
+  echo "[proxy]"
+  echo "port = $PROXY_PORT"
+  echo "service = $([[ $PROXY_OFF == 1 ]] && echo none || echo "$PROXY_FILE")"
 } >"$STAGE/clawgate.conf"
 
 if [[ $FOREIGN == 0 ]] || command -v visudo >/dev/null; then
@@ -771,6 +785,11 @@ if [[ $SERVICE == none ]]; then
 else
   row "service (as the agent)" "$SERVICE_FILE ($SERVICE_MANAGER) running: $GATEWAY_COMMAND"
 fi
+if [[ $PROXY_OFF == 1 ]]; then
+  row "proxy" "none (--no-proxy)"
+else
+  row "proxy (as the owner, loopback only)" "$PROXY_FILE, http://127.0.0.1:$PROXY_PORT/ROUTE/"
+fi
 [[ -z $MIGRATE_FROM ]] || row "migrate" "$MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
 
 if [[ $DRY_RUN == 1 ]]; then
@@ -782,6 +801,7 @@ if [[ $DRY_RUN == 1 ]]; then
   show "$SUDOERS_FILE" "$STAGE/sudoers"
   show "$CONF" "$STAGE/clawgate.conf"
   [[ $SERVICE == none ]] || show "$SERVICE_FILE" "$STAGE/service"
+  [[ $PROXY_OFF == 1 ]] || show "$PROXY_FILE" "$STAGE/proxy-service"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -1052,6 +1072,39 @@ if [[ $SERVICE != none ]]; then
   elif [[ $DRY_RUN == 0 ]]; then
     say "($SERVICE_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started)"
   fi
+fi
+
+# 8. The agent-blind proxy, as the owner. Restarted whenever this run changed anything: its code may have.
+proxy_running() {
+  if [[ $SERVICE_MANAGER == launchd ]]; then
+    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$PROXY_NAME" >/dev/null 2>&1
+  else
+    systemctl is-active --quiet "$PROXY_NAME" 2>/dev/null
+  fi
+}
+start_proxy() {
+  if [[ $SERVICE_MANAGER == launchd ]]; then
+    bash "$SRC/launchd/load-job" "$PROXY_NAME" "$PROXY_FILE"
+  else
+    systemctl daemon-reload && systemctl enable "$PROXY_NAME" && systemctl restart "$PROXY_NAME"
+  fi
+}
+if [[ $PROXY_OFF == 0 ]]; then
+  ensure_root_dir "$SERVICE_DIR"
+  ensure_file "$STAGE/proxy-service" "$PROXY_FILE" root "$ROOT_GROUP" 0644
+  record "service $PROXY_FILE"
+  if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
+    change "load it: launchctl bootstrap system $PROXY_FILE" true
+    bash "$SRC/launchd/load-job" --dry-run "$PROXY_NAME" "$PROXY_FILE"
+  elif can_manage_service; then
+    if [[ $CHANGES != 0 ]] || ! proxy_running; then
+      change "start $PROXY_NAME" start_proxy
+    fi
+  elif [[ $DRY_RUN == 0 ]]; then
+    say "($PROXY_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started)"
+  fi
+elif [[ -e $PROXY_FILE ]] && manifest_lines service | grep -qxF "$PROXY_FILE"; then
+  stop_service "$PROXY_FILE" # --no-proxy on a rerun: the proxy an earlier run installed goes
 fi
 flush_manifest
 

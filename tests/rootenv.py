@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from installtree import REPO, Tree, python_for_install
+from proxykit import free_port, start as start_proxy_process, stop as stop_proxy_process
 from clawgate import totp
 
 INSTALL = REPO / "install.sh"
@@ -76,6 +77,9 @@ class RootEnv:
         self.config_path = self.prefix / "etc" / "clawgate" / "clawgate.conf"
         self.sudoers = SUDOERS_DIR / f"clawgate-{self.agent_name}"
         self.service = service
+        self.proxy_port = free_port()
+        self.proxy_unit = self.service_dir / "clawgate-proxy.service"
+        self.proxy_process: Optional[subprocess.Popen] = None
         self.extra_args = list(install_args)
         self.seed: Optional[totp.Params] = None
         self.last_step = -1
@@ -95,8 +99,9 @@ class RootEnv:
         argv = ["bash", str(INSTALL), "--owner", self.owner_name, "--agent-user", self.agent_name,
                 "--prefix", str(self.prefix), "--state-dir", str(self.state), "--agent-home", str(self.agent_home),
                 "--python", python_for_install(), "--yes"]
+        argv += ["--service-dir", str(self.service_dir), "--proxy-port", str(self.proxy_port)]
         if self.service:
-            argv += ["--gateway-command", "/bin/sleep infinity", "--service-dir", str(self.service_dir)]
+            argv += ["--gateway-command", "/bin/sleep infinity"]
         else:
             argv += ["--no-service"]
         return argv + self.extra_args + list(extra)
@@ -145,8 +150,24 @@ class RootEnv:
         result = self.owner("secrets", "set", name, "--raw", "--force", *(["--tier", tier] if tier else []), input=value)
         assert result.returncode == 0, result.stderr
 
+    # -- the proxy, as its unit runs it ---------------------------------------------------------
+    def start_proxy(self) -> subprocess.Popen:
+        """The installed unit's ExecStart as its User=, with the empty environment systemd gives
+        (no systemd runs here; the unit's sandboxing is checked apart, by systemd-analyze)."""
+        unit = dict(line.split("=", 1) for line in self.proxy_unit.read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        self.proxy_process = start_proxy_process([RUNUSER, "-u", unit["User"], "--", *unit["ExecStart"].split()],
+                                                 self.proxy_port)
+        return self.proxy_process
+
+    def stop_proxy(self) -> None:
+        if self.proxy_process is not None:
+            stop_proxy_process(self.proxy_process)
+            self.proxy_process = None
+
     # -- teardown -----------------------------------------------------------------------------
     def close(self) -> None:
+        self.stop_proxy()
         if (self.prefix / "etc" / "clawgate" / "install.manifest").exists():
             self.uninstall(purge=True)
         for name in (self.agent_name, self.owner_name):

@@ -117,7 +117,7 @@ def shared_files(prefix: str) -> "List[Tuple[str, str]]":
             ("completion/_clawgate", f"{share}/zsh/site-functions/_clawgate")]
 
 
-def manifest_problems(text: str, prefix: str, service_name: str) -> "List[str]":
+def manifest_problems(text: str, prefix: str, *service_names: str) -> "List[str]":
     """Every line of an install manifest that names something install.sh could not have made."""
     entries: "Dict[str, List[str]]" = {}
     for line in filter(None, text.splitlines()):
@@ -137,7 +137,7 @@ def manifest_problems(text: str, prefix: str, service_name: str) -> "List[str]":
     bad += [f"sudoers {path}" for path in entries.get("sudoers", [])
             if path not in {f"/etc/sudoers.d/clawgate-{agent}" for agent in agents}]
     bad += [f"service {path}" for path in entries.get("service", [])
-            if not plain_path(path) or os.path.basename(path) != service_name]
+            if not plain_path(path) or os.path.basename(path) not in service_names]
     homes = entries.get("home", [])
     for kind in ("state", "home"):
         bad += [f"{kind} {path}" for path in entries.get(kind, [])
@@ -237,9 +237,9 @@ def cmd_ordinary_dir(path: str) -> int:
     return 1 if is_system_dir(path) else 0
 
 
-def cmd_manifest(manifest: str, prefix: str, service_name: str) -> int:
+def cmd_manifest(manifest: str, prefix: str, *service_names: str) -> int:
     with open(manifest, encoding="utf-8", errors="replace") as handle:
-        bad = manifest_problems(handle.read(), prefix, service_name)
+        bad = manifest_problems(handle.read(), prefix, *service_names)
     for line in bad:
         print(f"{line!r} is not something install.sh makes")
     return 1 if bad else 0

@@ -18,13 +18,14 @@ from .wire import Refusal, Request
 
 
 class Permit:
-    __slots__ = ("route", "value", "path", "tier")
+    __slots__ = ("route", "value", "path", "tier", "token_header")
 
-    def __init__(self, route: routes.Route, value: bytes, path: str, tier: str) -> None:
+    def __init__(self, route: routes.Route, value: bytes, path: str, tier: str, token_header: str) -> None:
         self.route = route
         self.value = value
         self.path = path  # what the upstream is asked for: the route's base, the rest, the query
         self.tier = tier
+        self.token_header = token_header  # where the token came: never relayed upstream
 
 
 def split_target(target: str) -> "tuple[str, str, str]":
@@ -70,8 +71,8 @@ def permit(ctx: Context, request: Request, now: "float | None" = None) -> Permit
     prefix = route.path_prefix
     if prefix and not (rest == prefix or rest.startswith(prefix + "/")):
         raise Refusal(403, f"route {route.name}: only paths under {prefix}", "permission_error")
-    presented = request.one(route.header.lower())
-    if presented is None or not route.token_matches(presented):
+    token_header = presented_token(request, route)
+    if token_header is None:
         raise Refusal(401, f"route {route.name}: missing or wrong proxy token in {route.header} "
                            f"(get it with: clawgate proxy-token {route.name})", "authentication_error")
     when = time.time() if now is None else now
@@ -83,7 +84,22 @@ def permit(ctx: Context, request: Request, now: "float | None" = None) -> Permit
         value = open_store(ctx.cfg).get(route.secret)
     except NoSuchSecret:
         raise Refusal(502, f"route {route.name}: its secret is not stored; ask the owner", "api_error") from None
-    return Permit(route, value, (route.base + rest or "/") + query, tier)
+    return Permit(route, value, (route.base + rest or "/") + query, tier, token_header)
+
+
+def presented_token(request: Request, route: routes.Route) -> "str | None":
+    """The header that carries the route's token: the route's own, framed as the secret would be,
+    or `Authorization: Bearer TOKEN`, where most SDKs put an API key whatever the API reads
+    (Anthropic's Python SDK among them). None if neither does."""
+    own = route.header.lower()
+    presented = request.one(own)
+    if presented is not None and route.token_matches(presented):
+        return own
+    if own != "authorization":
+        bearer = request.one("authorization") or ""
+        if bearer[:7].lower() == "bearer " and route.token_matches_bare(bearer[7:].strip()):
+            return "authorization"
+    return None
 
 
 def still_allowed(ctx: Context, secret: str, now: float) -> bool:

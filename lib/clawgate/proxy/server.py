@@ -181,7 +181,7 @@ class Exchange:
             kind, length = wire.framing(request)
             conn.putrequest(request.method, allowed.path, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", route.host_header)
-            dropped = HOP_BY_HOP | {route.header.lower()} | _connection_tokens(request)
+            dropped = HOP_BY_HOP | {route.header.lower(), allowed.token_header} | _connection_tokens(request)
             for name, value in request.headers:
                 if name not in dropped and not _is_proxy_header(name):
                     conn.putheader(name, value)

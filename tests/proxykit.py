@@ -1,0 +1,125 @@
+"""Shared pieces of the proxy's tests: a free port, the proxy process, raw HTTP on a socket."""
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(port: int, process: Optional[subprocess.Popen] = None, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the proxy exited ({process.returncode}): {process.stderr.read() if process.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def start(argv: Sequence[str], port: int, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env or {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/")
+    wait_listening(port, process)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def raw(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 10) -> bytes:
+    """Send `data` as is and read until the proxy closes (or the timeout)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks: List[bytes] = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.") else 0
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def readable_by_all(path: Path) -> bool:
+    """Whether another user can read `path`: every directory up to / searchable by others."""
+    import os
+    import stat
+
+    path = path.resolve()
+    for part in [path, *path.parents]:
+        mode = os.stat(part).st_mode
+        if not mode & stat.S_IXOTH or (part == path and not mode & stat.S_IROTH):
+            return False
+    return True
+
+
+def client_site(packages: Sequence[str], scratch: Path) -> str:
+    """A directory another user's /usr/bin/python3 can import `packages` (and what they need) from:
+    this interpreter's site-packages when others can read it, else a copy of just those
+    distributions (a checkout under /root, or a home that is 0750)."""
+    import importlib.metadata as metadata
+    import re
+    import shutil
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    if readable_by_all(site):
+        return str(site)
+    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.chmod(0o755)
+    todo, seen = list(packages), set()
+    while todo:
+        name = re.split(r"[ ;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional extra's package that is not installed
+        todo += [req for req in dist.requires or () if "extra ==" not in req]
+        for file in dist.files or ():
+            source = Path(dist.locate_file(file))
+            target = scratch / file
+            if source.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+    for path in [scratch, *scratch.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return str(scratch)

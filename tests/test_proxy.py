@@ -1,0 +1,391 @@
+"""The agent-blind proxy on a staged install (invariants 15 and 16), against a real loopback HTTPS
+provider. One provider and one proxy for the module; each test attacks one defence and fails
+if that defence is removed. The real users, the real sudo and the real SDKs are in
+test_proxy_root.py."""
+
+import base64
+import json
+import socket
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+from installtree import Tree
+from provider import Provider
+import proxykit
+
+KEY = b"sk-live-REALKEY-0123456789abcdef"
+OTHER_KEY = b"ghp_OTHERKEY0123456789"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proxy")
+    provider = Provider(root)
+    port = proxykit.free_port()
+    (root / "tree").mkdir()
+    tree = Tree(root / "tree", extra_config=f"[proxy]\nport = {port}\n")
+    tree.enroll_seed()
+    tree.set_secret("openai/key", KEY, tier="open")
+    tree.set_secret("gh/token", OTHER_KEY, tier="restricted")
+    assert tree.run("secrets", "use-only", "openai/key").returncode == 0
+    upstream = f"https://localhost:{provider.port}/v1"
+    for name, secret, inject, extra in (
+        ("p", "openai/key", "Authorization: Bearer {secret}", []),
+        ("a", "openai/key", "x-api-key: {secret}", ["--methods", "POST"]),
+        ("r", "gh/token", "Authorization: token {secret}", ["--path-prefix", "/repos"]),
+    ):
+        result = tree.run("route", "add", name, "--upstream", upstream, "--secret", secret, "--inject", inject,
+                          "--ca", str(provider.ca_path), "--allow-private", *extra)
+        assert result.returncode == 0, result.stderr
+    process = proxykit.start([str(tree.libexec / "proxy")], port)
+    yield tree, provider, port, process
+    proxykit.stop(process)
+    provider.close()
+
+
+def token(tree: Tree, route: str) -> str:
+    result = tree.as_agent("broker", "proxy-token", route)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+def request(port: int, method: str, path: str, headers=None, body: bytes = b"", host: str = "127.0.0.1"):
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=20)
+    conn.request(method, path, body=body or None, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def bearer(tree, route="p"):
+    return {"Authorization": f"Bearer {token(tree, route)}"}
+
+
+# -- what goes up: the real key, to the route's host only ------------------------------------------
+
+def test_the_upstream_receives_the_real_key_and_the_client_the_answer(world):
+    tree, provider, port, _ = world
+    status, _, body = request(port, "POST", "/p/chat/completions", bearer(tree), b'{"model": "m"}')
+    assert status == 200 and b"Hello from the provider" in body
+    seen = provider.last()
+    assert seen.headers["authorization"] == "Bearer " + KEY.decode()
+    assert seen.path == "/v1/chat/completions"
+
+
+def test_host_and_sni_come_from_the_route_never_from_the_request(world):
+    tree, provider, port, _ = world
+    status, _, _ = request(port, "GET", "/p/models", {**bearer(tree), "Host": "evil.example"})
+    assert status == 200
+    assert provider.last().headers["host"] == f"localhost:{provider.port}"
+    assert provider.last().sni == "localhost"
+
+
+@pytest.mark.parametrize("target", [
+    "http://evil.example/p/models",  # absolute-form: the fly.io tokenizer's bypass
+    "evil.example:443",  # authority-form
+    "*",
+])
+def test_a_target_that_is_not_a_path_is_refused(world, target):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    reply = proxykit.raw(port, f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n\r\n".encode())
+    assert proxykit.status_of(reply) == 400
+    assert len(provider.seen) == before
+
+
+def test_connect_is_refused(world):
+    tree, provider, port, _ = world
+    reply = proxykit.raw(port, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n")
+    assert proxykit.status_of(reply) in (400, 405)
+
+
+@pytest.mark.parametrize("path", ["/p/../r/repos", "/p/%2e%2e/x", "/p/%2E%2e/x", "/p//etc", "/p/a%2fb",
+                                  "/p/./x", "/p/a%252e%252e/x", "/p/a%5cb"])
+def test_a_path_that_could_leave_the_routes_base_is_refused(world, path):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    reply = proxykit.raw(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n\r\n".encode())
+    assert proxykit.status_of(reply) == 400, reply
+    assert len(provider.seen) == before
+
+
+def test_methods_and_path_prefix_outside_the_route_are_refused(world):
+    tree, provider, port, _ = world
+    a = {"x-api-key": token(tree, "a")}
+    assert request(port, "GET", "/a/models", a)[0] == 405
+    assert request(port, "POST", "/a/messages", a, b"{}")[0] == 200
+    assert request(port, "TRACE", "/p/models", bearer(tree))[0] == 405
+
+
+def test_a_redirect_is_passed_back_never_followed(world):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    status, headers, _ = request(port, "GET", "/p/redirect", bearer(tree))
+    assert status == 302 and headers["Location"] == "https://evil.invalid/steal"
+    assert len(provider.seen) == before + 1
+
+
+def test_a_route_to_plain_http_cannot_be_added(world):
+    tree = world[0]
+    result = tree.run("route", "add", "plain", "--upstream", "http://localhost:80", "--secret", "openai/key",
+                      "--inject", "Authorization: Bearer {secret}")
+    assert result.returncode == 2 and b"https://" in result.stderr
+
+
+def test_a_private_address_needs_the_routes_allow_private(world):
+    tree, provider, port, _ = world
+    result = tree.run("route", "add", "priv", "--upstream", f"https://127.0.0.1:{provider.port}", "--secret",
+                      "openai/key", "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path))
+    assert result.returncode == 0, result.stderr
+    before = len(provider.seen)
+    status, _, body = request(port, "GET", "/priv/models", {"Authorization": f"Bearer {token(tree, 'priv')}"})
+    assert status == 403 and b"loopback or private" in body
+    assert len(provider.seen) == before
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "[fd00:ec2::254]", "0.0.0.0"])
+def test_link_local_metadata_and_unspecified_are_refused_even_with_allow_private(world, host):
+    tree, provider, port, _ = world
+    name = "meta" + str(abs(hash(host)) % 1000)
+    result = tree.run("route", "add", name, "--upstream", f"https://{host}", "--secret", "openai/key",
+                      "--inject", "Authorization: Bearer {secret}", "--allow-private")
+    assert result.returncode == 0, result.stderr
+    status, _, body = request(port, "GET", f"/{name}/latest", {"Authorization": f"Bearer {token(tree, name)}"})
+    assert status == 403, body
+
+
+def test_a_certificate_for_another_name_is_refused(world):
+    tree, provider, port, _ = world
+    result = tree.run("route", "add", "badname", "--upstream", f"https://localhost:{provider.port}",
+                      "--secret", "openai/key", "--inject", "Authorization: Bearer {secret}", "--allow-private")
+    assert result.returncode == 0  # the system store does not know the provider's CA
+    before = len(provider.seen)
+    status, _, body = request(port, "GET", "/badname/models", {"Authorization": f"Bearer {token(tree, 'badname')}"})
+    assert status == 502 and b"TLS" in body
+    assert len(provider.seen) == before
+
+
+# -- smuggling: what two parsers could read two ways is refused --------------------------------------
+
+@pytest.mark.parametrize("head", [
+    "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    "Content-Length: 5\r\nContent-Length: 6\r\n",
+    "Transfer-Encoding: gzip, chunked\r\n",
+    "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+    "X-Folded: a\r\n b\r\n",
+    "Content-Length : 5\r\n",
+    "Content-Length: +5\r\n",
+])
+def test_ambiguous_framing_is_refused(world, head):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    data = (f"POST /p/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n"
+            f"{head}\r\nhello").encode()
+    assert proxykit.status_of(proxykit.raw(port, data)) == 400
+    assert len(provider.seen) == before
+
+
+def test_a_bare_lf_in_the_head_is_refused(world):
+    tree, provider, port, _ = world
+    data = f"GET /p/models HTTP/1.1\r\nHost: x\nAuthorization: Bearer {token(tree, 'p')}\r\n\r\n".encode()
+    assert proxykit.status_of(proxykit.raw(port, data)) == 400
+
+
+def test_a_chunked_body_is_relayed_whole(world):
+    tree, provider, port, _ = world
+    data = (f"POST /p/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").encode()
+    assert proxykit.status_of(proxykit.raw(port, data)) == 200
+    assert provider.last().body == b"hello world"
+
+
+def test_hop_by_hop_and_proxy_headers_are_stripped(world):
+    tree, provider, port, _ = world
+    request(port, "GET", "/p/models", {**bearer(tree), "Proxy-Authorization": "x", "Keep-Alive": "1",
+                                        "Connection": "X-Drop-Me", "X-Drop-Me": "1", "X-Keep": "2"})
+    seen = provider.last().headers
+    assert "proxy-authorization" not in seen and "keep-alive" not in seen and "x-drop-me" not in seen
+    assert seen["x-keep"] == "2"
+
+
+# -- what comes back: scrubbed ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["plain", "b64", "basic", "url", "gzip", "slow"])
+def test_an_echoing_upstream_hands_back_only_redacted_forms(world, encoding):
+    tree, provider, port, _ = world
+    status, headers, body = request(port, "GET", f"/p/echo?enc={encoding}", bearer(tree))
+    assert status == 200
+    everything = body + json.dumps(headers).encode()
+    if encoding == "gzip":
+        assert "Content-Encoding" not in headers
+    for form in (KEY, base64.b64encode(KEY), base64.b64encode(b"user:" + KEY),
+                 urllib.parse.quote(KEY.decode()).encode(), KEY[:20]):
+        assert form not in everything
+    assert b"[redacted:openai/key]" in everything
+    assert provider.last().headers["authorization"] == "Bearer " + KEY.decode()
+
+
+def test_a_body_in_an_encoding_it_cannot_read_is_not_relayed(world):
+    tree, provider, port, _ = world
+    status, _, body = request(port, "GET", "/p/brotli", bearer(tree))
+    assert status == 502 and b"cannot scrub" in body
+
+
+def test_the_upstream_is_asked_for_an_uncompressed_answer(world):
+    tree, provider, port, _ = world
+    request(port, "GET", "/p/models", {**bearer(tree), "Accept-Encoding": "gzip, br"})
+    assert provider.last().headers["accept-encoding"] == "identity"
+
+
+def test_events_stream_through_as_they_arrive(world):
+    tree, provider, port, _ = world
+    provider.delay = 0.5
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET /p/events?n=4 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            first = b""
+            while b'{"n": 0}' not in first:
+                piece = sock.recv(65536)
+                assert piece, first
+                first += piece
+            # The first event is here while the provider still sleeps before its last (4 x 0.5 s):
+            # a buffering proxy would hold everything until the end.
+            assert b'{"n": 3}' not in first
+    finally:
+        provider.delay = 0.0
+
+
+# -- who may use it ------------------------------------------------------------------------------------
+
+def test_a_wrong_missing_or_other_routes_token_is_refused(world):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    assert request(port, "GET", "/p/models")[0] == 401
+    assert request(port, "GET", "/p/models", {"Authorization": "Bearer cgp_" + "0" * 48})[0] == 401
+    assert request(port, "GET", "/p/models", {"Authorization": f"Bearer {token(tree, 'r')}"})[0] == 401
+    assert request(port, "GET", "/p/models", {"Authorization": token(tree, "p")})[0] == 401  # framing matters
+    assert len(provider.seen) == before
+
+
+def test_an_old_token_is_refused_after_rotate(world):
+    tree, provider, port, _ = world
+    old = token(tree, "p")
+    assert tree.run("route", "rotate", "p").returncode == 0
+    assert request(port, "GET", "/p/models", {"Authorization": f"Bearer {old}"})[0] == 401
+    assert request(port, "GET", "/p/models", bearer(tree))[0] == 200
+
+
+def test_an_unknown_route_is_404_with_a_json_reason(world):
+    tree, provider, port, _ = world
+    status, headers, body = request(port, "GET", "/nope/models", bearer(tree))
+    assert status == 404 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["message"].startswith("clawgate proxy: no route")
+
+
+def test_a_restricted_secret_needs_a_grant_and_revoke_cuts_it_at_once(world):
+    tree, provider, port, _ = world
+    headers = {"Authorization": f"token {token(tree, 'r')}"}
+    status, _, body = request(port, "GET", "/r/repos/x", headers)
+    assert status == 403 and b"approval required" in body
+    assert tree.owner_approve("gh/token", tree.code()).returncode == 0
+    assert request(port, "GET", "/r/repos/x", headers)[0] == 200
+    assert provider.last().headers["authorization"] == "token " + OTHER_KEY.decode()
+    assert request(port, "GET", "/r/other", headers)[0] == 403  # outside the path prefix
+    assert tree.run("revoke", "gh/token").returncode == 0
+    assert request(port, "GET", "/r/repos/x", headers)[0] == 403
+
+
+def test_an_expired_grant_is_no_grant(world):
+    tree, provider, port, _ = world
+    assert tree.owner_approve("gh/token", tree.code(), "--ttl", "2s").returncode == 0
+    headers = {"Authorization": f"token {token(tree, 'r')}"}
+    assert request(port, "GET", "/r/repos/x", headers)[0] == 200
+    time.sleep(2.2)
+    assert request(port, "GET", "/r/repos/x", headers)[0] == 403
+
+
+def test_a_revoke_cuts_a_stream_in_flight(world):
+    tree, provider, port, _ = world
+    assert tree.owner_approve("gh/token", tree.code()).returncode == 0
+    provider.delay = 0.5
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            sock.sendall(f"GET /r/repos/events?n=20 HTTP/1.1\r\nHost: x\r\nAuthorization: token {token(tree, 'r')}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            got = sock.recv(65536)
+            assert got.startswith(b"HTTP/1.1 200")
+            assert tree.run("revoke", "gh/token").returncode == 0
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                got += piece
+        assert b'{"n": 19}' not in got
+    finally:
+        provider.delay = 0.0
+
+
+def test_every_use_is_one_bounded_audit_record_without_the_value(world):
+    tree, provider, port, _ = world
+    request(port, "POST", "/p/chat/completions", bearer(tree), b'{"model": "m"}')
+    log = (tree.state / "audit.log").read_bytes()
+    last = json.loads(log.splitlines()[-1])
+    assert last["event"] == "proxy" and last["route"] == "p" and last["status"] == 200
+    assert {"method", "path", "up", "down", "ms"} <= set(last)
+    assert KEY not in log and OTHER_KEY not in log
+
+
+# -- use-only: never to the agent --------------------------------------------------------------------
+
+def test_a_use_only_secret_is_refused_to_the_agent_by_get_and_resolve_and_names_the_route(world):
+    tree = world[0]
+    got = tree.as_agent("broker", "get", "openai/key")
+    assert got.returncode == 1 and KEY not in got.stdout + got.stderr
+    assert b"use-only" in got.stderr and b"clawgate proxy-token" in got.stderr
+    request_json = json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": ["openai/key"]}).encode()
+    resolved = tree.as_agent("broker", "resolve", input=request_json)
+    assert resolved.returncode == 0 and KEY not in resolved.stdout
+    assert json.loads(resolved.stdout)["errors"]["openai/key"]["code"] == "USE_ONLY"
+    assert tree.run("broker", "get", "openai/key").stdout == KEY  # the owner still reads it
+
+
+def test_a_grant_does_not_make_a_use_only_secret_readable(world):
+    tree = world[0]
+    assert tree.run("secrets", "use-only", "gh/token").returncode == 0
+    try:
+        assert tree.owner_approve("gh/token", tree.code()).returncode == 0
+        got = tree.as_agent("broker", "get", "gh/token")
+        assert got.returncode == 1 and OTHER_KEY not in got.stdout
+    finally:
+        assert tree.run("secrets", "use-only", "gh/token", "--off").returncode == 0
+        tree.run("revoke", "gh/token")
+
+
+def test_setting_a_new_value_keeps_the_use_only_mark(world):
+    tree = world[0]
+    tree.set_secret("openai/key", KEY, tier="open")
+    assert tree.as_agent("broker", "get", "openai/key").returncode == 1
+
+
+def test_a_damaged_tier_record_fails_closed_to_use_only(world):
+    tree = world[0]
+    tree.set_secret("plain", b"v", tier="open")
+    record = tree.state / "tiers" / "plain"
+    record.write_text("open sometimes\n")
+    record.chmod(0o600)
+    assert tree.as_agent("broker", "get", "plain").returncode == 1
+
+
+def test_the_token_may_come_as_a_bearer_and_is_never_relayed(world):
+    tree, provider, port, _ = world
+    status, _, _ = request(port, "POST", "/a/messages", {"Authorization": f"Bearer {token(tree, 'a')}"}, b"{}")
+    assert status == 200
+    seen = provider.last().headers
+    assert seen["x-api-key"] == KEY.decode() and "authorization" not in seen

@@ -1,0 +1,258 @@
+"""The agent-blind proxy on a real install (invariants 15, 16): real users, the real sudo, the
+proxy as its unit runs it (the owner's uid, an empty environment), and real clients run as the
+agent: the openai and anthropic SDKs and curl, plain and streamed, against a loopback HTTPS
+provider with its own CA. The agent gets answers; the real key reaches only the provider.
+Needs root."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from provider import Provider
+import proxykit
+from rootenv import RUNUSER, RootEnv, delete_user, make_user, random_user, run
+
+pytestmark = pytest.mark.root
+
+KEY = b"sk-ant-REALKEY-9f8e7d6c5b4a3210"
+OPENAI_KEY = b"sk-proj-REALOPENAIKEY-abcdef012345"
+GH_KEY = b"ghp_RESTRICTEDKEY0123456789"
+
+
+@pytest.fixture(scope="module")
+def world():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: real users, install.sh and sudo")
+    env = RootEnv()
+    try:
+        provider_dir = env.root / "provider"
+        provider_dir.mkdir(mode=0o755)
+        provider = Provider(provider_dir)
+        env.enroll_seed()
+        for name, value, tier in (("openai/key", OPENAI_KEY, "open"), ("anthropic/key", KEY, "controlled"),
+                                  ("gh/token", GH_KEY, "restricted")):
+            env.set_secret(name, value, tier)
+            assert env.owner("secrets", "use-only", name).returncode == 0
+        base = f"https://localhost:{provider.port}"
+        for route, secret, inject, upstream in (
+            ("openai", "openai/key", "Authorization: Bearer {secret}", base + "/v1"),
+            ("anthropic", "anthropic/key", "x-api-key: {secret}", base),
+            ("gh", "gh/token", "Authorization: token {secret}", base),
+        ):
+            result = env.owner("route", "add", route, "--upstream", upstream, "--secret", secret, "--inject", inject,
+                               "--ca", str(provider.ca_path), "--allow-private")
+            assert result.returncode == 0, result.stderr
+        env.start_proxy()
+        yield env, provider
+    finally:
+        env.close()
+        if "provider" in locals():
+            provider.close()
+
+
+def token(env: RootEnv, route: str, as_owner: bool = False) -> str:
+    result = (env.owner if as_owner else env.agent)("proxy-token", route)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().strip()
+
+
+def as_agent_python(env: RootEnv, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A Python client run as the agent user: the system's python3 with the SDKs this test run has
+    (this interpreter may live where the agent cannot read, as pyenv's under /root does)."""
+    site = proxykit.client_site(["openai", "anthropic"], env.root / "client-site")
+    prelude = f"import sys; sys.path.insert(0, {site!r})\n"
+    return env.run_as(env.agent_name, "/usr/bin/python3", "-c", prelude + textwrap.dedent(script),
+                      env={"HOME": str(env.agent_home)}, timeout=timeout)
+
+
+def test_the_openai_sdk_as_the_agent_gets_answers_plain_and_streamed(world):
+    env, provider = world
+    script = f"""
+        import openai
+        client = openai.OpenAI(base_url="http://127.0.0.1:{env.proxy_port}/openai", api_key="{token(env, 'openai')}")
+        reply = client.chat.completions.create(model="test-model", messages=[{{"role": "user", "content": "hi"}}])
+        print("plain:", reply.choices[0].message.content)
+        stream = client.chat.completions.create(model="test-model", messages=[{{"role": "user", "content": "hi"}}],
+                                                stream=True)
+        print("streamed:", "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices))
+    """
+    result = as_agent_python(env, script)
+    assert result.returncode == 0, result.stderr
+    assert b"plain: Hello from the provider" in result.stdout
+    assert b"streamed: Hello from the provider" in result.stdout
+    assert provider.last().headers["authorization"] == "Bearer " + OPENAI_KEY.decode()
+
+
+def test_the_anthropic_sdk_needs_a_grant_for_a_controlled_key_then_gets_answers(world):
+    env, provider = world
+    script = f"""
+        import anthropic
+        client = anthropic.Anthropic(base_url="http://127.0.0.1:{env.proxy_port}/anthropic",
+                                     api_key="{token(env, 'anthropic')}", max_retries=0)
+        try:
+            reply = client.messages.create(model="test-model", max_tokens=10, messages=[{{"role": "user", "content": "hi"}}])
+            print("plain:", reply.content[0].text)
+            with client.messages.stream(model="test-model", max_tokens=10,
+                                        messages=[{{"role": "user", "content": "hi"}}]) as stream:
+                print("streamed:", "".join(stream.text_stream))
+        except anthropic.APIStatusError as err:
+            print("refused:", err.status_code, err.message)
+    """
+    refused = as_agent_python(env, script)
+    assert b"refused: 403" in refused.stdout and b"approval required" in refused.stdout, refused.stdout + refused.stderr
+    approved = env.agent("approve", "anthropic/key", env.code())
+    assert approved.returncode == 0, approved.stderr
+    result = as_agent_python(env, script)
+    assert result.returncode == 0, result.stderr
+    assert b"plain: Hello from the provider" in result.stdout
+    assert b"streamed: Hello from the provider" in result.stdout
+    assert provider.last().headers["x-api-key"] == KEY.decode()
+
+
+def test_curl_as_the_agent_plain_and_streamed(world):
+    env, provider = world
+    url = f"http://127.0.0.1:{env.proxy_port}/openai/chat/completions"
+    header = f"Authorization: Bearer {token(env, 'openai')}"
+    plain = env.run_as(env.agent_name, "curl", "-sS", "-H", header, "-d", '{"model": "m"}', url)
+    assert plain.returncode == 0 and b"Hello from the provider" in plain.stdout
+    streamed = env.run_as(env.agent_name, "curl", "-sS", "-N", "-H", header, "-d", '{"model": "m", "stream": true}', url)
+    assert streamed.returncode == 0 and b"data: [DONE]" in streamed.stdout
+
+
+def test_the_agent_cannot_read_a_use_only_key_through_get_resolve_or_run(world):
+    env, _ = world
+    got = env.agent("get", "openai/key")
+    assert got.returncode == 1 and b"use-only" in got.stderr and b"proxy-token openai" in got.stderr
+    launcher = env.agent_home / ".local" / "libexec" / "clawgate-resolve"
+    resolved = env.run_as(env.agent_name, str(launcher),
+                          input=json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": ["openai/key"]}).encode())
+    assert json.loads(resolved.stdout)["errors"]["openai/key"]["code"] == "USE_ONLY"
+    ran = env.agent("run", "--env", "K=openai/key", "--", "/usr/bin/env")
+    assert ran.returncode != 0 and OPENAI_KEY not in ran.stdout
+    for result in (got, resolved, ran):
+        assert OPENAI_KEY not in result.stdout + result.stderr
+
+
+def test_the_agent_owns_nothing_that_holds_a_key(world):
+    env, _ = world
+    for path in Path(env.agent_home).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert OPENAI_KEY not in data and KEY not in data and GH_KEY not in data, path
+    agent_uid = int(run(["id", "-u", env.agent_name]).stdout)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == agent_uid:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+                assert OPENAI_KEY not in environ and KEY not in environ
+        except OSError:
+            continue
+
+
+def test_another_local_users_connection_is_refused(world):
+    env, provider = world
+    stranger = random_user()
+    make_user(stranger)
+    try:
+        before = len(provider.seen)
+        result = env.run_as(stranger, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                            "-H", f"Authorization: Bearer {token(env, 'openai')}",
+                            f"http://127.0.0.1:{env.proxy_port}/openai/models")
+        assert result.stdout == b"403"
+        result6 = env.run_as(stranger, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                             "-H", f"Authorization: Bearer {token(env, 'openai')}",
+                             f"http://[::1]:{env.proxy_port}/openai/models")
+        assert result6.stdout in (b"403", b"000")  # 000: a host without IPv6 loopback
+        assert len(provider.seen) == before
+    finally:
+        delete_user(stranger)
+
+
+def test_a_code_relayed_by_the_agent_opens_a_restricted_route_and_revoke_closes_it(world):
+    env, provider = world
+    url = f"http://127.0.0.1:{env.proxy_port}/gh/repos"
+    header = f"Authorization: token {token(env, 'gh')}"
+    curl = [env.agent_name, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", header, url]
+    assert env.run_as(*curl).stdout == b"403"
+    assert env.agent("approve", "gh/token", env.code()).returncode == 0
+    assert env.run_as(*curl).stdout == b"200"
+    assert provider.last().headers["authorization"] == "token " + GH_KEY.decode()
+    assert env.agent("revoke", "gh/token").returncode == 0
+    assert env.run_as(*curl).stdout == b"403"
+
+
+HOSTILE = """
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+port, token = int(sys.argv[1]), sys.argv[2]
+held = []
+def connect():
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    held.append(s)
+    return s
+for i in range(1000):  # a thousand connections, most of them silent
+    try:
+        connect()
+    except OSError:
+        pass
+for s in held[:20]:  # slow headers: one line, then nothing
+    try:
+        s.sendall(b"GET /openai/models HTTP/1.1\\r\\n")
+    except OSError:
+        pass
+big = b"GET /openai/models HTTP/1.1\\r\\nX: " + b"a" * (1 << 20)
+for _ in range(5):  # huge headers
+    try:
+        connect().sendall(big)
+    except OSError:
+        pass
+head = ("POST /openai/chat/completions HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer " + token +
+        "\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n").encode()
+for _ in range(5):  # bodies that never end
+    try:
+        s = connect()
+        s.sendall(head)
+        s.sendall(b"10000\\r\\n" + b"b" * 0x10000 + b"\\r\\n")
+    except OSError:
+        pass
+print("holding", len(held), flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_hostile_agent_cannot_stop_the_owners_route_nor_grow_the_proxy_without_bound(world):
+    env, provider = world
+    attack = subprocess.Popen([RUNUSER, "-u", env.agent_name, "--", "/usr/bin/python3", "-c", HOSTILE,
+                               str(env.proxy_port), token(env, "openai")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    try:
+        line = attack.stdout.readline()
+        assert line.startswith(b"holding"), attack.stderr.read()
+        # While every connection is held: the owner, through another route, is served.
+        owner_token = token(env, "anthropic", as_owner=True)
+        assert env.owner("approve", "anthropic/key", input=f"{env.code()}\n".encode()).returncode == 0
+        result = env.run_as(env.owner_name, "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+                            "-H", f"x-api-key: {owner_token}", "-d", "{}",
+                            f"http://127.0.0.1:{env.proxy_port}/anthropic/v1/messages")
+        assert result.stdout == b"200", result.stderr
+        pid = env.proxy_process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        proxy_pid = int(children[0]) if children else pid  # runuser's child is the proxy
+        assert proxykit.threads(proxy_pid) <= 64 + 16 + 4  # the agent's budget, the owner's, the listener
+        assert proxykit.rss_kb(proxy_pid) < 128 * 1024
+    finally:
+        attack.kill()
+        attack.wait()
+    time.sleep(0.5)
+    # The agent's own budget comes back once its connections close.
+    curl = env.run_as(env.agent_name, "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+                      "-H", f"Authorization: Bearer {token(env, 'openai')}",
+                      f"http://127.0.0.1:{env.proxy_port}/openai/models")
+    assert curl.stdout == b"200"
