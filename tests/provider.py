@@ -87,7 +87,7 @@ class Provider:
             def do_GET(self):
                 provider._serve(self)
 
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET  # noqa: N815 - http.server's names
 
             def setup(self):
                 super().setup()

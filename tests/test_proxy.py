@@ -6,7 +6,6 @@ test_proxy_root.py."""
 import base64
 import json
 import socket
-import subprocess
 import time
 import urllib.parse
 

@@ -7,7 +7,6 @@ Needs root."""
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path

@@ -57,7 +57,7 @@ class Principal(Record):
 
 class Config(Record):
     __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service",
-                 "proxy_port")
+                 "proxy_port", "proxy_service")
     path: str
     owner: Principal
     agent: Principal
@@ -68,6 +68,7 @@ class Config(Record):
     keychain: str
     service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
     proxy_port: int  # [proxy] port: the agent-blind proxy listens on 127.0.0.1 and ::1 there
+    proxy_service: str  # [proxy] service: its unit or plist as install.sh wrote it, or "none"
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -144,6 +145,7 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         keychain=keychain,
         service=sections.get("service", {}),
         proxy_port=_port(path, _value(sections, "proxy", "port", str(DEFAULT_PROXY_PORT)).strip()),
+        proxy_service=_value(sections, "proxy", "service", "none").strip(),
     )
 
 

@@ -74,7 +74,8 @@ the route's secret is usable (its tier; a grant for controlled and restricted)."
   list   show NAME   rm NAME   rotate NAME (a new token; the old one is refused)
 clawgate help route add for the flags.""",
 
-    "route add": """usage: clawgate route add NAME --upstream https://HOST[:PORT][/BASE] --secret SECRET --inject 'HEADER: FORMAT' [--methods M,...] [--path-prefix P] [--ca FILE] [--allow-private] [--force]
+    "route add": """usage: clawgate route add NAME --upstream https://HOST[:PORT][/BASE] --secret SECRET
+         --inject 'HEADER: FORMAT' [--methods M,...] [--path-prefix P] [--ca FILE] [--allow-private] [--force]
 (owner) Requests to http://127.0.0.1:PORT/NAME/REST go to https://HOST:PORT/BASE/REST with
 HEADER set to FORMAT, its {secret} replaced by SECRET's value.
   --upstream URL      https only; the host, port and base are fixed here, never by the agent

@@ -43,3 +43,29 @@ def uid_of(sock: socket.socket) -> "int | None":
     except (OSError, ValueError):
         return None
     return None
+
+
+LISTEN = "0A"
+
+
+def _address(hex_address: str) -> str:
+    """`0100007F:1F91` as the kernel prints it, back to `127.0.0.1` (the inverse of _hex_address)."""
+    digits = hex_address.split(":")[0]
+    raw = b"".join(struct.pack("=I", int(digits[at:at + 8], 16)) for at in range(0, len(digits), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def listeners(port: int) -> "list[tuple[str, int]]":
+    """(address, uid) of every socket listening on `port`, from the kernel's tables (doctor)."""
+    found = []
+    for path in TABLES.values():
+        try:
+            with open(path, "rb") as table:
+                next(table, None)
+                for line in table:
+                    fields = line.decode("ascii", "replace").split()
+                    if len(fields) > 7 and fields[3] == LISTEN and fields[1].endswith(f":{port:04X}"):
+                        found.append((_address(fields[1]), int(fields[7])))
+        except (OSError, ValueError):
+            continue
+    return found

@@ -46,11 +46,11 @@ def resolve(route: Route) -> "tuple[int, str]":
     except (socket.gaierror, UnicodeError) as err:
         raise Refusal(502, f"upstream host {route.host} does not resolve ({err})", "upstream_error") from None
     for _family, _type, _proto, _name, sockaddr in found:
-        why = address_refused(ipaddress.ip_address(sockaddr[0].split("%", 1)[0]), route.allow_private)
+        why = address_refused(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]), route.allow_private)
         if why is not None:
             raise Refusal(403, f"route {route.name}: {route.host} resolves to {why}; refused", "permission_error")
     family, _type, _proto, _name, sockaddr = found[0]
-    return family, sockaddr[0]
+    return family, str(sockaddr[0])
 
 
 _contexts: "dict[str, ssl.SSLContext]" = {}
