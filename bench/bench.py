@@ -17,6 +17,7 @@ alike, and reports medians and ratios:
   audit    one audited `get` with a 1,000-line and a 1,000,000-line audit log; `audit verify`
            over 1,000,000 lines
   burst    50 concurrent `get`s under one grant: all succeed, none slower than 10x the median
+  proxy    the agent-blind proxy's added latency, first byte and memory (bench/proxybench.py)
 
 The agent's processes are started with setuid/setgid in the child (no runuser, no PAM
 session of our own), so what is timed is exactly: exec of the command + everything it does.
@@ -41,8 +42,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "lib"))
+
+import proxybench  # noqa: E402
 
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON = "/usr/bin/python3"
@@ -438,11 +442,15 @@ def report(cases, extra, run_info) -> dict:
         "front_door_cost_ms": (med["get_front_door"] - med["get_sudo_broker"]) * 1000,
         "resolve_per_id_us": (med["resolve_500"] - med["resolve_1"]) / 499 * 1e6,
     }
+    ratios.update(proxybench.ratios(extra["proxy"]))
     verdicts = {key: {"what": what, "value": ratios[key], "target": f"{op} {limit}",
-                      "met": ratios[key] <= limit} for key, (what, op, limit) in TARGETS.items()}
+                      "met": ratios[key] <= limit} for key, (what, op, limit) in {**TARGETS, **proxybench.TARGETS}.items()}
     burst_ok = all(batch["ok"] == batch["of"] for batch in extra["burst"])
     verdicts["burst_all_succeed"] = {"what": "burst of 50: every get succeeds", "value": burst_ok,
                                      "target": "all", "met": burst_ok}
+    streams_ok = extra["proxy"]["streams_ok"] == extra["proxy"]["streams"]
+    verdicts["proxy_streams_all_succeed"] = {"what": "proxy: every one of 50 streams whole", "value": streams_ok,
+                                             "target": "all", "met": streams_ok}
 
     m = run_info["machine"]
     print(f"\nclawgate bench  {run_info['when']}  code {run_info['code']}  {m['cpus']} cpus ({m['cpu']}), Debian {m['debian']}, "
@@ -457,6 +465,7 @@ def report(cases, extra, run_info) -> dict:
         label = f"burst {i}: {BURST} concurrent gets, {batch['ok']}/{batch['of']} ok"
         print(f"{label:58} {ms(batch['median'])} {'':9} {ms(batch['max'])} (p90 column: slowest; "
               f"all done in {batch['wall'] * 1000:.0f} ms)")
+    proxybench.show(extra["proxy"])
     print()
     print("derived: sudo costs {sudo_cost_ms:.2f} ms, the broker's own work {broker_own_cost_ms:.2f} ms, "
           "the sh front door {front_door_cost_ms:.2f} ms, resolve {resolve_per_id_us:.0f} us per extra id"
@@ -478,7 +487,7 @@ def report(cases, extra, run_info) -> dict:
         print(f"{verdict['what']:48} {shown:>10}  {verdict['target']:>8}  {'met' if verdict['met'] else 'MISSED'}")
     return {"run": run_info, "cases": {case.key: dict(by[case.key], label=case.label, samples=case.samples,
                                                       cpu=case.cpu) for case in cases},
-            "burst": extra["burst"], "burst_verify": extra["burst_verify"],
+            "burst": extra["burst"], "burst_verify": extra["burst_verify"], "proxy": extra["proxy"],
             "ratios": ratios, "derived": derived, "targets": verdicts}
 
 
@@ -539,13 +548,15 @@ def main() -> int:
             burst, verify = measure_burst(env, agent, owner, 3 if not args.quick else 1)
             if verify[1] != 0:
                 raise SystemExit(f"bench: audit verify after the bursts failed: {verify[2].decode()}")
+            print("bench: the proxy against direct HTTPS, 50 streams ...", flush=True)
+            proxy = proxybench.measure_proxy(env, agent, max(50, rounds * 2))
         finally:
             if sudoers is not None:
                 sudoers.unlink()
             if pass_store is not None:
                 pass_store.close()
     run_info["load_after"] = os.getloadavg()
-    result = report(cases, {"burst": burst, "burst_verify": verify[2].decode().strip()}, run_info)
+    result = report(cases, {"burst": burst, "burst_verify": verify[2].decode().strip(), "proxy": proxy}, run_info)
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     stamp = started.replace("-", "").replace(":", "").rstrip("Z")

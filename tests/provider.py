@@ -80,6 +80,7 @@ class Provider:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # a provider answers at once (and a stream event by event)
 
             def log_message(self, *args):  # quiet
                 pass
@@ -145,7 +146,8 @@ class Provider:
             return self._send(handler, 200, b"\x0b\x02\x80hello\x03", {"Content-Encoding": "br"})
         if path.endswith("/events"):
             count = int(params.get("n", ["3"])[0])
-            return self._sse(handler, [(None, {"n": i}) for i in range(count)])
+            delay = float(params.get("delay", [self.delay])[0])
+            return self._sse(handler, [(None, {"n": i}) for i in range(count)], delay)
         if path.endswith("/big"):
             return self._send(handler, 200, b"x" * int(params.get("size", ["1000000"])[0]), {})
         return self._json(handler, 200, {"path": handler.path})
@@ -190,7 +192,7 @@ class Provider:
     def _json(self, handler, status: int, payload: dict) -> None:
         self._send(handler, status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
-    def _sse(self, handler, events) -> None:
+    def _sse(self, handler, events, delay: "float | None" = None) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
         handler.send_header("Transfer-Encoding", "chunked")
@@ -201,7 +203,8 @@ class Provider:
             chunk = piece.encode()
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             handler.wfile.flush()
-            if self.delay:
-                time.sleep(self.delay)
+            pause = self.delay if delay is None else delay
+            if pause:
+                time.sleep(pause)
         handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()

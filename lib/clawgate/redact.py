@@ -17,6 +17,7 @@ against a program that means to leak one (it could print it reversed).
 """
 
 import base64
+import copy
 import re
 from typing import Iterable, List, Tuple
 from urllib.parse import quote, quote_plus
@@ -91,6 +92,13 @@ class Redactor:
         self._longest = len(ordered[0]) if ordered else 0
         self._starts = frozenset(form[0] for form in ordered)
         self._pending = b""
+
+    def fresh(self) -> "Redactor":
+        """A redactor for another stream, sharing this one's compiled forms (the proxy builds
+        them once per value, not once per header and response)."""
+        twin = copy.copy(self)
+        twin._pending = b""
+        return twin
 
     def feed(self, data: bytes) -> bytes:
         if self._pattern is None:

@@ -7,6 +7,7 @@ head, permit() it (policy.py), open the upstream, stream the body up, stream the
 scrubbed of every form of the value (redact.py), audit one record.
 """
 
+import hashlib
 import http.client
 import os
 import selectors
@@ -71,9 +72,11 @@ class Server:
                 self._admit(conn)
 
     def _admit(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an event is sent when it comes, not an ACK later
         caller = self._caller(conn)
-        if caller is None:
+        if caller is None:  # said in the journal, not the audit log: the accept loop never waits on a lock
             _refuse_now(conn, 403, "this user may not use the clawgate proxy")
+            os.write(2, b"clawgate proxy: refused a connection from a user who is neither the agent nor the owner\n")
             return
         with self._lock:
             if self._open.get(caller.uid, 0) >= CONNECTIONS_PER_CALLER:
@@ -117,10 +120,10 @@ class Server:
                 first = False
                 if not Exchange(ctx, conn, reader, request).run():
                     return
-        except wire.Refusal as refusal:  # a head we could not read: say why, once, and close
-            _send_quietly(conn, error_response(refusal.status, refusal.reason, refusal.kind))
+        except wire.Refusal as refusal:  # a head we could not read: record it, say why, once, and close
             _audit_quietly(ctx, route="-", method="-", path="-", status=refusal.status, result="refused",
                            cause=refusal.reason)
+            _send_quietly(conn, error_response(refusal.status, refusal.reason, refusal.kind))
         except OSError:
             pass
         finally:
@@ -140,11 +143,15 @@ class Exchange:
         self.sent_up = 0
         self.sent_down = 0
         self.status = 0
+        self.tail = b""  # the answer's last bytes, sent after the audit record
         self.route = request.target.lstrip("/").split("/", 1)[0].split("?", 1)[0][:64] or "-"
         self.path = request.target
 
     def run(self) -> bool:
+        """The exchange; its audit record is written before the client sees the answer end
+        (the last chunk, or the refusal), so a client that got an answer finds it in the log."""
         result, cause = "ok", None
+        self.tail = b""
         try:
             allowed = policy.permit(self.ctx, self.request)
             self.route, self.path = allowed.route.name, allowed.path
@@ -157,13 +164,13 @@ class Exchange:
         except wire.Refusal as refusal:
             result, cause, self.status = "refused", refusal.reason, refusal.status
             if not self.sent_down:
-                _send_quietly(self.conn, error_response(refusal.status, refusal.reason, refusal.kind))
+                self.tail = error_response(refusal.status, refusal.reason, refusal.kind)
             return False
         except (OSError, http.client.HTTPException) as err:
             result, cause = "failed", type(err).__name__
             if not self.sent_down:
                 self.status = 502
-                _send_quietly(self.conn, error_response(502, "the upstream connection failed", "api_error"))
+                self.tail = error_response(502, "the upstream connection failed", "api_error")
             return False
         finally:
             fields = dict(route=self.route, method=self.request.method, path=self.path, status=self.status,
@@ -172,11 +179,14 @@ class Exchange:
             if cause:
                 fields["cause"] = cause
             _audit_quietly(self.ctx, **fields)
+            if self.tail:
+                _send_quietly(self.conn, self.tail)
 
     def _forward(self, allowed: policy.Permit) -> "tuple[str, str | None]":
         route = allowed.route
         request = self.request
-        conn = upstream.connect(route)
+        conn = upstream.take(route, time.monotonic())
+        reusable = False
         try:
             kind, length = wire.framing(request)
             conn.putrequest(request.method, allowed.path, skip_host=True, skip_accept_encoding=True)
@@ -187,7 +197,6 @@ class Exchange:
                     conn.putheader(name, value)
             conn.putheader(route.header, route.inject(allowed.value.decode("latin-1")))
             conn.putheader("Accept-Encoding", "identity")  # a compressed answer could hide an echo from the scrubber
-            conn.putheader("Connection", "close")
             if kind == "length":
                 conn.putheader("Content-Length", str(length))
             elif kind == "chunked":
@@ -199,13 +208,19 @@ class Exchange:
             if kind == "chunked":
                 conn.send(b"0\r\n\r\n")
             response = conn.getresponse()
-            return self._relay(allowed, response)
+            outcome = self._relay(allowed, response)
+            reusable = outcome[0] == "ok" and response.isclosed() and not response.will_close
+            return outcome
         finally:
-            conn.close()
+            if reusable:
+                upstream.give_back(route, conn, time.monotonic())
+            else:
+                conn.close()
 
     def _relay(self, allowed: policy.Permit, response: http.client.HTTPResponse) -> "tuple[str, str | None]":
         route = allowed.route
-        scrub = redact.Redactor([(route.secret, allowed.value)])
+        scrubber = _scrubber(route.secret, allowed.value)
+        scrub = scrubber.fresh()
         self.status = response.status
         if response.status == 101 or response.status < 200:
             raise wire.Refusal(502, "the upstream tried to switch protocols", "api_error")
@@ -216,10 +231,10 @@ class Exchange:
         inflate = zlib.decompressobj(47 if "gzip" in encoding else zlib.MAX_WBITS) if encoding != "identity" else None
         dropped = _DROP_FROM_UPSTREAM | {name.strip().lower() for value in response.headers.get_all("connection") or ()
                                          for name in value.split(",")}
-        lines = [f"HTTP/1.1 {response.status} {_scrubbed(route, allowed.value, response.reason)[:128]}"]
+        lines = [f"HTTP/1.1 {response.status} {_scrubbed(scrubber, response.reason)[:128]}"]
         for name, value in response.getheaders():
             if name.lower() not in dropped and not _is_proxy_header(name.lower()):
-                lines.append(f"{_printable(name)}: {_scrubbed(route, allowed.value, value)}")
+                lines.append(f"{_printable(name)}: {_scrubbed(scrubber, value)}")
         bodyless = self.request.method == "HEAD" or response.status in (204, 304)
         chunked = not bodyless and self.request.version == "HTTP/1.1"
         if chunked:
@@ -245,7 +260,7 @@ class Exchange:
         tail = scrub.feed(inflate.flush()) if inflate is not None else b""
         self._send(tail + scrub.finish(), framed=chunked)
         if chunked:
-            self.conn.sendall(b"0\r\n\r\n")
+            self.tail = b"0\r\n\r\n"  # sent once the exchange is audited (run)
         return "ok", None
 
     def _send(self, data: bytes, framed: bool) -> None:
@@ -275,10 +290,26 @@ def _printable(text: str) -> str:
     return "".join(c if " " <= c <= "~" else " " for c in text)
 
 
-def _scrubbed(route, value: bytes, text: str) -> str:
+_scrubbers: "dict[tuple[str, bytes], redact.Redactor]" = {}
+_scrubbers_lock = threading.Lock()
+
+
+def _scrubber(secret: str, value: bytes) -> redact.Redactor:
+    """The compiled forms of a value, built once per value (a new value gets its own)."""
+    key = (secret, hashlib.sha256(value).digest())
+    with _scrubbers_lock:
+        found = _scrubbers.get(key)
+        if found is None:
+            if len(_scrubbers) >= 64:
+                _scrubbers.clear()
+            found = _scrubbers[key] = redact.Redactor([(secret, value)])
+        return found
+
+
+def _scrubbed(scrubber: redact.Redactor, text: str) -> str:
     """A header value or reason phrase from the upstream, with every form of the value redacted
     and nothing that could end the line."""
-    scrub = redact.Redactor([(route.secret, value)])
+    scrub = scrubber.fresh()
     raw = text.encode("latin-1", "replace")
     return _printable((scrub.feed(raw) + scrub.finish()).decode("latin-1"))
 

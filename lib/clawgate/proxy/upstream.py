@@ -71,12 +71,59 @@ def tls_context(ca: "str | None") -> ssl.SSLContext:
         return context
 
 
+IDLE_REUSE = 4.0  # seconds: below every common server's keep-alive timeout (nginx 75 s, Node 5 s)
+IDLE_PER_UPSTREAM = 8
+_idle: "dict[tuple, list[tuple[float, http.client.HTTPConnection]]]" = {}
+_idle_lock = threading.Lock()
+
+
+def _key(route: Route) -> tuple:
+    """Connections are shared only where everything that vouched for them is the same."""
+    return route.host, route.port, route.allow_private, hashlib.sha256((route.ca or "").encode()).digest()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection the upstream has closed (or sent something on) is readable: not reused."""
+    import select
+
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def take(route: Route, now: float) -> http.client.HTTPConnection:
+    """A kept-alive connection to the route's upstream if one is idle and fresh, else a new one."""
+    with _idle_lock:
+        idle = _idle.get(_key(route), [])
+        while idle:
+            since, conn = idle.pop()
+            if now - since < IDLE_REUSE and not _dropped(conn):
+                return conn
+            conn.close()
+    return connect(route)
+
+
+def give_back(route: Route, conn: http.client.HTTPConnection, now: float) -> None:
+    """Keep a connection whose exchange ended cleanly for the next request to the same upstream."""
+    with _idle_lock:
+        idle = _idle.setdefault(_key(route), [])
+        if len(idle) < IDLE_PER_UPSTREAM:
+            idle.append((now, conn))
+            return
+    conn.close()
+
+
 def connect(route: Route) -> http.client.HTTPConnection:
     """An HTTP connection to the route's upstream, TLS verified for the route's host."""
     family, address = resolve(route)
     try:
         raw = socket.socket(family, socket.SOCK_STREAM)
         raw.settimeout(CONNECT_TIMEOUT)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             raw.connect((address, route.port))
             tls = tls_context(route.ca).wrap_socket(raw, server_hostname=route.host)

@@ -1,0 +1,168 @@
+"""The proxy's part of `make bench`: what the agent-blind proxy adds to a request, measured in one run
+against a direct HTTPS request to the same loopback provider (tests/provider.py).
+
+The client runs as the agent (the proxy serves only the agent and the owner), as one child process
+that alternates direct and proxied requests, each path over one kept-alive connection as the SDKs
+keep theirs (the proxy keeps its own to the provider), so a busy machine slows both alike and the
+difference is the proxy's own work:
+  latency      a small POST: median and p99 of each; the targets are on the difference
+  first byte   a streamed answer: time to its first event, direct and through the proxy
+  streams      50 concurrent streams through the proxy; its resident memory, sampled meanwhile
+"""
+
+import json
+import subprocess
+import threading
+import time
+
+CLIENT = r'''
+import http.client, json, socket, ssl, statistics, sys, threading, time
+port, provider_port, token, ca, rounds, streams = sys.argv[1:7]
+port, provider_port, rounds, streams = int(port), int(provider_port), int(rounds), int(streams)
+tls = ssl.create_default_context(cafile=ca)
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+kept = {"direct": http.client.HTTPSConnection("localhost", provider_port, context=tls, timeout=30),
+        "proxy": http.client.HTTPConnection("127.0.0.1", port, timeout=30)}
+def direct(path):
+    return kept["direct"], "/v1" + path, {"Authorization": "Bearer sk-direct"}
+def proxied(path, fresh=False):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60) if fresh else kept["proxy"]
+    return conn, "/bench" + path, {"Authorization": "Bearer " + token}
+def timed(make, path, first_byte=False):
+    start = time.perf_counter()
+    conn, target, headers = make(path)
+    conn.request("POST" if not first_byte else "GET", target, body=None if first_byte else body, headers=headers)
+    response = conn.getresponse()
+    if first_byte:
+        response.read1(1) if hasattr(response, "read1") else response.read(1)
+        took = time.perf_counter() - start
+        response.read()
+    else:
+        response.read()
+        took = time.perf_counter() - start
+    assert response.status == 200, response.status
+    return took
+out = {"direct": [], "proxy": [], "direct_first": [], "proxy_first": []}
+for make in (direct, proxied):  # warm both paths (the proxy's TLS context, the provider's threads)
+    for _ in range(5):
+        timed(make, "/chat/completions")
+for i in range(rounds):
+    order = [(direct, "direct"), (proxied, "proxy")]
+    if i % 2:
+        order.reverse()
+    for make, key in order:
+        out[key].append(timed(make, "/chat/completions"))
+    for make, key in order:
+        out[key + "_first"].append(timed(make, "/events?n=3&delay=0.01", first_byte=True))
+ok = []
+def stream():
+    conn, target, headers = proxied("/events?n=40&delay=0.05", fresh=True)
+    conn.request("GET", target, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    ok.append(response.status == 200 and data.count(b"data:") == 40)
+threads = [threading.Thread(target=stream) for _ in range(streams)]
+print("streams starting", flush=True)
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+out["streams_ok"] = sum(ok)
+print(json.dumps(out), flush=True)
+'''
+
+
+def _pcts(samples):
+    ordered = sorted(samples)
+    return {"median": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "n": len(ordered)}
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def proxy_pid(env) -> int:
+    """The proxy itself, below the runuser that started it as the unit would."""
+    pid = env.proxy_process.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        found = children.read().split()
+    return int(found[0]) if found else pid
+
+
+def measure_proxy(env, agent, rounds: int, streams: int = 50) -> dict:
+    from provider import Provider
+
+    provider_dir = env.root / "bench-provider"
+    provider_dir.mkdir(mode=0o755, exist_ok=True)
+    provider = Provider(provider_dir)
+    try:
+        env.set_secret("bench/proxy-key", b"sk-bench-proxy-0123456789", tier="open")
+        added = env.owner("route", "add", "bench", "--upstream", f"https://localhost:{provider.port}/v1",
+                          "--secret", "bench/proxy-key", "--inject", "Authorization: Bearer {secret}",
+                          "--ca", str(provider.ca_path), "--allow-private")
+        assert added.returncode == 0, added.stderr
+        token = env.agent("proxy-token", "bench").stdout.decode().strip()
+        env.start_proxy()
+        pid = proxy_pid(env)
+        client = agent.popen(["/usr/bin/python3", "-I", "-c", CLIENT, str(env.proxy_port), str(provider.port),
+                              token, str(provider.ca_path), str(rounds), str(streams)], stdin=subprocess.DEVNULL)
+        peak = [0]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss_kb(pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        assert client.stdout is not None
+        line = client.stdout.readline()
+        if line.startswith(b"streams starting"):
+            sampler.start()
+            line = client.stdout.readline()
+        done.set()
+        client.wait(timeout=120)
+        if client.returncode != 0 or not line.startswith(b"{"):
+            raise SystemExit(f"bench: the proxy client failed: {client.stderr.read().decode()[-2000:]}")
+        out = json.loads(line)
+    finally:
+        env.stop_proxy()
+        provider.close()
+    direct, proxy = _pcts(out["direct"]), _pcts(out["proxy"])
+    first_direct, first_proxy = _pcts(out["direct_first"]), _pcts(out["proxy_first"])
+    return {
+        "direct": direct, "proxy": proxy, "direct_first": first_direct, "proxy_first": first_proxy,
+        "added_median_ms": (proxy["median"] - direct["median"]) * 1000,
+        "added_p99_ms": (proxy["p99"] - direct["p99"]) * 1000,
+        "added_first_byte_ms": (first_proxy["median"] - first_direct["median"]) * 1000,
+        "streams": streams, "streams_ok": out["streams_ok"], "rss_mb_peak": peak[0] / 1024,
+        "samples": out,
+    }
+
+
+TARGETS = {
+    "proxy_added_median_ms": ("proxy: added latency, median (ms)", "<=", 2.0),
+    "proxy_added_p99_ms": ("proxy: added latency, p99 (ms)", "<=", 10.0),
+    "proxy_added_first_byte_ms": ("proxy: added time to first byte (ms)", "<=", 5.0),
+    "proxy_rss_mb_50_streams": ("proxy: RSS with 50 streams (MB)", "<=", 64.0),
+}
+
+
+def ratios(result: dict) -> dict:
+    return {"proxy_added_median_ms": result["added_median_ms"], "proxy_added_p99_ms": result["added_p99_ms"],
+            "proxy_added_first_byte_ms": result["added_first_byte_ms"],
+            "proxy_rss_mb_50_streams": result["rss_mb_peak"]}
+
+
+def show(result: dict) -> None:
+    for key, label in (("direct", "direct HTTPS request"), ("proxy", "through the proxy"),
+                       ("direct_first", "direct: first byte of a stream"), ("proxy_first", "proxy: first byte")):
+        s = result[key]
+        print(f"{label:58} {s['median'] * 1000:8.2f}  p99 {s['p99'] * 1000:8.2f}  n {s['n']}")
+    print(f"{'50 concurrent streams through the proxy':58} {result['streams_ok']}/{result['streams']} ok, "
+          f"peak RSS {result['rss_mb_peak']:.1f} MB")
