@@ -73,7 +73,7 @@ def front_door(owner: str, agent: str, libexec: Path, agent_home: str = "/nonexi
     text = (REPO / "bin" / "clawgate").read_text()
     return text.replace("@OWNER@", owner).replace("@AGENT@", agent).replace("@LIBEXEC@", str(libexec)) \
         .replace("@RESOLVE_LAUNCHER@", AGENT_LAUNCHER).replace("@AGENT_HOME@", agent_home) \
-        .replace("@STATE_DIR@", state_dir)
+        .replace("@STATE_DIR@", state_dir).replace("@PROXY_PORT@", "8217")
 
 
 def config_text(owner: str, agent: str, state_dir: Path, ttl: Dict[str, str], store: str = "file",

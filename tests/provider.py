@@ -131,8 +131,9 @@ class Provider:
         params = urllib.parse.parse_qs(query)
         wants_stream = b'"stream": true' in body or b'"stream":true' in body
         if path.endswith("/chat/completions"):
-            if wants_stream:
+            if wants_stream and "/json/" not in path:  # .../json/...: a plain answer to a stream request
                 return self._sse(handler, [(None, chunk) for chunk in _openai_chunks(ANSWER)] + [(None, "[DONE]")])
+            time.sleep(self.delay * 3)  # a model thinking: the answer comes a moment after the request
             return self._json(handler, 200, _openai_reply("".join(ANSWER)))
         if path.endswith("/messages"):
             if wants_stream:

@@ -123,3 +123,38 @@ def client_site(packages: Sequence[str], scratch: Path) -> str:
     for path in [scratch, *scratch.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return str(scratch)
+
+
+def memory_holds(pid: int, needles: Sequence[bytes]) -> "set[bytes]":
+    """Which of `needles` appear anywhere in the readable memory of process `pid` (root reads
+    /proc/PID/mem); a region that vanishes or cannot be read is skipped."""
+    import re
+
+    found: "set[bytes]" = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            match = re.match(r"([0-9a-f]+)-([0-9a-f]+) (r)", line)
+            if not match or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            start, end = int(match.group(1), 16), int(match.group(2), 16)
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            found.update(needle for needle in needles if needle in data)
+    return found
+
+
+def pids_of(uid: int) -> List[int]:
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found

@@ -86,7 +86,11 @@ def parse_request(raw: bytes) -> List[str]:
 
 
 # Each decision's key in the batch's one audit record, which lists the ids it applied to.
-DECIDED = ("ok", "missing", "denied_no_grant", "denied_use_only", "denied_invalid_name", "denied_not_utf8")
+DECIDED = ("ok", "proxy_token", "missing", "denied_no_grant", "denied_use_only", "denied_invalid_name",
+           "denied_not_utf8")
+# `proxy-token:ROUTE` is a route's proxy token (what `clawgate openclaw-config --proxy` points an
+# apiKey at), never a secret: `:` occurs in no secret name, and OpenClaw's ids allow it.
+PROXY_TOKEN = "proxy-token:"
 
 
 def answer(ctx: Context, ids: List[str]):
@@ -109,6 +113,20 @@ def answer(ctx: Context, ids: List[str]):
     return values, errors
 
 
+def _proxy_token(ctx: Context, secret_id: str, decided: Dict[str, List[str]]) -> str:
+    from . import routes
+    from .errors import ClawgateError
+
+    name = secret_id[len(PROXY_TOKEN):]
+    try:
+        token = routes.load(ctx.cfg, routes.check_name(name)).token
+    except ClawgateError:
+        decided["missing"].append(names.shown(secret_id))
+        raise _Refused("NOT_FOUND", "no such route") from None
+    decided["proxy_token"].append(secret_id)
+    return token
+
+
 class _Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -118,6 +136,8 @@ class _Refused(Exception):
 
 def _value(ctx: Context, store, secret_id: str, now: float, decided: Dict[str, List[str]]) -> str:
     """The value for one id, or _Refused; notes the decision in `decided` either way, never the value."""
+    if secret_id.startswith(PROXY_TOKEN):
+        return _proxy_token(ctx, secret_id, decided)
     if not names.is_valid(secret_id):
         decided["denied_invalid_name"].append(names.shown(secret_id))
         raise _Refused("INVALID_ID", "invalid secret name")
