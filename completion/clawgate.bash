@@ -3,11 +3,12 @@
 # never asks for a code: the only program it starts is the owner's own `clawgate list --json`.
 # The verbs and flags follow lib/clawgate/helptext.py (tests/test_completion.py keeps them equal).
 
-_clawgate_verbs="approve audit deny doctor elevate enroll get help list notify openclaw-config pending request resolve revoke run secrets status unlock"
-_clawgate_secrets_verbs="set rm tier list import import-keychain"
+_clawgate_verbs="approve audit deny doctor elevate enroll get help list notify openclaw-config pending proxy proxy-token request resolve revoke route run secrets status unlock"
+_clawgate_secrets_verbs="set rm tier use-only list import import-keychain"
+_clawgate_route_verbs="add list show rm rotate"
 _clawgate_tiers="open controlled restricted"
 
-# The secret names, when the caller is the owner named in the installed config; nothing otherwise
+# The secret names (route add --secret too), when the caller is the owner named in the installed config; nothing otherwise
 # (the agent's `list` would go through sudo).
 _clawgate_names() {
   local door conf line owner=''
@@ -37,13 +38,16 @@ _clawgate_flags() {
     revoke) echo "--all" ;;
     request) echo "--ttl --reason" ;;
     run) echo "--env" ;;
+    openclaw-config) echo "--proxy" ;;
+    route) [[ -z ${2-} || ${2-} == add ]] && echo "--upstream --secret --inject --methods --path-prefix --ca --allow-private --force" ;;
     enroll) echo "--import --rotate --root" ;;
     notify) [[ ${2-} == set ]] && echo "--ca" ;;
     audit) [[ ${2-} == show ]] && echo "--json" ;;
     secrets)
       case ${2-} in
-        set) echo "--tier --raw --allow-empty --force" ;;
+        set) echo "--tier --raw --allow-empty --force --use-only" ;;
         rm) echo "--force" ;;
+        use-only) echo "--off" ;;
         list) echo "--json" ;;
         import) echo "--tier --shred" ;;
         import-keychain) echo "--keychain --service --tier" ;;
@@ -77,7 +81,8 @@ _clawgate() {
   case $prev in
     --tier) mapfile -t COMPREPLY < <(compgen -W "$_clawgate_tiers" -- "$cur"); return 0 ;;
     --ca | --keychain) mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return 0 ;;
-    --ttl | --reason | --service | --env) return 0 ;;
+    --secret) [[ $verb == route ]] && mapfile -t COMPREPLY < <(compgen -W "$(_clawgate_names)" -- "$cur"); return 0 ;;
+    --ttl | --reason | --service | --env | --upstream | --inject | --methods | --path-prefix | --proxy) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
     mapfile -t COMPREPLY < <(compgen -W "$(_clawgate_flags "$verb" "$sub") --help" -- "$cur")
@@ -88,6 +93,7 @@ _clawgate() {
     help)
       if [[ $COMP_CWORD -eq 2 ]]; then words=$_clawgate_verbs
       elif [[ $COMP_CWORD -eq 3 && $sub == secrets ]]; then words=$_clawgate_secrets_verbs
+      elif [[ $COMP_CWORD -eq 3 && $sub == route ]]; then words=$_clawgate_route_verbs
       fi
       ;;
     get) [[ $COMP_CWORD -eq 2 ]] && words=$(_clawgate_names) ;;
@@ -97,12 +103,13 @@ _clawgate() {
     elevate) [[ $COMP_CWORD -eq 2 ]] && words="session" ;;
     notify) [[ $COMP_CWORD -eq 2 ]] && words="set test show off" ;;
     audit) [[ $COMP_CWORD -eq 2 ]] && words="show verify" ;;
+    route) [[ $COMP_CWORD -eq 2 ]] && words=$_clawgate_route_verbs ;;
     secrets)
       if [[ $COMP_CWORD -eq 2 ]]; then
         words=$_clawgate_secrets_verbs
       else
         case $sub in
-          set | rm) [[ $COMP_CWORD -eq 3 ]] && words=$(_clawgate_names) ;;
+          set | rm | use-only) [[ $COMP_CWORD -eq 3 ]] && words=$(_clawgate_names) ;;
           tier)
             if [[ $COMP_CWORD -eq 3 ]]; then words=$(_clawgate_names)
             elif [[ $COMP_CWORD -eq 4 ]]; then words=$_clawgate_tiers

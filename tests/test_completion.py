@@ -87,6 +87,13 @@ def test_the_secrets_verbs_are_the_help_tables(shell):
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_the_route_verbs_are_the_help_tables(shell):
+    table = {topic.split()[1] for topic in helptext.HELP if topic.startswith("route ")}
+    assert set(SHELLS[shell]("route ")) == table
+    assert set(SHELLS[shell]("help route ")) == table
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("topic", completion_topics())
 def test_each_verbs_flags_are_the_help_tables(shell, topic):
     wanted = set(FLAG.findall(helptext.HELP[topic])) | {"--help"}
@@ -143,7 +150,8 @@ def test_the_owner_is_offered_the_secret_names(shell, tmp_path):
     assert complete("get gi", env=env) == ["github/token"]
     assert sorted(complete("approve ", env=env)) == ["@root", "db.pass", "github/token"]
     assert sorted(complete("secrets rm ", env=env)) == ["db.pass", "github/token"]
-    assert (tmp_path / "ran").read_text().splitlines() == ["list --json"] * 4
+    assert sorted(complete("route add x --secret ", env=env)) == ["db.pass", "github/token"]
+    assert (tmp_path / "ran").read_text().splitlines() == ["list --json"] * 5
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -155,6 +163,7 @@ def test_anyone_else_is_offered_no_names_and_nothing_is_run(shell, tmp_path):
     assert complete("get ", env=env) == []
     assert complete("revoke ", env=env) == ["@root"]
     assert complete("secrets set ", env=env) == []
+    assert complete("route add x --secret ", env=env) == []
     assert not (tmp_path / "ran").exists()
 
 
