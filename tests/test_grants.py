@@ -82,7 +82,8 @@ def test_expiry_cuts_off_at_once(tmp_path):
     _wait_past(grant["expires_at"])
     one_line_error(tree.as_agent("broker", "get", "k"), 3)
     rows = json.loads(tree.as_agent("broker", "list", "--json").stdout)
-    assert rows == [{"name": "k", "tier": "controlled", "access": "approval required", "expires_in": None}]
+    assert rows == [{"name": "k", "tier": "controlled", "access": "approval required", "expires_in": None,
+                     "use_only": False}]
     assert json.loads(tree.as_agent("broker", "status", "--json").stdout)["grants"] == []
 
 

@@ -146,7 +146,8 @@ def test_first_load_of_a_job_never_loaded_needs_no_retry(tmp_path):
 def test_the_plan_shows_the_reload_steps_from_load_job_itself(tmp_path):
     code, out, err = darwin_plan()
     assert code == 0, err
-    steps = [line for line in out.splitlines() if line.startswith("would: ") and "launchctl" in line][1:]
+    steps = [line for line in out.splitlines() if line.startswith("would: ") and "launchctl" in line
+             and "ai.clawgate.proxy" not in line][1:]
     assert steps == [
         "would: launchctl bootout system/ai.openclaw.gateway",
         "would: wait until launchctl print system/ai.openclaw.gateway no longer finds it (at most 10 s)",
@@ -231,3 +232,27 @@ def test_the_fakes_are_never_installed():
     assert "tests/fakes" not in out
     assert subprocess.run(["grep", "-rl", "tests/fakes", str(REPO / "install.sh"), str(LOAD_JOB)],
                           capture_output=True).stdout == b""
+
+
+# -- the agent-blind proxy as a LaunchDaemon ------------------------------------------------------
+
+PROXY_PLIST = "/Library/LaunchDaemons/ai.clawgate.proxy.plist"
+
+
+def test_the_proxy_is_a_launchdaemon_run_as_the_owner_and_loaded_in_the_plan():
+    code, out, err = darwin_plan("--proxy-port", "9123")
+    assert code == 0, err
+    text = re.search(rf"^--- begin {PROXY_PLIST}\n(.*?)^--- end {PROXY_PLIST}$", out, re.S | re.M).group(1)
+    plist = plistlib.loads(text.encode())
+    assert plist["Label"] == "ai.clawgate.proxy" and plist["UserName"] == "alice"
+    assert plist["ProgramArguments"] == ["/usr/local/libexec/clawgate/proxy"]
+    assert f"would: install {PROXY_PLIST} (root:wheel 0644)" in out or f"{PROXY_PLIST}" in out
+    assert "launchctl bootstrap system " + PROXY_PLIST in out
+    assert "port = 9123" in out
+
+
+def test_no_proxy_installs_no_launchdaemon_for_it():
+    code, out, err = darwin_plan("--no-proxy")
+    assert code == 0, err
+    assert PROXY_PLIST not in out.split("--- end")[-1]
+    assert "service = none" in out

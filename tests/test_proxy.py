@@ -99,11 +99,20 @@ def test_a_target_that_is_not_a_path_is_refused(world, target):
 
 
 @pytest.mark.parametrize("method", ["CONNECT", "TRACE"])
-def test_connect_and_trace_are_refused_even_with_a_routes_path(world, method):
+def test_connect_and_trace_are_refused_even_by_a_route_that_lists_them(world, method):
     tree, provider, port, _ = world
+    assert tree.run("route", "add", "wide", "--upstream", f"https://localhost:{provider.port}", "--secret",
+                    "openai/key", "--inject", "Authorization: Bearer {secret}", "--allow-private", "--force",
+                    "--ca", str(provider.ca_path)).returncode == 0
+    assert tree.run("route", "add", "x", "--upstream", "https://h", "--secret", "openai/key", "--inject",
+                    "A: {secret}", "--methods", method).returncode == 2
+    record = tree.state / "routes" / "wide"  # a record edited by hand: the proxy still refuses them
+    edited = json.loads(record.read_text())
+    edited["methods"] += ["CONNECT", "TRACE"]
+    record.write_text(json.dumps(edited))
     before = len(provider.seen)
-    reply = proxykit.raw(port, f"{method} /p/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n"
-                               "\r\n".encode())
+    reply = proxykit.raw(port, f"{method} /wide/models HTTP/1.1\r\nHost: x\r\n"
+                               f"Authorization: Bearer {token(tree, 'wide')}\r\n\r\n".encode())
     assert proxykit.status_of(reply) == 405
     assert len(provider.seen) == before
 

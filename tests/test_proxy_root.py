@@ -6,6 +6,8 @@ Needs root."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import textwrap
 import time
@@ -15,7 +17,7 @@ import pytest
 
 from provider import Provider
 import proxykit
-from rootenv import RUNUSER, RootEnv, delete_user, make_user, random_user, run
+from rootenv import INSTALL, RUNUSER, RootEnv, delete_user, make_user, random_user, run
 
 pytestmark = pytest.mark.root
 
@@ -255,3 +257,42 @@ def test_a_hostile_agent_cannot_stop_the_owners_route_nor_grow_the_proxy_without
                       "-H", f"Authorization: Bearer {token(env, 'openai')}",
                       f"http://127.0.0.1:{env.proxy_port}/openai/models")
     assert curl.stdout == b"200"
+
+
+def test_doctor_checks_the_proxy_service_its_loopback_listener_and_each_routes_tls(world):
+    env, _ = world
+    result = env.doctor()
+    out = result.stdout.decode()
+    assert f"ok    proxy service: {env.proxy_unit}" in out, out
+    assert f"ok    proxy listening: port {env.proxy_port} on 127.0.0.1" in out, out
+    for route in ("anthropic", "gh", "openai"):
+        assert f"ok    route {route}: upstream reachable, TLS verified" in out, out
+
+
+def test_doctor_fails_a_route_whose_upstream_tls_is_not_trusted(world):
+    env, provider = world
+    assert env.owner("route", "add", "untrusted", "--upstream", f"https://localhost:{provider.port}",
+                     "--secret", "openai/key", "--inject", "Authorization: Bearer {secret}",
+                     "--allow-private").returncode == 0
+    try:
+        out = env.doctor().stdout.decode()
+        assert "FAIL  route untrusted: route untrusted: upstream TLS not trusted" in out, out
+    finally:
+        assert env.owner("route", "rm", "untrusted").returncode == 0
+
+
+def test_the_unit_is_sandboxed_to_an_exposure_of_at_most_2(world):
+    env, _ = world
+    analyze = subprocess.run(["systemd-analyze", "security", "--offline=true", str(env.proxy_unit)],
+                             capture_output=True, text=True) if shutil.which("systemd-analyze") else None
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian's systemd package; .ci/run installs it)")
+    score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", analyze.stdout)
+    assert score, analyze.stdout + analyze.stderr
+    assert float(score.group(1)) <= 2.0, analyze.stdout
+
+
+def test_uninstall_would_stop_and_remove_the_proxy_unit(world):
+    env, _ = world
+    plan = run(["bash", str(INSTALL), "--uninstall", "--dry-run", "--prefix", str(env.prefix), "--yes"])
+    assert f"would: remove {env.proxy_unit}" in plan.stdout.decode(), plan.stdout

@@ -47,7 +47,7 @@ An open secret is served at once; a controlled or restricted one only while a gr
     "list": """usage: clawgate list [--json]
 The secrets by name with their tier and whether the agent may read them now (and for how long).
 Never a value.
-  --json   one JSON array of {name, tier, access, expires_in}""",
+  --json   one JSON array of {name, tier, access, expires_in, use_only}""",
 
     "status": """usage: clawgate status [--json]
 Open grants with the time left, the root session, the agent's lockout and recent wrong codes.
