@@ -496,6 +496,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=100, help="runs of each get case (default 100)")
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test of the bench itself")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--proxy-only", action="store_true",
+                        help="only the proxy's figures (bench/results/proxy-*.json and bench/proxy-latest.json)")
     args = parser.parse_args()
     if os.geteuid() != 0 or sys.platform != "linux":
         print("bench: make bench needs root on Linux (it installs into a temp prefix with throwaway users)",
@@ -503,6 +505,8 @@ def main() -> int:
         return 2
     rounds = 5 if args.quick else args.rounds
     small = max(3, rounds // 3)
+    if args.proxy_only:
+        return proxy_only(rounds, args.quick, args.strict)
 
     from rootenv import RootEnv
 
@@ -567,6 +571,40 @@ def main() -> int:
     print(f"\nbench: results in bench/results/bench-{stamp}.json{'' if args.quick else ' and bench/latest.json'}")
     missed = [v["what"] for v in result["targets"].values() if not v["met"]]
     return 1 if args.strict and missed else 0
+
+
+def proxy_only(rounds: int, quick: bool, strict: bool) -> int:
+    """`make bench BENCH_ARGS=--proxy-only`: the proxy's part alone, on its own install."""
+    from rootenv import RootEnv
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
+                "code": code_version()}
+    with RootEnv() as env:
+        agent = Principal(env.agent_name, str(env.agent_home))
+        env.enroll_seed()
+        result = proxybench.measure_proxy(env, agent, max(50, rounds * 2))
+    run_info["load_after"] = os.getloadavg()
+    values = proxybench.ratios(result)
+    verdicts = {key: {"what": what, "value": values[key], "target": f"{op} {limit}", "met": values[key] <= limit}
+                for key, (what, op, limit) in proxybench.TARGETS.items()}
+    verdicts["proxy_streams_all_succeed"] = {"what": "proxy: every one of 50 streams whole",
+                                             "value": result["streams_ok"] == result["streams"], "target": "all",
+                                             "met": result["streams_ok"] == result["streams"]}
+    print(f"\nclawgate proxy bench  {started}  code {run_info['code']}  load {run_info['load_before'][0]:.2f}\n")
+    proxybench.show(result)
+    print(f"\n{'target':48} {'measured':>10}  {'goal':>8}  result")
+    for verdict in verdicts.values():
+        value = verdict["value"]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{verdict['what']:48} {shown:>10}  {verdict['target']:>8}  {'met' if verdict['met'] else 'MISSED'}")
+    text = json.dumps({"run": run_info, "proxy": result, "targets": verdicts}, indent=1) + "\n"
+    results = REPO / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"proxy-{started.replace('-', '').replace(':', '').rstrip('Z')}.json").write_text(text)
+    if not quick:
+        (REPO / "bench" / "proxy-latest.json").write_text(text)
+    return 1 if strict and not all(v["met"] for v in verdicts.values()) else 0
 
 
 if __name__ == "__main__":
