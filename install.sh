@@ -1101,7 +1101,8 @@ if [[ $PROXY_OFF == 0 ]]; then
       change "start $PROXY_NAME" start_proxy
     fi
   elif [[ $DRY_RUN == 0 ]]; then
-    say "($PROXY_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started)"
+    say "($PROXY_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started;"
+    say " run it by hand as $OWNER: $BINDIR/clawgate proxy)"
   fi
 elif [[ -e $PROXY_FILE ]] && manifest_lines service | grep -qxF "$PROXY_FILE"; then
   stop_service "$PROXY_FILE" # --no-proxy on a rerun: the proxy an earlier run installed goes

@@ -514,7 +514,7 @@ def main() -> int:
     run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
                 "code": code_version()}
     sudoers = pass_store = None
-    with RootEnv() as env:
+    with RootEnv(proxy=True) as env:
         try:
             agent = Principal(env.agent_name, str(env.agent_home))
             owner = Principal(env.owner_name, "/")
@@ -580,7 +580,7 @@ def proxy_only(rounds: int, quick: bool, strict: bool) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
                 "code": code_version()}
-    with RootEnv() as env:
+    with RootEnv(proxy=True) as env:
         agent = Principal(env.agent_name, str(env.agent_home))
         env.enroll_seed()
         result = proxybench.measure_proxy(env, agent, max(50, rounds * 2))

@@ -98,7 +98,8 @@ def measure_proxy(env, agent, rounds: int, streams: int = 50) -> dict:
     from provider import Provider
 
     provider_dir = env.root / "bench-provider"
-    provider_dir.mkdir(mode=0o755, exist_ok=True)
+    provider_dir.mkdir(exist_ok=True)
+    provider_dir.chmod(0o755)
     provider = Provider(provider_dir)
     try:
         env.set_secret("bench/proxy-key", b"sk-bench-proxy-0123456789", tier="open")

@@ -62,7 +62,7 @@ class RootEnv:
     spent_code = Tree.spent_code
 
     def __init__(self, ttl: Optional[Dict[str, str]] = None, service: bool = False,
-                 install_args: Sequence[str] = (), install: bool = True) -> None:
+                 install_args: Sequence[str] = (), install: bool = True, proxy: bool = False) -> None:
         assert os.geteuid() == 0, "RootEnv needs root"
         self.root = Path(tempfile.mkdtemp(prefix="clawgate-test-", dir="/opt"))
         self.root.chmod(0o755)  # the agent and the owner must reach PREFIX/bin and libexec
@@ -77,6 +77,7 @@ class RootEnv:
         self.config_path = self.prefix / "etc" / "clawgate" / "clawgate.conf"
         self.sudoers = SUDOERS_DIR / f"clawgate-{self.agent_name}"
         self.service = service
+        self.proxy = proxy  # the proxy's unit, in service_dir (started by hand: start_proxy)
         self.proxy_port = free_port()
         self.proxy_unit = self.service_dir / "clawgate-proxy.service"
         self.proxy_process: Optional[subprocess.Popen] = None
@@ -99,7 +100,8 @@ class RootEnv:
         argv = ["bash", str(INSTALL), "--owner", self.owner_name, "--agent-user", self.agent_name,
                 "--prefix", str(self.prefix), "--state-dir", str(self.state), "--agent-home", str(self.agent_home),
                 "--python", python_for_install(), "--yes"]
-        argv += ["--service-dir", str(self.service_dir), "--proxy-port", str(self.proxy_port)]
+        argv += ["--service-dir", str(self.service_dir)]
+        argv += ["--proxy-port", str(self.proxy_port)] if self.proxy else ["--no-proxy"]
         if self.service:
             argv += ["--gateway-command", "/bin/sleep infinity"]
         else:

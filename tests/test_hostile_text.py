@@ -76,7 +76,8 @@ def test_quoted_field_splits_back_into_exactly_one_word():
 def test_list_and_status_escape_names(capsys):
     from clawgate import listing
 
-    listing.print_secrets([{"name": FAKE_FIELDS + "\x1b[2J", "tier": "open", "access": "open", "expires_in": None}],
+    listing.print_secrets([{"name": FAKE_FIELDS + "\x1b[2J", "tier": "open", "access": "open", "expires_in": None,
+                            "use_only": False}],
                           as_json=False)
     listing.print_status({"grants": [{"name": "\rfake", "tier": "x y", "expires_in": 60}], "root_session": None,
                           "locked_until": None, "failures": 0}, as_json=False)

@@ -26,9 +26,10 @@ KEY = b"sk-proj-OPENCLAWREALKEY-5e4d3c2b1a"
 @pytest.fixture(scope="module")
 def world():
     kit = openclawkit.require()
-    with RootEnv() as env:
+    with RootEnv(proxy=True) as env:
         provider_dir = env.root / "provider"
-        provider_dir.mkdir(mode=0o755)
+        provider_dir.mkdir()
+        provider_dir.chmod(0o755)  # the owner reads the CA in it (a test run's umask may be 077)
         provider = Provider(provider_dir)
         try:
             env.enroll_seed()

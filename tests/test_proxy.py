@@ -151,24 +151,50 @@ def test_a_route_to_plain_http_cannot_be_added(world):
 
 def test_a_private_address_needs_the_routes_allow_private(world):
     tree, provider, port, _ = world
-    result = tree.run("route", "add", "priv", "--upstream", f"https://127.0.0.1:{provider.port}", "--secret",
+    literal = tree.run("route", "add", "priv", "--upstream", f"https://127.0.0.1:{provider.port}", "--secret",
+                       "openai/key", "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path))
+    assert literal.returncode == 2 and b"loopback or private" in literal.stderr  # known now, refused now
+    result = tree.run("route", "add", "priv", "--upstream", f"https://localhost:{provider.port}", "--secret",
                       "openai/key", "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr  # a name: what it resolves to is checked at each request
     before = len(provider.seen)
     status, _, body = request(port, "GET", "/priv/models", {"Authorization": f"Bearer {token(tree, 'priv')}"})
     assert status == 403 and b"loopback or private" in body
     assert len(provider.seen) == before
 
 
-@pytest.mark.parametrize("host", ["169.254.169.254", "[fd00:ec2::254]", "0.0.0.0"])
+@pytest.mark.parametrize("host", ["169.254.169.254", "fd00:ec2::254", "0.0.0.0", "224.0.0.1", "fe80::1"])
 def test_link_local_metadata_and_unspecified_are_refused_even_with_allow_private(world, host):
     tree, provider, port, _ = world
     name = "meta" + str(abs(hash(host)) % 1000)
-    result = tree.run("route", "add", name, "--upstream", f"https://{host}", "--secret", "openai/key",
-                      "--inject", "Authorization: Bearer {secret}", "--allow-private")
-    assert result.returncode == 0, result.stderr
+    shown = f"[{host}]" if ":" in host else host
+    added = tree.run("route", "add", name, "--upstream", f"https://{shown}", "--secret", "openai/key",
+                     "--inject", "Authorization: Bearer {secret}", "--allow-private")
+    assert added.returncode == 2, added.stderr
+    # A record that names one all the same (edited by hand) is refused at each request.
+    assert tree.run("route", "add", name, "--upstream", "https://localhost", "--secret", "openai/key",
+                    "--inject", "Authorization: Bearer {secret}", "--allow-private").returncode == 0
+    record = tree.state / "routes" / name
+    edited = json.loads(record.read_text())
+    edited["host"] = host
+    record.write_text(json.dumps(edited))
     status, _, body = request(port, "GET", f"/{name}/latest", {"Authorization": f"Bearer {token(tree, name)}"})
     assert status == 403, body
+
+
+@pytest.mark.parametrize("address, private_ok, public", [
+    ("127.0.0.1", True, False), ("::1", True, False), ("10.1.2.3", True, False), ("192.168.1.1", True, False),
+    ("fd12::1", True, False), ("::ffff:127.0.0.1", True, False), ("8.8.8.8", True, True),
+    ("2001:4860:4860::8888", True, True), ("169.254.169.254", False, False), ("fe80::1", False, False),
+    ("fd00:ec2::254", False, False), ("0.0.0.0", False, False), ("::", False, False), ("240.0.0.1", False, False),
+    ("100.64.0.1", False, False),
+])
+def test_which_addresses_a_route_may_reach(address, private_ok, public):
+    import ipaddress
+    from clawgate.proxy import upstream
+
+    assert (upstream.address_refused(ipaddress.ip_address(address), True) is None) == private_ok
+    assert (upstream.address_refused(ipaddress.ip_address(address), False) is None) == public
 
 
 def test_a_certificate_for_another_name_is_refused(world):
@@ -385,6 +411,22 @@ def test_setting_a_new_value_keeps_the_use_only_mark(world):
     tree = world[0]
     tree.set_secret("openai/key", KEY, tier="open")
     assert tree.as_agent("broker", "get", "openai/key").returncode == 1
+
+
+def test_a_route_warns_of_a_secret_the_agent_can_read_and_rm_of_a_routed_secret(world):
+    tree, provider, port, _ = world
+    tree.set_secret("readable", b"r-value", tier="open")
+    added = tree.run("route", "add", "readable", "--upstream", f"https://localhost:{provider.port}", "--secret",
+                     "readable", "--inject", "Authorization: Bearer {secret}", "--allow-private",
+                     "--ca", str(provider.ca_path))
+    assert added.returncode == 0 and b"the agent can still read it" in added.stderr
+    again = tree.run("route", "add", "readable", "--upstream", f"https://localhost:{provider.port}", "--secret",
+                     "readable", "--inject", "Authorization: Bearer {secret}")
+    assert again.returncode == 2 and b"--force" in again.stderr
+    removed = tree.run("secrets", "rm", "readable", "--force")
+    assert removed.returncode == 0 and b"route readable sends readable" in removed.stderr
+    status, _, body = request(port, "GET", "/readable/x", {"Authorization": f"Bearer {token(tree, 'readable')}"})
+    assert status == 502 and b"not stored" in body
 
 
 def test_a_damaged_tier_record_fails_closed_to_use_only(world):

@@ -30,10 +30,11 @@ GH_KEY = b"ghp_RESTRICTEDKEY0123456789"
 def world():
     if os.geteuid() != 0:
         pytest.skip("needs root: real users, install.sh and sudo")
-    env = RootEnv()
+    env = RootEnv(proxy=True)
     try:
         provider_dir = env.root / "provider"
-        provider_dir.mkdir(mode=0o755)
+        provider_dir.mkdir()
+        provider_dir.chmod(0o755)  # the owner reads the CA in it (a test run's umask may be 077)
         provider = Provider(provider_dir)
         env.enroll_seed()
         for name, value, tier in (("openai/key", OPENAI_KEY, "open"), ("anthropic/key", KEY, "controlled"),
@@ -276,9 +277,26 @@ def test_doctor_fails_a_route_whose_upstream_tls_is_not_trusted(world):
                      "--allow-private").returncode == 0
     try:
         out = env.doctor().stdout.decode()
-        assert "FAIL  route untrusted: route untrusted: upstream TLS not trusted" in out, out
+        assert "FAIL  route untrusted: upstream TLS not trusted" in out, out
     finally:
         assert env.owner("route", "rm", "untrusted").returncode == 0
+
+
+def test_doctor_fails_a_route_whose_secret_is_gone_or_readable_by_the_agent(world):
+    env, provider = world
+    env.set_secret("plain/key", b"plain-value", "open")
+    for route in ("readable", "gone"):
+        assert env.owner("route", "add", route, "--upstream", f"https://localhost:{provider.port}", "--secret",
+                         "plain/key", "--inject", "Authorization: Bearer {secret}", "--allow-private").returncode == 0
+    try:
+        out = env.doctor().stdout.decode()
+        assert "FAIL  route readable: its secret plain/key is readable by the agent" in out, out
+        assert env.owner("secrets", "rm", "plain/key", "--force").returncode == 0
+        out = env.doctor().stdout.decode()
+        assert "FAIL  route gone: its secret plain/key is not stored" in out, out
+    finally:
+        for route in ("readable", "gone"):
+            env.owner("route", "rm", route)
 
 
 def test_the_unit_is_sandboxed_to_an_exposure_of_at_most_2(world):

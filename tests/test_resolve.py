@@ -221,10 +221,44 @@ def test_openclaw_config_prints_the_agents_launcher_and_nothing_openclaw_dropped
     assert provider_block(tree) == {"source": "exec", "command": AGENT_LAUNCHER, "jsonOnly": True}
 
 
-def test_openclaw_config_takes_no_arguments(tree):
+def test_openclaw_config_takes_no_arguments_but_proxy_routes(tree):
     result = subprocess.run([str(tree.prefix / "bin" / "clawgate"), "openclaw-config", "x"], capture_output=True,
                             env=tree.env(False))
     assert result.returncode == 2 and result.stdout == b""
+
+
+def openclaw_config(tree, *args):
+    return subprocess.run([str(tree.prefix / "bin" / "clawgate"), "openclaw-config", *args], capture_output=True,
+                          env=tree.env(False))
+
+
+def test_openclaw_config_proxy_names_each_route_its_api_and_refuses_an_unknown_one(tree):
+    tree.set_secret("k", b"v", tier="open")
+    for route in ("oai", "ant"):
+        assert tree.run("route", "add", route, "--upstream", "https://api.example.com", "--secret", "k",
+                        "--inject", "Authorization: Bearer {secret}").returncode == 0
+    result = openclaw_config(tree, "--proxy", "oai", "--proxy", "ant:anthropic-messages")
+    assert result.returncode == 0, result.stderr
+    block = json.loads("\n".join(line for line in result.stdout.decode().splitlines() if not line.startswith("//")))
+    providers = block["models"]["providers"]
+    assert providers["clawgate-oai"]["api"] == "openai-completions"
+    assert providers["clawgate-ant"]["api"] == "anthropic-messages"
+    assert providers["clawgate-ant"]["apiKey"]["id"] == "proxy-token:ant"
+    assert providers["clawgate-oai"]["baseUrl"] == "http://127.0.0.1:8217/oai"
+    missing = openclaw_config(tree, "--proxy", "nosuch")
+    assert missing.returncode == 4 and missing.stdout == b"" and b"no such route" in missing.stderr
+    assert openclaw_config(tree, "--proxy", "oai:gopher").returncode == 2
+    assert openclaw_config(tree, "--proxy", "a/b").returncode == 2
+
+
+def test_resolve_serves_a_routes_proxy_token_never_a_secret_by_that_id(tree):
+    tree.set_secret("k", b"v", tier="open")
+    assert tree.run("route", "add", "tok", "--upstream", "https://api.example.com", "--secret", "k",
+                    "--inject", "Authorization: Bearer {secret}").returncode == 0
+    token = tree.as_agent("broker", "proxy-token", "tok").stdout.decode()
+    reply = json.loads(tree.as_agent("broker", "resolve", input=request(["proxy-token:tok", "proxy-token:none"])).stdout)
+    assert reply["values"] == {"proxy-token:tok": token}
+    assert reply["errors"]["proxy-token:none"]["code"] == "NOT_FOUND"
 
 
 def test_a_grant_is_cut_to_the_cap_of_the_secrets_tier_now(tmp_path):

@@ -50,3 +50,27 @@ def test_a_link_loop_is_refused_not_followed_forever(tree):
 def test_a_missing_component_is_an_os_error(tree):
     with pytest.raises(FileNotFoundError):
         walked(tree / "steady" / "nothing")
+
+
+# -- read_file: a file the owner names (route add --ca) -------------------------------------------
+
+def test_read_file_follows_a_steady_link_to_a_file_as_etc_ssl_certs_has_them(tree):
+    (tree / "steady" / "real" / "ca.pem").write_bytes(b"PEM")
+    (tree / "steady" / "ca-link.pem").symlink_to(tree / "steady" / "real" / "ca.pem")
+    assert safepath.read_file(str(tree / "steady" / "ca-link.pem"), os.getuid(), 100) == b"PEM"
+
+
+def test_read_file_refuses_a_link_planted_where_others_can_write(tree):
+    (tree / "steady" / "real" / "ca.pem").write_bytes(b"PEM")
+    (tree / "shared" / "ca.pem").symlink_to(tree / "steady" / "real" / "ca.pem")
+    with pytest.raises(safepath.Refused, match="symbolic link another user could change"):
+        safepath.read_file(str(tree / "shared" / "ca.pem"), os.getuid(), 100)
+
+
+def test_read_file_refuses_a_fifo_and_a_file_over_its_limit(tree):
+    os.mkfifo(tree / "steady" / "fifo")
+    with pytest.raises(safepath.Refused, match="not a regular file"):
+        safepath.read_file(str(tree / "steady" / "fifo"), os.getuid(), 100)
+    (tree / "steady" / "big").write_bytes(b"x" * 101)
+    with pytest.raises(safepath.Refused, match="larger than 100 bytes"):
+        safepath.read_file(str(tree / "steady" / "big"), os.getuid(), 100)

@@ -66,7 +66,7 @@ def test_an_interrupted_rm_has_revoked_the_grant_and_the_tier_first(tree, progra
 
 def args(tier):
     """`secrets set k --tier TIER --force`: the name exists, so only --force lets it be set without a terminal."""
-    return SimpleNamespace(name="k", raw=False, tier=tier, force=True, allow_empty=False)
+    return SimpleNamespace(name="k", raw=False, tier=tier, force=True, allow_empty=False, use_only=False)
 
 
 def test_an_interrupted_set_to_a_stricter_tier_has_tightened_it_first(tree, program):

@@ -26,7 +26,7 @@ SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate
   run [--env VAR=NAME]... -- CMD [ARG...]
                                  run a tool with secrets in its environment, output redacted
   resolve                        OpenClaw exec SecretRef provider (JSON on stdin)
-  openclaw-config [--proxy ROUTE...]
+  openclaw-config [--proxy ROUTE[:API]...]
                                  the provider block for openclaw.json
   proxy-token ROUTE              the API key the agent's client sends to the proxy's ROUTE
 owner only:
@@ -57,10 +57,11 @@ Open grants with the time left, the root session, the agent's lockout and recent
 OpenClaw's exec SecretRef provider (protocol v1): a JSON request on stdin, the values and
 per-id errors as JSON on stdout. OpenClaw runs it; see: clawgate openclaw-config.""",
 
-    "openclaw-config": """usage: clawgate openclaw-config [--proxy ROUTE...]
+    "openclaw-config": """usage: clawgate openclaw-config [--proxy ROUTE[:API]...]
 Print the secrets provider block to merge into the agent's ~/.openclaw/openclaw.json.
-  --proxy ROUTE  also a model provider per ROUTE whose baseUrl is the proxy's route and whose
-                 apiKey is the route's proxy token (resolved through the same provider)""",
+  --proxy ROUTE[:API]  also a model provider per ROUTE whose baseUrl is the proxy's route and
+                 whose apiKey is the route's proxy token (resolved through the same provider);
+                 API: openai-completions (default), openai-responses or anthropic-messages""",
 
     "proxy-token": """usage: clawgate proxy-token ROUTE
 Print the token the agent's client sends where the API key would go, to
@@ -101,7 +102,8 @@ HEADER set to FORMAT, its {secret} replaced by SECRET's value.
 
     "proxy": """usage: clawgate proxy
 (owner) Run the agent-blind proxy in the foreground (install.sh installs it as a service).
-It listens on 127.0.0.1 and ::1 at the config's [proxy] port (default 8217).""",
+It listens on 127.0.0.1 and ::1 at the config's [proxy] port (default 8217; `clawgate route show
+NAME` prints this install's base URL). As root, it runs as the owner.""",
 
     "approve": """usage: clawgate approve NAME|@root|ID [CODE] [--ttl DUR]
 Check a code from the owner's authenticator and grant access that expires:

@@ -99,13 +99,26 @@ def walk(path: str, owner_uid: int) -> Dir:
     return Dir(fd, shown or "/", st)
 
 
-def read_file(path: str, owner_uid: int, limit: int) -> bytes:
-    """A regular file the owner names (a CA, say), read by the rule above: no link the agent
-    could change followed, no FIFO or device opened (a FIFO would hang us), at most `limit`
-    bytes. Refused, or OSError (missing, unreadable), otherwise."""
-    folder = walk(os.path.dirname(os.path.abspath(path)) or "/", owner_uid)
+def read_file(path: str, owner_uid: int, limit: int, _links: int = 0) -> bytes:
+    """A regular file the owner names (a CA, say), read by the rule above: a link is followed only
+    where walk() would follow one (root's or the owner's, in a steady directory: most of
+    /etc/ssl/certs is such links), no FIFO or device opened (a FIFO would hang us), at most
+    `limit` bytes. Refused, or OSError (missing, unreadable), otherwise."""
+    path = os.path.abspath(path)
+    folder = walk(os.path.dirname(path) or "/", owner_uid)
     try:
-        fd = os.open(os.path.basename(path), fsio.READ_FLAGS, dir_fd=folder.fd)
+        try:
+            fd = os.open(os.path.basename(path), fsio.READ_FLAGS, dir_fd=folder.fd)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            link = os.lstat(os.path.basename(path), dir_fd=folder.fd)
+            if not is_steady(folder.st, owner_uid) or link.st_uid not in (0, owner_uid):
+                raise Refused(f"{path} is a symbolic link another user could change") from None
+            if _links >= MAX_LINKS:
+                raise Refused(f"{path}: too many symbolic links") from None
+            target = os.readlink(os.path.basename(path), dir_fd=folder.fd)
+            return read_file(os.path.join(os.path.dirname(path), target), owner_uid, limit, _links + 1)
     finally:
         folder.close()
     try:

@@ -1,10 +1,12 @@
 """Who is on the other end of a loopback TCP connection (Linux): the uid that owns its socket.
 
-TCP has no SO_PEERCRED, but the kernel lists every socket with its owner's uid in
-/proc/net/tcp and /proc/net/tcp6 (what identd reads). The client's socket is the entry whose
-local address is the peer's and whose remote address is ours. A socket's uid is that of the
-process that made it; a user cannot make a socket that the kernel lists as another user's.
-Elsewhere (macOS) there is no such table: the per-route token is then the only check.
+TCP has no SO_PEERCRED, but the kernel knows every socket's owner. It is asked for exactly one
+socket, the client's end (its address is the peer's, its peer is us), through sock_diag
+(NETLINK_SOCK_DIAG, what `ss` uses): an exact lookup, so a thousand open connections cost
+nothing more per accept. Where netlink is not to be had, /proc/net/tcp{,6} (what identd reads)
+is scanned instead. A socket's uid is that of the process that made it; a user cannot make a
+socket the kernel lists as another user's. Elsewhere (macOS) there is neither: the per-route
+token is then the only check.
 """
 
 import os
@@ -24,11 +26,52 @@ def _hex_address(family: int, host: str, port: int) -> str:
     return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
 
 
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+_NOCOOKIE = 0xFFFFFFFF
+
+
+def _diag_address(family: int, host: str) -> bytes:
+    packed = socket.inet_pton(family, host)
+    return packed + b"\0" * (16 - len(packed))
+
+
+def uid_by_diag(sock: socket.socket) -> "int | None":
+    """The peer socket's uid from sock_diag; None if the kernel has no answer (or no netlink here)."""
+    family = sock.family
+    peer, ours = sock.getpeername(), sock.getsockname()
+    # struct inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid (ports and
+    # addresses in network order, interface, cookie): the client's socket, seen from its side.
+    sockid = struct.pack("!HH", peer[1], ours[1]) + _diag_address(family, peer[0]) + _diag_address(family, ours[0])
+    sockid += struct.pack("=III", 0, _NOCOOKIE, _NOCOOKIE)
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
+            diag.settimeout(1.0)
+            diag.sendto(header + request, (0, 0))
+            reply = diag.recv(8192)
+    except (OSError, AttributeError):
+        return None
+    if len(reply) < 16:
+        return None
+    _length, kind = struct.unpack_from("=IH", reply, 0)
+    if kind != SOCK_DIAG_BY_FAMILY or len(reply) < 16 + 72:
+        return None  # NLMSG_ERROR: no such socket (it closed meanwhile), or sock_diag is absent
+    # struct inet_diag_msg: family, state, timer, retrans (4), sockid (48), expires, rqueue, wqueue, uid
+    return struct.unpack_from("=I", reply, 16 + 4 + 48 + 12)[0]
+
+
 def uid_of(sock: socket.socket) -> "int | None":
-    """The uid owning the peer's end of `sock`, or None if the table does not list it."""
+    """The uid owning the peer's end of `sock`, or None if the kernel does not list it."""
     family = sock.family
     if family not in TABLES:
         return None
+    found = uid_by_diag(sock)
+    if found is not None:
+        return found
     peer = sock.getpeername()
     ours = sock.getsockname()
     local = _hex_address(family, peer[0], peer[1])

@@ -8,6 +8,7 @@ Only then is the value read; where it goes is the route's alone (upstream.py).
 """
 
 import time
+import unicodedata
 from urllib.parse import unquote
 
 from .. import access, routes
@@ -40,18 +41,25 @@ def split_target(target: str) -> "tuple[str, str, str]":
 
 
 def check_rest(rest: str) -> str:
-    """The path below the route, refused if it could climb out of the route's base: no `.` or
-    `..` segment (plain or %-encoded), no empty segment (`//`), no encoded `/`, `\\` or NUL."""
+    """The path below the route, refused if it could climb out of the route's base in any reading
+    an upstream server might apply: no `.` or `..` segment (plain, %-encoded, or after the Unicode
+    folding some servers do: a fullwidth `．`), no empty segment (`//`), no encoded `/`, `\\` or NUL,
+    no double escape, no escape that is not UTF-8 (an overlong `%c0%ae`), no `;` (a servlet
+    container reads `..;` as `..`)."""
     if not rest:
         return rest
     segments = rest[1:].split("/")
     for number, segment in enumerate(segments):
-        decoded = unquote(segment)
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:
+            raise Refusal(400, "path holds a %-escape that is not UTF-8") from None
+        folded = unicodedata.normalize("NFKC", decoded)
         last = number == len(segments) - 1
-        if (segment == "" and not last) or decoded in (".", ".."):
+        if (segment == "" and not last) or decoded in (".", "..") or folded in (".", ".."):
             raise Refusal(400, "path escapes the route (`..`, `.` or `//`)")
-        if any(c in decoded for c in "/\\\0%"):
-            raise Refusal(400, "path holds an encoded `/`, `\\`, NUL or a double %-escape")
+        if any(c in decoded or c in folded for c in "/\\\0%;"):
+            raise Refusal(400, "path holds `;`, an encoded `/`, `\\` or NUL, or a double %-escape")
     return rest
 
 
@@ -73,15 +81,19 @@ def permit(ctx: Context, request: Request, now: "float | None" = None) -> Permit
         raise Refusal(403, f"route {route.name}: only paths under {prefix}", "permission_error")
     token_header = presented_token(request, route)
     if token_header is None:
-        raise Refusal(401, f"route {route.name}: missing or wrong proxy token in {route.header} "
+        where = route.header if route.header.lower() == "authorization" else f"{route.header} or Authorization: Bearer"
+        raise Refusal(401, f"route {route.name}: missing or wrong proxy token in {where} "
                            f"(get it with: clawgate proxy-token {route.name})", "authentication_error")
     when = time.time() if now is None else now
+    store = open_store(ctx.cfg)
+    if not store.exists(route.secret):  # before the tier: approval would not help
+        raise Refusal(502, f"route {route.name}: its secret is not stored; ask the owner", "api_error")
     tier, grant = access.decide(ctx.cfg, route.secret, when)
     if not access.allowed(tier, grant):
         message = access.approval_required(ctx, route.secret, tier).message
         raise Refusal(403, message, "permission_error")
     try:
-        value = open_store(ctx.cfg).get(route.secret)
+        value = store.get(route.secret)
     except NoSuchSecret:
         raise Refusal(502, f"route {route.name}: its secret is not stored; ask the owner", "api_error") from None
     return Permit(route, value, (route.base + rest or "/") + query, tier, token_header)

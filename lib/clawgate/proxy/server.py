@@ -4,7 +4,8 @@ Each connection gets a thread, within a budget per caller (the agent cannot use 
 and every read and wait has a deadline (wire.py, upstream.py), so a slow, silent or endless
 client holds one slot of its own budget for a bounded time. One exchange, in order: read the
 head, permit() it (policy.py), open the upstream, stream the body up, stream the answer back
-scrubbed of every form of the value (redact.py), audit one record.
+scrubbed of every form of the value (redact.py), audit one record. A watcher cuts every exchange
+whose grant has ended, wherever it is waiting.
 """
 
 import hashlib
@@ -23,18 +24,29 @@ from . import peer, policy, upstream, wire
 
 MAX_BODY = 32 * 1024 * 1024
 CONNECTIONS_PER_CALLER = 64
-GRANT_RECHECK = 1.0  # seconds between checks that a stream's grant still holds
-# Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself: never relayed either way.
+GRANT_RECHECK = 1.0  # seconds between the watcher's checks that in-flight grants still hold
+MAX_LOGGED_PATH = 256  # characters of a path in a record (with its full length): the agent writes it
+# Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself: never relayed upstream.
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection",
     "host", "content-length", "expect", "accept-encoding",
 ))
-_DROP_FROM_UPSTREAM = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-                                 "proxy-connection", "content-length", "content-encoding"))
+# What of an upstream's answer headers reaches the agent: what API clients read, and no more. A
+# header name is the upstream's to choose (it could carry the key) and Set-Cookie would hand the
+# agent a session that outlives a revoke; neither passes.
+ANSWER_HEADERS = frozenset((
+    "content-type", "content-language", "content-disposition", "date", "etag", "last-modified", "cache-control",
+    "expires", "age", "vary", "retry-after", "location", "link", "www-authenticate", "request-id", "x-request-id",
+))
+ANSWER_HEADER_PREFIXES = ("openai-", "anthropic-", "x-ratelimit-", "ratelimit-")
 
 
 def _is_proxy_header(name: str) -> bool:
     return name.startswith("proxy-")
+
+
+def answer_header_allowed(name: str) -> bool:
+    return name in ANSWER_HEADERS or name.startswith(ANSWER_HEADER_PREFIXES)
 
 
 class Server:
@@ -44,8 +56,11 @@ class Server:
         self.listeners = [self._listen(host, port) for host in hosts]
         self.port = self.listeners[0].getsockname()[1]
         self.check_peer = peer.available()
+        self.watcher = Watcher()
         self._open: "dict[int, int]" = {}
         self._lock = threading.Lock()
+        self._strangers = 0  # refused connections of other users since the last journal line
+        self._strangers_said = 0.0
 
     @staticmethod
     def _listen(host: str, port: int) -> socket.socket:
@@ -55,10 +70,11 @@ class Server:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(socket.SOMAXCONN)  # a flood of the agent's connects waits here, not in front of the owner's
         return sock
 
     def serve_forever(self) -> None:
+        threading.Thread(target=self.watcher.run, daemon=True).start()
         selector = selectors.DefaultSelector()
         for listener in self.listeners:
             selector.register(listener, selectors.EVENT_READ)
@@ -74,9 +90,9 @@ class Server:
     def _admit(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an event is sent when it comes, not an ACK later
         caller = self._caller(conn)
-        if caller is None:  # said in the journal, not the audit log: the accept loop never waits on a lock
+        if caller is None:
             _refuse_now(conn, 403, "this user may not use the clawgate proxy")
-            os.write(2, b"clawgate proxy: refused a connection from a user who is neither the agent nor the owner\n")
+            self._stranger()
             return
         with self._lock:
             if self._open.get(caller.uid, 0) >= CONNECTIONS_PER_CALLER:
@@ -94,12 +110,25 @@ class Server:
             self._release(caller)
             _refuse_now(conn, 503, "the proxy is busy")
 
+    def _stranger(self) -> None:
+        """Said in the journal, at most once a minute with a count; not in the audit log, since the
+        accept loop never waits on a lock (and a closed socket is a stranger too)."""
+        self._strangers += 1
+        now = time.monotonic()
+        if now - self._strangers_said >= 60:
+            os.write(2, f"clawgate proxy: refused {self._strangers} connection(s) of users who are neither the "
+                        "agent nor the owner\n".encode())
+            self._strangers, self._strangers_said = 0, now
+
     def _caller(self, conn: socket.socket) -> "Caller | None":
         """The agent or the owner by the socket's uid (Linux); elsewhere nobody is known, and the
         caller is taken for the agent: the token still decides, and the agent's rules are the stricter."""
         if not self.check_peer:
             return Caller(self.cfg.agent.uid, self.cfg.agent.name, "agent")
-        uid = peer.uid_of(conn)
+        try:
+            uid = peer.uid_of(conn)
+        except OSError:  # the client left before we could ask about it
+            return None
         caller = context.known_caller(self.cfg, uid) if uid is not None else None
         return caller if caller is not None and caller.role in ("agent", "owner") else None
 
@@ -118,7 +147,7 @@ class Server:
                 except wire.Closed:
                     return
                 first = False
-                if not Exchange(ctx, conn, reader, request).run():
+                if not Exchange(ctx, conn, reader, request, self.watcher).run():
                     return
         except wire.Refusal as refusal:  # a head we could not read: record it, say why, once, and close
             _audit_quietly(ctx, route="-", method="-", path="-", status=refusal.status, result="refused",
@@ -131,51 +160,110 @@ class Server:
             self._release(caller)
 
 
+class Watcher:
+    """Cuts, within a second, every exchange whose grant ended (a revoke, an expiry), wherever it
+    waits: sending the body up, waiting for the answer, relaying a stream. Its sockets are shut
+    down, so whatever the exchange's thread is blocked on returns at once."""
+
+    def __init__(self) -> None:
+        self._watched: "set[Exchange]" = set()
+        self._lock = threading.Lock()
+
+    def watch(self, exchange: "Exchange") -> None:
+        with self._lock:
+            self._watched.add(exchange)
+
+    def forget(self, exchange: "Exchange") -> None:
+        with self._lock:
+            self._watched.discard(exchange)
+
+    def run(self) -> None:
+        while True:
+            time.sleep(GRANT_RECHECK)
+            self.check(time.time())
+
+    def check(self, now: float) -> None:
+        with self._lock:
+            watched = list(self._watched)
+        decided: "dict[str, bool]" = {}
+        for exchange in watched:
+            secret = exchange.secret
+            try:
+                if secret not in decided:
+                    decided[secret] = policy.still_allowed(exchange.ctx, secret, now)
+            except Exception:  # noqa: BLE001 - a record we cannot read opens nothing
+                decided[secret] = False
+            if not decided[secret]:
+                exchange.cut()
+
+
 class Exchange:
     """One request and its answer. run() is True when the connection may carry another."""
 
-    def __init__(self, ctx: Context, conn: socket.socket, reader: wire.Reader, request: wire.Request) -> None:
+    def __init__(self, ctx: Context, conn: socket.socket, reader: wire.Reader, request: wire.Request,
+                 watcher: Watcher) -> None:
         self.ctx = ctx
         self.conn = conn
         self.reader = reader
         self.request = request
+        self.watcher = watcher
         self.started = time.monotonic()
         self.sent_up = 0
         self.sent_down = 0
         self.status = 0
         self.tail = b""  # the answer's last bytes, sent after the audit record
+        self.close_after = False  # an answer delimited by closing the connection
+        self.secret = ""
+        self.upstream: "http.client.HTTPConnection | None" = None
+        self.was_cut = False
         self.route = request.target.lstrip("/").split("/", 1)[0].split("?", 1)[0][:64] or "-"
         self.path = request.target
+
+    def cut(self) -> None:
+        self.was_cut = True
+        for sock in (self.upstream.sock if self.upstream is not None else None, self.conn):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def run(self) -> bool:
         """The exchange; its audit record is written before the client sees the answer end
         (the last chunk, or the refusal), so a client that got an answer finds it in the log."""
         result, cause = "ok", None
-        self.tail = b""
         try:
             allowed = policy.permit(self.ctx, self.request)
-            self.route, self.path = allowed.route.name, allowed.path
+            self.route, self.path, self.secret = allowed.route.name, allowed.path, allowed.route.secret
+            if allowed.tier != "open":
+                self.watcher.watch(self)
             if (self.request.one("expect") or "").lower() == "100-continue":
                 self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             elif self.request.one("expect") is not None:
                 raise wire.Refusal(417, "only `Expect: 100-continue`")
             result, cause = self._forward(allowed)
-            return result == "ok" and self.request.keep_alive
+            return result == "ok" and self.request.keep_alive and not self.close_after
         except wire.Refusal as refusal:
             result, cause, self.status = "refused", refusal.reason, refusal.status
             if not self.sent_down:
                 self.tail = error_response(refusal.status, refusal.reason, refusal.kind)
             return False
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, zlib.error) as err:
             result, cause = "failed", type(err).__name__
-            if not self.sent_down:
+            if not self.sent_down and not self.was_cut:
                 self.status = 502
                 self.tail = error_response(502, "the upstream connection failed", "api_error")
             return False
         finally:
-            fields = dict(route=self.route, method=self.request.method, path=self.path, status=self.status,
+            self.watcher.forget(self)
+            if self.was_cut:
+                result, cause, self.tail = "cut", "the grant ended during the exchange", b""
+            path = self.path if len(self.path) <= MAX_LOGGED_PATH else self.path[:MAX_LOGGED_PATH] + "..."
+            fields = dict(route=self.route, method=self.request.method, path=path, status=self.status,
                           up=self.sent_up, down=self.sent_down,
                           ms=int((time.monotonic() - self.started) * 1000), result=result)
+            if len(self.path) > MAX_LOGGED_PATH:
+                fields["path_length"] = len(self.path)
             if cause:
                 fields["cause"] = cause
             _audit_quietly(self.ctx, **fields)
@@ -185,7 +273,7 @@ class Exchange:
     def _forward(self, allowed: policy.Permit) -> "tuple[str, str | None]":
         route = allowed.route
         request = self.request
-        conn = upstream.take(route, time.monotonic())
+        conn = self.upstream = upstream.take(route, time.monotonic())
         reusable = False
         try:
             kind, length = wire.framing(request)
@@ -209,7 +297,7 @@ class Exchange:
                 conn.send(b"0\r\n\r\n")
             response = conn.getresponse()
             outcome = self._relay(allowed, response)
-            reusable = outcome[0] == "ok" and response.isclosed() and not response.will_close
+            reusable = outcome[0] == "ok" and response.isclosed() and not response.will_close and not self.was_cut
             return outcome
         finally:
             if reusable:
@@ -228,37 +316,31 @@ class Exchange:
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
             raise wire.Refusal(502, f"the upstream sent a {encoding[:32]!r} body, which the proxy cannot scrub",
                                "api_error")
-        inflate = zlib.decompressobj(47 if "gzip" in encoding else zlib.MAX_WBITS) if encoding != "identity" else None
-        dropped = _DROP_FROM_UPSTREAM | {name.strip().lower() for value in response.headers.get_all("connection") or ()
-                                         for name in value.split(",")}
+        inflate = Inflater(encoding) if encoding != "identity" else None
         lines = [f"HTTP/1.1 {response.status} {_scrubbed(scrubber, response.reason)[:128]}"]
         for name, value in response.getheaders():
-            if name.lower() not in dropped and not _is_proxy_header(name.lower()):
-                lines.append(f"{_printable(name)}: {_scrubbed(scrubber, value)}")
+            if answer_header_allowed(name.lower()):
+                lines.append(_scrubbed(scrubber, f"{name}: {value}"))
         bodyless = self.request.method == "HEAD" or response.status in (204, 304)
         chunked = not bodyless and self.request.version == "HTTP/1.1"
         if chunked:
             lines.append("Transfer-Encoding: chunked")
         elif bodyless:
             lines.append("Content-Length: 0")
-        if not self.request.keep_alive or not (chunked or bodyless):
+        else:
+            self.close_after = True  # HTTP/1.0: the end of the answer is the end of the connection
+        if not self.request.keep_alive or self.close_after:
             lines.append("Connection: close")
         self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), framed=False)
         if bodyless:
             return "ok", None
-        checked = time.monotonic()
         while True:
             data = response.read1(wire.READ_SIZE) if hasattr(response, "read1") else response.read(wire.READ_SIZE)
             if not data:
                 break
-            for piece in _inflated(inflate, data):
+            for piece in inflate.feed(data) if inflate is not None else (data,):
                 self._send(scrub.feed(piece), framed=chunked)
-            if allowed.tier != "open" and time.monotonic() - checked >= GRANT_RECHECK:
-                checked = time.monotonic()
-                if not policy.still_allowed(self.ctx, route.secret, time.time()):
-                    return "cut", "the grant ended during the stream"
-        tail = scrub.feed(inflate.flush()) if inflate is not None else b""
-        self._send(tail + scrub.finish(), framed=chunked)
+        self._send(scrub.finish(), framed=chunked)
         if chunked:
             self.tail = b"0\r\n\r\n"  # sent once the exchange is audited (run)
         return "ok", None
@@ -271,15 +353,30 @@ class Exchange:
         self.sent_down += len(data)
 
 
-def _inflated(inflate: "zlib._Decompress | None", data: bytes):
-    """The body as sent, in bounded pieces: a small compressed body may inflate a thousandfold."""
-    if inflate is None:
-        yield data
-        return
-    piece = inflate.decompress(data, wire.READ_SIZE)
-    while piece:
-        yield piece
-        piece = inflate.decompress(inflate.unconsumed_tail, wire.READ_SIZE) if inflate.unconsumed_tail else b""
+class Inflater:
+    """A gzip or deflate body, inflated in bounded pieces (a small compressed body may inflate a
+    thousandfold): every gzip member, deflate with its zlib wrapper or raw, as servers send it."""
+
+    def __init__(self, encoding: str) -> None:
+        self.gzip = "gzip" in encoding
+        self.wbits = 47 if self.gzip else zlib.MAX_WBITS
+        self.inflate = zlib.decompressobj(self.wbits)
+        self.started = False
+
+    def feed(self, data: bytes):
+        if not self.started and not self.gzip and data[:1] and (data[0] & 0x0F != 8 or int.from_bytes(data[:2], "big") % 31):
+            self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no zlib header
+        self.started = True
+        while data:
+            piece = self.inflate.decompress(data, wire.READ_SIZE)
+            data = self.inflate.unconsumed_tail
+            if piece:
+                yield piece
+            if self.inflate.eof:  # a gzip body may be several members, one after another
+                data = self.inflate.unused_data + data
+                if not data or not self.gzip:
+                    return
+                self.inflate = zlib.decompressobj(self.wbits)
 
 
 def _connection_tokens(request: wire.Request) -> "set[str]":
@@ -307,11 +404,11 @@ def _scrubber(secret: str, value: bytes) -> redact.Redactor:
 
 
 def _scrubbed(scrubber: redact.Redactor, text: str) -> str:
-    """A header value or reason phrase from the upstream, with every form of the value redacted
-    and nothing that could end the line."""
+    """A header line or reason phrase from the upstream: made one printable line first (a folded
+    or CR-split value is one value), then every form of the value redacted."""
     scrub = scrubber.fresh()
-    raw = text.encode("latin-1", "replace")
-    return _printable((scrub.feed(raw) + scrub.finish()).decode("latin-1"))
+    raw = _printable(text).encode("latin-1", "replace")
+    return (scrub.feed(raw) + scrub.finish()).decode("latin-1")
 
 
 def error_response(status: int, reason: str, kind: str) -> bytes:

@@ -20,21 +20,29 @@ from .wire import Refusal
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # a model may think for minutes before its first byte
-_METADATA = (ipaddress.ip_network("fd00:ec2::/32"),)  # AWS's IPv6 metadata service (ULA, so "private")
+# Cloud metadata services at addresses the checks below would otherwise let through with
+# --allow-private: AWS's IPv6 one (a ULA, so "private") and Oracle's older 192.0.0.192.
+_METADATA = (ipaddress.ip_network("fd00:ec2::/32"), ipaddress.ip_network("192.0.0.192/32"))
 
 
 def address_refused(address: "ipaddress.IPv4Address | ipaddress.IPv6Address", allow_private: bool) -> "str | None":
     """Why the proxy will not send a secret to `address`, or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (mapped, 6to4, Teredo's server) is judged as itself.
+        inner = address.ipv4_mapped or address.sixtofour or (address.teredo[0] if address.teredo else None)
+        if inner is not None:
+            return address_refused(inner, allow_private)
+        if address.is_site_local:  # fec0::/10: deprecated, still routed privately where used
+            return None if allow_private else "a loopback or private address (the route does not allow one: --allow-private)"
+    # In this order: link-local and ::1 also count as private, and ::1 as reserved.
     if address.is_link_local or any(address in net for net in _METADATA):
         return "a link-local or metadata address"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
-        return "a multicast, unspecified or reserved address"
-    if (address.is_loopback or address.is_private) and not allow_private:
-        return "a loopback or private address (the route does not allow one: --allow-private)"
-    if not address.is_global and not (address.is_loopback or address.is_private):
-        return "an address that is not globally routable"
+    if address.is_multicast or address.is_unspecified:
+        return "a multicast or unspecified address"
+    if address.is_loopback or address.is_private:
+        return None if allow_private else "a loopback or private address (the route does not allow one: --allow-private)"
+    if address.is_reserved or not address.is_global:
+        return "a reserved address, or one that is not globally routable"
     return None
 
 

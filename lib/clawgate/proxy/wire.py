@@ -62,11 +62,17 @@ class Request:
 
 
 class Reader:
-    """Bytes from one socket, read against deadlines, with what was read ahead kept."""
+    """Bytes from one socket, read against deadlines, with what was read ahead kept.
+
+    What is consumed is marked by an offset, never cut off the front of the buffer: a client
+    sending a thousand one-byte chunks costs a thousand short steps, not a thousand copies of
+    64 KiB (which is how a slow trickle would turn into the proxy's CPU time).
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
+        self.pos = 0
 
     def _fill(self, deadline: float) -> bool:
         left = deadline - time.monotonic()
@@ -76,23 +82,29 @@ class Reader:
         data = self.sock.recv(READ_SIZE)
         if not data:
             return False
-        self.buf += data
+        self.buf = self.buf[self.pos:] + data if self.pos else self.buf + data
+        self.pos = 0
         return True
+
+    def buffered(self) -> int:
+        return len(self.buf) - self.pos
 
     def head(self, first: bool) -> bytes:
         """The request head up to its blank line. Closed if the peer leaves (or idles) before
         sending a byte of it; Refusal if it is too long, too slow or cut short."""
         deadline = time.monotonic() + (HEAD_DEADLINE if first else IDLE)
-        started = bool(self.buf)
+        started = bool(self.buffered())
+        searched = self.pos  # where the blank line cannot start before: a trickle is not rescanned
         while True:
-            end = self.buf.find(b"\r\n\r\n")
+            end = self.buf.find(b"\r\n\r\n", max(self.pos, searched - 3))
             if end >= 0:
-                if end + 4 > MAX_HEAD:
+                if end + 4 - self.pos > MAX_HEAD:
                     raise Refusal(431, f"request head larger than {MAX_HEAD // 1024} KiB")
-                head, self.buf = self.buf[:end + 2], self.buf[end + 4:]
+                head, self.pos = self.buf[self.pos:end + 2], end + 4
                 return head
-            if len(self.buf) > MAX_HEAD:
+            if self.buffered() > MAX_HEAD:
                 raise Refusal(431, f"request head larger than {MAX_HEAD // 1024} KiB")
+            searched = len(self.buf) - self.pos
             try:
                 if not self._fill(deadline):
                     if started:
@@ -102,26 +114,29 @@ class Reader:
                 if not started:
                     raise Closed() from None
                 raise Refusal(408, "request head too slow") from None
-            if not started and self.buf:
+            if not started and self.buffered():
                 started = True
                 deadline = time.monotonic() + HEAD_DEADLINE
 
     def read_some(self, limit: int, deadline: float) -> bytes:
-        if not self.buf and not self._fill(deadline):
+        if not self.buffered() and not self._fill(deadline):
             raise Refusal(400, "connection closed inside the request body")
-        data, self.buf = self.buf[:limit], self.buf[limit:]
+        data = self.buf[self.pos:self.pos + limit]
+        self.pos += len(data)
         return data
 
     def line(self, deadline: float) -> bytes:
+        searched = self.pos
         while True:
-            end = self.buf.find(b"\r\n")
+            end = self.buf.find(b"\r\n", max(self.pos, searched - 1))
             if end >= 0:
-                line, self.buf = self.buf[:end], self.buf[end + 2:]
+                line, self.pos = self.buf[self.pos:end], end + 2
                 if b"\n" in line or b"\r" in line:
                     raise Refusal(400, "bare CR or LF in chunked framing")
                 return line
-            if len(self.buf) > MAX_CHUNK_LINE:
+            if self.buffered() > MAX_CHUNK_LINE:
                 raise Refusal(400, "chunk line too long")
+            searched = len(self.buf) - self.pos
             if not self._fill(deadline):
                 raise Refusal(400, "connection closed inside the request body")
 
@@ -177,7 +192,8 @@ def framing(request: Request) -> "tuple[str, int]":
 
 
 def body(reader: Reader, request: Request, limit: int):
-    """The request body as it arrives, in pieces, never more than `limit` bytes in all."""
+    """The request body as it arrives, never more than `limit` bytes in all. Many small chunks
+    already here come out as one piece: each piece is a write to the upstream."""
     kind, length = framing(request)
     deadline = time.monotonic() + BODY_DEADLINE
     if kind == "length":
@@ -189,6 +205,8 @@ def body(reader: Reader, request: Request, limit: int):
             yield piece
     elif kind == "chunked":
         total = 0
+        pending: "list[bytes]" = []
+        held = 0
         while True:
             size_text = reader.line(deadline).split(b";", 1)[0].strip(b" \t")
             if not size_text or not _HEX.issuperset(size_text) or len(size_text) > 8:
@@ -202,9 +220,15 @@ def body(reader: Reader, request: Request, limit: int):
             while size:
                 piece = reader.read_some(min(size, READ_SIZE), deadline)
                 size -= len(piece)
-                yield piece
+                pending.append(piece)
+                held += len(piece)
             if reader.line(deadline) != b"":
                 raise Refusal(400, "chunk not followed by CRLF")
+            if held >= READ_SIZE or not reader.buffered():  # send now: nothing more is here yet
+                yield b"".join(pending)
+                pending, held = [], 0
+        if pending:
+            yield b"".join(pending)
         for _ in range(MAX_HEADERS):  # trailers are read and dropped: none reaches the upstream
             if reader.line(deadline) == b"":
                 return
