@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -169,6 +170,16 @@ class Provider:
         elif encoding == "gzip":
             raw = gzip.compress(raw)
             extra["Content-Encoding"] = "gzip"
+        elif encoding == "gzip2":  # two gzip members, the key in the second
+            raw = gzip.compress(b"first member ") + gzip.compress(raw)
+            extra["Content-Encoding"] = "gzip"
+        elif encoding in ("deflate", "rawdeflate"):
+            packer = zlib.compressobj(wbits=zlib.MAX_WBITS if encoding == "deflate" else -zlib.MAX_WBITS)
+            raw = packer.compress(raw) + packer.flush()
+            extra["Content-Encoding"] = "deflate"
+        elif encoding == "headers":  # the key as a header's name, and a cookie
+            extra = {secret_bearing.split(" ")[-1]: "x", "Set-Cookie": "session=" + secret_bearing,
+                     "X-Request-Id": "req-1"}
         elif encoding == "slow":  # the key split across two writes, a moment apart
             handler.send_response(200)
             handler.send_header("Transfer-Encoding", "chunked")

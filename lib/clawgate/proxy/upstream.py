@@ -34,15 +34,15 @@ def address_refused(address: "ipaddress.IPv4Address | ipaddress.IPv6Address", al
             return address_refused(inner, allow_private)
         if address.is_site_local:  # fec0::/10: deprecated, still routed privately where used
             return None if allow_private else "a loopback or private address (the route does not allow one: --allow-private)"
-    # In this order: link-local and ::1 also count as private, and ::1 as reserved.
+    # In this order: link-local also counts as private, and ::1 as reserved.
     if address.is_link_local or any(address in net for net in _METADATA):
         return "a link-local or metadata address"
-    if address.is_multicast or address.is_unspecified:
-        return "a multicast or unspecified address"
+    if address.is_multicast or address.is_unspecified or (address.is_reserved and not address.is_loopback):
+        return "a multicast, unspecified or reserved address"
     if address.is_loopback or address.is_private:
         return None if allow_private else "a loopback or private address (the route does not allow one: --allow-private)"
-    if address.is_reserved or not address.is_global:
-        return "a reserved address, or one that is not globally routable"
+    if not address.is_global:
+        return "an address that is not globally routable"
     return None
 
 
