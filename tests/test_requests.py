@@ -238,3 +238,20 @@ def test_lockouts_and_seed_changes_are_pushed_to_the_owner(tree, tmp_path):
     texts = {event["event"]: event["text"] for event in received(inbox)}
     assert "the agent is locked out until" in texts["lockout"]
     assert "root seed enrolled" in texts["enroll"]
+
+
+def test_a_push_whose_fork_fails_is_audited_not_swallowed(channel_tree, monkeypatch):
+    """A fork the caller made fail (RLIMIT_NPROC, a full process table) leaves a `notify failed`
+    record naming the event: the owner finds in the log why the lockout never arrived."""
+    ctx = context(channel_tree, "agent")
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    ctx.audit("lockout", until="later", failures=6)
+    assert not notify.send(ctx, notify.event("test", "sent while forks fail"))
+    records = [json.loads(line) for line in (channel_tree.state / "audit.log").read_bytes().splitlines()]
+    failed = [(r["notified"], r["error"]) for r in records if r["event"] == "notify" and r["result"] == "failed"]
+    assert failed == [("lockout", "cannot start the delivery: Resource temporarily unavailable"),
+                      ("test", "cannot start the delivery: Resource temporarily unavailable")]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from installtree import wrong_code
 from rootenv import RootEnv
 from clawgate import totp
 
@@ -417,3 +418,35 @@ def test_the_tail_of_a_long_root_command_is_shown_whole_everywhere_the_owner_loo
     shown = env.owner("audit", "show").stdout.decode()
     assert "ok\\x0dfine" in shown and "ok\\\\x0dfine" not in shown, shown[-2000:]
     assert env.owner("deny", rid).returncode == 0
+
+
+# -- a process limit the agent sets on its sudo (invariant 11: nothing makes the push fail quietly) --
+
+def test_a_process_limit_can_neither_silence_the_lockout_push_nor_pass_unnoticed(env):
+    """`prlimit --nproc=2:2 sudo -u OWNER approve` after 5 wrong codes: the push of the lockout
+    forked in vain and nothing said so. A hard limit is refused before the gate (no code read, no
+    count); a lowered soft limit is lifted to the hard one, and the lockout reaches the channel."""
+    assert env.owner("unlock").returncode == 0
+    sudo = ["/usr/bin/sudo", "-n", "-u", env.owner_name, str(env.libexec / "approve"), "db"]
+    for limit in ("--nproc=2:2", "--nproc=1:1"):
+        size = (env.state / "audit.log").stat().st_size
+        refused = env.run_as(env.agent_name, "prlimit", limit, *sudo, input=b"000000\n", timeout=HANG_DETECTOR)
+        assert refused.returncode == 6 and b"process-count limit" in refused.stderr, refused.stderr
+        assert (env.state / "audit.log").stat().st_size == size and failures(env) == 0
+    lockouts = len(events(env, "lockout"))
+    for _ in range(6):  # the sixth wrong code locks the agent out
+        wrong = env.run_as(env.agent_name, "prlimit", "--nproc=2:", *sudo,
+                           input=f"{wrong_code([env.code()])}\n".encode(), timeout=HANG_DETECTOR)
+        env.last_step -= 1
+        assert wrong.returncode == 1, wrong.stderr
+    assert audit(env, "lockout")
+    assert len(events(env, "lockout", wait_for=lockouts + 1)) == lockouts + 1
+    assert env.owner("unlock").returncode == 0
+    grants = len(events(env, "grant"))
+    rid = request(env, "db")
+    approved = env.run_as(env.agent_name, "prlimit", "--nproc=2:", *sudo[:-1], rid,
+                          input=f"{env.code()} {pushed(env, rid)['match']}\n".encode(), timeout=HANG_DETECTOR)
+    assert approved.returncode == 0, approved.stderr
+    assert len(events(env, "grant", wait_for=grants + 1)) == grants + 1  # the grant push arrives too
+    assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
+    assert env.owner("revoke", "db").returncode == 0

@@ -194,27 +194,46 @@ def send(ctx: "Context", message: "Dict[str, object]") -> bool:
         return False
     error = _bounded(ctx.cfg, channel, message)
     if error is not None:
-        ctx.audit("notify", result="failed", notified=message.get("event"), error=plain(error, 200))
+        _failed(ctx, message, error)
         return False
     return True
 
 
+def _failed(ctx: "Context", message: "Dict[str, object]", error: str) -> None:
+    ctx.audit("notify", result="failed", notified=message.get("event"), error=plain(error, 200))
+
+
 def push(ctx: "Context", message: "Dict[str, object]") -> None:
-    """Deliver from a detached child: the caller goes on at once, holding none of its descriptors."""
+    """Deliver from a detached child: the caller goes on at once, holding none of its descriptors.
+    A fork the caller made fail (a process limit, an exhausted table) is audited like any failed
+    delivery, never swallowed: the owner must learn of a lockout or a grant, or find why not."""
     import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        _failed(ctx, message, f"cannot start the delivery: {err.strerror or err}")
+        return
     if pid:
         os.waitpid(pid, 0)
         return
     try:  # pragma: no cover - seen through the receiver
         os.setsid()
-        if os.fork():
+        try:
+            if os.fork():
+                os._exit(0)
+        except OSError as err:
+            _failed(ctx, message, f"cannot start the delivery: {err.strerror or err}")
             os._exit(0)
         _detach_descriptors()
         send(ctx, message)
+    except BaseException as err:  # noqa: BLE001 - recorded as one line, never silent
+        try:
+            _failed(ctx, message, f"{type(err).__name__}: {err}")
+        except BaseException:  # noqa: BLE001 - the log itself failed: nothing left to tell
+            pass
     finally:
         os._exit(0)
 
@@ -235,7 +254,12 @@ def _bounded(cfg: "Config", channel: "Channel", message: "Dict[str, object]") ->
     import time
 
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        os.close(read_end)
+        os.close(write_end)
+        return f"cannot start the delivery: {err.strerror or err}"
     if pid == 0:  # pragma: no cover - seen through the parent
         os.close(read_end)
         error = "delivery failed"
