@@ -450,3 +450,22 @@ def test_a_process_limit_can_neither_silence_the_lockout_push_nor_pass_unnoticed
     assert len(events(env, "grant", wait_for=grants + 1)) == grants + 1  # the grant push arrives too
     assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
     assert env.owner("revoke", "db").returncode == 0
+
+
+def test_notify_set_ca_neither_hangs_on_a_planted_fifo_nor_follows_a_planted_link(env):
+    """The owner names a CA file in a place the agent can write: a FIFO there hung `notify set`
+    forever, a symlink was followed. Each is refused at once (exit 2), the channel unchanged."""
+    ca = make_ca(env.root)[0]
+    plant = (f"cd {env.agent_home} && mkfifo ca.fifo && ln -s {ca} ca.link && mkdir -p d && ln -s {env.agent_home} d/up"
+             f" && head -c 300000 /dev/zero | tr '\\0' A > big.pem && chmod 644 big.pem")
+    assert env.run_as(env.agent_name, "/bin/sh", "-c", plant).returncode == 0
+    before = (env.state / "notify.json").read_bytes()
+    for name, words in (("ca.fifo", b"not a regular file"), ("ca.link", b"symbolic link"),
+                        ("d/up/ca.pem", b"symbolic link another user could change"), ("big.pem", b"larger than")):
+        started = time.monotonic()
+        result = env.owner("notify", "set", "--ca", str(env.agent_home / name), input=b"https://example.org/x\n",
+                           timeout=20)
+        assert result.returncode == 2 and words in result.stderr, (name, result.stderr)
+        assert time.monotonic() - started < 10
+    assert (env.state / "notify.json").read_bytes() == before
+    assert b"Traceback" not in result.stderr
