@@ -469,3 +469,17 @@ def test_notify_set_ca_neither_hangs_on_a_planted_fifo_nor_follows_a_planted_lin
         assert time.monotonic() - started < 10
     assert (env.state / "notify.json").read_bytes() == before
     assert b"Traceback" not in result.stderr
+
+
+def test_blank_rendering_characters_reach_neither_pending_nor_the_channel_raw(env):
+    """Printable yet drawn blank (U+3164, U+2800) or over the character before (U+0338): a reason
+    or an argv word padded with them shows the owner something else than what runs."""
+    pad = "\u3164\u2800" * 40
+    rid = request(env, "@root", "--reason", f"routine{pad}update", "--", "/usr/bin/id", f"-u{pad}", "x=\u0338y")
+    event = pushed(env, rid)
+    shown = env.owner("pending")
+    assert shown.returncode == 0, shown.stderr
+    for text in (event["text"], event["what"], shown.stdout.decode()):
+        assert not set(text) & {"\u3164", "\u2800", "\u0338"}, text
+        assert "\\u3164\\u2800" in text and "\\u0338" in text
+    assert env.owner("deny", rid).returncode == 0
