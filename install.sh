@@ -738,7 +738,7 @@ done <"$STAGE/libfiles"
 
 {
   echo "# clawgate configuration, written by install.sh (root 0644). Rerun install.sh to change it."
-  echo "# Edits to [ttl] and [keychain] are kept across runs; a cap may be shortened, never lengthened."
+  echo "# Edits to [ttl], [keychain] and [audit] are kept across runs; a cap may be shortened, never lengthened."
   echo "[clawgate]"
   echo "owner = $OWNER"
   echo "agent_user = $AGENT"

@@ -39,7 +39,7 @@ _clawgate_flags() {
     run) echo "--env" ;;
     enroll) echo "--import --rotate --root" ;;
     notify) [[ ${2-} == set ]] && echo "--ca" ;;
-    audit) [[ ${2-} == show ]] && echo "--json" ;;
+    audit) [[ ${2-} == show ]] && echo "--json --since --until --event" ;;
     secrets)
       case ${2-} in
         set) echo "--tier --raw --allow-empty --force" ;;

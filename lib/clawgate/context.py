@@ -50,7 +50,8 @@ class Context:
         if self._held is not None:
             self._held.extend(held)
         else:
-            audit_log.append_many(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, held, time.time())
+            audit_log.append_many(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, held, time.time(),
+                                  self.cfg.audit_rotate)
         for event, fields in records:
             if event in _PUSHED:  # decisions the owner's channel hears of at once (notify.py)
                 self._emit(event, fields)
@@ -103,7 +104,8 @@ class _AuditBatch:
     def __exit__(self, *exc: object) -> None:
         ctx = self._ctx
         records, ctx._held = ctx._held or [], None
-        audit_log.append_many(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid, records, time.time())
+        audit_log.append_many(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid, records, time.time(),
+                              ctx.cfg.audit_rotate)
 
 
 def sudo_uid() -> "int | None":

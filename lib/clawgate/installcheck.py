@@ -24,7 +24,7 @@ from clawgate.config import read_ini
 SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
                 "/sys", "/run", "/System", "/Library", "/private/etc")
 SYSTEM_PARENTS = ("/", "/var", "/private", "/private/var")
-CARRIED_SECTIONS = ("ttl", "keychain")  # what the owner may tune in the config and a reinstall keeps
+CARRIED_SECTIONS = ("ttl", "keychain", "audit")  # what the owner may tune in the config and a reinstall keeps
 
 
 def user_name(uid: int) -> str:
