@@ -208,3 +208,38 @@ def test_a_bad_audit_section_is_refused(tmp_path, text):
     tree = Tree(tmp_path, extra_config=f"[audit]\n{text}\n")
     result = tree.run("audit", "verify")
     assert result.returncode == 6 and b"[audit]" in result.stderr, result.stderr
+
+
+# -- on a real install, the agent flooding through the real sudo -----------------------------------
+
+@pytest.mark.root
+def test_an_agent_flooding_the_log_through_sudo_loses_the_owner_nothing_but_the_documented_retention():
+    """The agent makes records as fast as it can: the log rotates under the real sudo, every file
+    stays the owner's 0600, `keep` full rotated files remain, verify is green and says where the
+    kept history starts; a rotated file the owner removes from the middle is named."""
+    from rootenv import RootEnv
+
+    with RootEnv() as env:
+        env.enroll_seed()
+        env.set_secret("pub", b"p", tier="open")
+        env.config_path.write_text(env.config_path.read_text() + f"\n[audit]\nrotate_size = 4K\nkeep = {KEEP}\n")
+        sudo = f"/usr/bin/sudo -n -u {env.owner_name} {env.libexec / 'broker'} get pub >/dev/null"
+        flood = env.run_as(env.agent_name, "/bin/sh", "-c", f"i=0; while [ $i -lt 150 ]; do {sudo} || exit 1; i=$((i+1)); done",
+                           timeout=300)
+        assert flood.returncode == 0, flood.stderr
+        log = env.state / "audit.log"
+        rotated = audit.rotated_files(str(log))
+        owner_uid = int(subprocess.check_output(["id", "-u", env.owner_name]))
+        assert len(rotated) == KEEP and all(os.path.getsize(f) >= SIZE for f in rotated)
+        for path in rotated + [str(log)]:
+            st = os.stat(path)
+            assert (st.st_uid, st.st_mode & 0o777) == (owner_uid, 0o600), path
+        verified = env.owner("audit", "verify")
+        out = verified.stdout.decode()
+        assert verified.returncode == 0 and "kept history starts at seq" in out and "rotated out" in out, out
+        assert env.agent("audit", "verify").returncode == 1  # owner only
+        shown = env.owner("audit", "show", "--event", "get").stdout.decode().splitlines()
+        assert len(shown) >= KEEP * SIZE // 200  # at least `keep` full files of the agent's gets
+        os.unlink(rotated[1])
+        broken = env.owner("audit", "verify")
+        assert broken.returncode == 1 and b"removed from the middle" in broken.stdout, broken.stdout
