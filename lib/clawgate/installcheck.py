@@ -343,7 +343,7 @@ def _fresh_copy(fd: int, entry: str, source: int, uid: int, gid: int) -> None:
     """Replace ENTRY (in directory fd, which is the new owner's by now) with a copy of source: a new
     inode, one link, owned by uid:gid, the same permission bits (never set-id)."""
     mode = stat.S_IMODE(os.fstat(source).st_mode) & 0o1777
-    temp = f".{entry}.clawgate-{os.getpid()}"
+    temp = f".clawgate-give-{os.getpid()}"  # short: ENTRY may be as long as a name can be
     out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
     try:
         os.fchown(out, uid, gid)
@@ -470,6 +470,9 @@ def main(argv: "Sequence[str]") -> int:
         return 2
     except LinkedFile as err:
         print(f"{err}; not handed over", file=sys.stderr)
+        return 1
+    except OSError as err:  # one line, never a traceback: install.sh says what it was doing
+        print(f"{err.filename or argv[0]}: {err.strerror or err}", file=sys.stderr)
         return 1
 
 
