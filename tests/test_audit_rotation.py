@@ -243,3 +243,28 @@ def test_an_agent_flooding_the_log_through_sudo_loses_the_owner_nothing_but_the_
         os.unlink(rotated[1])
         broken = env.owner("audit", "verify")
         assert broken.returncode == 1 and b"removed from the middle" in broken.stdout, broken.stdout
+
+
+def test_files_verified_apart_in_parallel_say_exactly_what_one_process_says(log, monkeypatch):
+    """Big logs are verified a file per worker (each from the start its rotate record states):
+    intact, a removed middle file, an edit: the same records, problems and start as in order."""
+    fill(log, 300)
+    uid = os.geteuid()
+
+    def both():
+        monkeypatch.setattr(audit, "PARALLEL_BYTES", 1 << 40)
+        alone = audit.verify_log(str(log), uid)
+        monkeypatch.setattr(audit, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(os, "cpu_count", lambda: 4)
+        assert audit._verify_apart(audit.kept_files(str(log)), uid)  # the workers did run
+        return alone, audit.verify_log(str(log), uid)
+
+    alone, apart = both()
+    assert alone == apart and alone.problems == []
+    rotated = audit.rotated_files(str(log))
+    lines = Path(rotated[2]).read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b'"name":"n', b'"name":"N', 1)
+    Path(rotated[2]).write_bytes(b"".join(lines))
+    os.unlink(rotated[1])
+    alone, apart = both()
+    assert alone == apart and len(alone.problems) == 2, alone.problems
