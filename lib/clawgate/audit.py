@@ -333,19 +333,17 @@ def verify_lines(lines: "Iterable[bytes]", notes: "Optional[List[Problem]]" = No
     notes = [] if notes is None else notes
     from hashlib import sha256 as fast_sha256  # OpenSSL's: faster in bulk; never on a `get`'s path
 
-    tail = len(_HASH_KEY) + 67  # the hash key, 64 hex digits, '"}' and the newline
+    key, mark, tail = _HASH_KEY, _REPAIR_MARK, len(_HASH_KEY) + 67  # tail: the key, 64 hex digits, '"}', newline
     for count, raw in enumerate(lines, 1):
         # The usual line, checked with as little Python as it takes (10 million in `make bench`):
         # whole, the next seq, its hash right, nothing to note. Anything else: the full path below.
         at = len(raw) - tail
-        if raw.startswith(b'{"seq":') and raw.startswith(_HASH_KEY, at) and raw.endswith(b'"}\n'):
-            seq_text = raw[7:raw.find(b",", 7)]
-            if seq_text.isdigit() and int(seq_text) == prev_seq + 1:
-                prefix = raw[:at]
-                recorded = raw[at + 9:-3]
-                if fast_sha256(prev_hash + prefix).hexdigest().encode() == recorded and _REPAIR_MARK not in prefix:
-                    prev_hash, prev_seq = recorded, prev_seq + 1
-                    continue
+        if raw.startswith(b'{"seq":%d,' % (prev_seq + 1)) and raw.startswith(key, at) and raw.endswith(b'"}\n'):
+            prefix = raw[:at]
+            recorded = raw[at + 9:-3]
+            if fast_sha256(prev_hash + prefix).hexdigest().encode() == recorded and mark not in prefix:
+                prev_hash, prev_seq = recorded, prev_seq + 1
+                continue
         parsed = _parse_line(raw.rstrip(b"\n"))
         if parsed is None:
             if not raw.endswith(b"\n"):  # the last line, cut short by a crash: a tear, not an edit
