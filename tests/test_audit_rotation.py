@@ -268,3 +268,24 @@ def test_files_verified_apart_in_parallel_say_exactly_what_one_process_says(log,
     os.unlink(rotated[1])
     alone, apart = both()
     assert alone == apart and len(alone.problems) == 2, alone.problems
+
+
+def test_a_rotation_that_cannot_finish_leaves_the_records_written_and_is_tried_again(log, monkeypatch):
+    """A full disk at step 1: the append that triggered it still succeeds (its action stands, its
+    records are in the log); the next append rotates."""
+    fill(log, 20)
+    real_open = os.open
+
+    def full_disk(path, *args, **kw):
+        if str(path).endswith(audit.NEXT):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", full_disk)
+    before = len(audit.rotated_files(str(log)))
+    fill(log, 40, start=100)
+    assert len(audit.rotated_files(str(log))) == before and "n139" in names_in(log)
+    monkeypatch.setattr(os, "open", real_open)
+    fill(log, 1, start=200)
+    assert len(audit.rotated_files(str(log))) == before + 1
+    assert audit.verify_log(str(log), os.geteuid()).problems == []

@@ -26,7 +26,7 @@ import os
 import stat
 
 from . import durations, fsio, guard
-from .errors import io_error, unsafe
+from .errors import ClawgateError, io_error, unsafe
 from .records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~10 ms on every `get`): annotations
@@ -211,7 +211,13 @@ def append_many(path: str, owner_uid: int, records: "Iterable[Tuple[str, Iterabl
             data = b"".join(lines)
             _write_whole(fd, size, data)
             if rotate is not None and rotate[0] and size + len(data) >= rotate[0]:
-                prefixes.append(_rotate(fd, path, owner_uid, seq, prev_hash, rotate[1], now))
+                try:
+                    prefixes.append(_rotate(fd, path, owner_uid, seq, prev_hash, rotate[1], now))
+                except (OSError, ClawgateError):
+                    # The records are written: the action they record stands. A rotation that
+                    # cannot finish (a full disk) leaves the log whole and is tried again by the
+                    # next append; whatever step it reached is one the next run picks up.
+                    pass
         finally:
             os.close(fd)
     for prefix in prefixes:
