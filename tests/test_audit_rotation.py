@@ -289,3 +289,11 @@ def test_a_rotation_that_cannot_finish_leaves_the_records_written_and_is_tried_a
     fill(log, 1, start=200)
     assert len(audit.rotated_files(str(log))) == before + 1
     assert audit.verify_log(str(log), os.geteuid()).problems == []
+
+
+def test_doctor_checks_the_chain_across_rotated_files(rotating):
+    lines = rotating.run("doctor").stdout.decode().splitlines()
+    assert any(line.startswith("ok    audit log: hash chain intact") for line in lines), lines
+    os.unlink(audit.rotated_files(str(rotating.state / "audit.log"))[1])
+    lines = rotating.run("doctor").stdout.decode().splitlines()
+    assert any(line.startswith("FAIL  audit log: ") and "removed from the middle" in line for line in lines), lines
