@@ -284,7 +284,7 @@ def linked_files(fd: int, where: str, skip: "Sequence[str]" = ()) -> "List[str]"
 
 
 def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = (), where: str = "",
-              fresh: "List[str] | None" = None) -> None:
+              fresh: "List[str] | None" = None, holders: "Sequence[int]" = ()) -> None:
     """chown -R on descriptors: no link is followed, a link is changed itself; each directory is
     given after what it holds when the agent receives the tree (install), before when the owner
     does (uninstall): the agent never holds a directory whose entries are still changing hands. A file with other hard
@@ -302,13 +302,13 @@ def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = (), where: st
             try:  # the more trusted user holds the directory while its entries change hands
                 if fresh is not None:
                     os.fchown(child, uid, gid)
-                give_tree(child, uid, gid, where=name, fresh=fresh)
+                give_tree(child, uid, gid, where=name, fresh=fresh, holders=holders)
                 if fresh is None:
                     os.fchown(child, uid, gid)
             finally:
                 os.close(child)
         elif stat.S_ISREG(st.st_mode):
-            _give_file(fd, entry, st, uid, gid, name, fresh)
+            _give_file(fd, entry, st, uid, gid, name, fresh, holders)
         elif stat.S_ISLNK(st.st_mode) or st.st_nlink == 1:
             os.chown(entry, uid, gid, dir_fd=fd, follow_symlinks=False)
         elif fresh is not None:  # a multi-linked FIFO or device: not copied, not given; named
@@ -318,14 +318,22 @@ def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = (), where: st
 
 
 def _give_file(fd: int, entry: str, st: os.stat_result, uid: int, gid: int, name: str,
-               fresh: "List[str] | None") -> None:
+               fresh: "List[str] | None", holders: "Sequence[int]" = ()) -> None:
     """One regular file: chowned through a descriptor, then checked again (its old owner may have
-    linked it from elsewhere after the lstat); still or now multi-linked, it is copied."""
+    linked it from elsewhere after the lstat); still or now multi-linked, it is copied. With
+    `holders` (uninstall: the tree's last holder and the new owner), a file of anyone else (a hard
+    link the agent made to root's file where no kernel rule forbids it) is neither given nor
+    copied, whose content the new owner may not read: its name leaves the tree, and is named."""
     child = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
     try:
         before = os.fstat(child)
         if (before.st_dev, before.st_ino) != (st.st_dev, st.st_ino):
             raise LinkedFile(f"{name} changed while it was handed over")
+        if holders and before.st_uid not in holders:
+            os.unlink(entry, dir_fd=fd)
+            if fresh is not None:
+                fresh.append(f"{name} (a link to a file of uid {before.st_uid}: removed from the tree, not handed over)")
+            return
         if before.st_nlink == 1:
             os.fchown(child, uid, gid)
             if os.fstat(child).st_nlink == 1:
@@ -334,7 +342,7 @@ def _give_file(fd: int, entry: str, st: os.stat_result, uid: int, gid: int, name
             raise LinkedFile(f"{name} ({os.fstat(child).st_nlink} links)")
         _fresh_copy(fd, entry, child, uid, gid)
         os.fchown(child, before.st_uid, before.st_gid)  # the other names keep what they had
-        fresh.append(name)
+        fresh.append(f"{name} (had other hard links; given back as a fresh copy)")
     finally:
         os.close(child)
 
@@ -429,16 +437,17 @@ def cmd_migrate(source: str, agent_home: str, owner: str, agent: str, agent_grou
 def cmd_give(path: str, user: str, group: str) -> int:
     """--uninstall's move back: the tree becomes USER's alone, by descriptors (see give_tree); each
     file that had other hard links (the agent's, made to keep writing it) is given back as a fresh
-    copy and named."""
+    copy, each of a third user's left out of the tree, and both named."""
     import grp
 
     uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
     fd = open_dir(path)
+    holder = os.fstat(fd).st_uid  # the agent, who held the tree until now
     os.fchown(fd, uid, gid)
     fresh: "List[str]" = []
-    give_tree(fd, uid, gid, where=path, fresh=fresh)
+    give_tree(fd, uid, gid, where=path, fresh=fresh, holders=(holder, uid))
     for name in fresh:
-        print(f"{name}: had other hard links; given back as a fresh copy, {user}'s alone")
+        print(f"    {name}")
     return 0
 
 
