@@ -448,8 +448,21 @@ def test_a_process_limit_can_neither_silence_the_lockout_push_nor_pass_unnoticed
                           input=f"{env.code()} {pushed(env, rid)['match']}\n".encode(), timeout=HANG_DETECTOR)
     assert approved.returncode == 0, approved.stderr
     assert len(events(env, "grant", wait_for=grants + 1)) == grants + 1  # the grant push arrives too
-    assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
     assert env.owner("revoke", "db").returncode == 0
+    # elevate: root lifts the limit it inherited (its owner-side child then pushes the root command),
+    # or, without CAP_SYS_RESOURCE (a container), refuses before anything, the request still unspent
+    rid = request(env, "@root", "--", "/usr/bin/true")
+    assert env.agent("approve", rid, f"{env.code()}{pushed(env, rid)['match']}").returncode == 0
+    runs = len(events(env, "elevate"))
+    ran = env.run_as(env.agent_name, "prlimit", "--nproc=3:3", "/usr/bin/sudo", "-n", str(env.libexec / "elevate"), rid,
+                     timeout=HANG_DETECTOR)
+    if ran.returncode == 6:
+        assert b"process-count limit" in ran.stderr, ran.stderr
+        assert len(events(env, "elevate")) == runs
+        ran = env.agent("elevate", rid)
+    assert ran.returncode == 0, ran.stderr
+    assert len(events(env, "elevate", wait_for=runs + 1)) == runs + 1
+    assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
 
 
 def test_notify_set_ca_neither_hangs_on_a_planted_fifo_nor_follows_a_planted_link(env):
