@@ -392,22 +392,26 @@ def kept_files(path: str) -> "List[str]":
         current = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return rotated_files(path)
-    same = []
+    kept = []
     for full in rotated_files(path):
-        st = os.stat(full, follow_symlinks=False)
+        try:
+            st = os.stat(full, follow_symlinks=False)
+        except FileNotFoundError:  # removed by a rotation's step 4 since the listing
+            continue
         if (st.st_dev, st.st_ino) != (current.st_dev, current.st_ino):
-            same.append(full)
-    return same + [path]
+            kept.append(full)
+    return kept + [path]
 
 
-def verify_log(path: str, owner_uid: int) -> Verified:
-    """Every kept file in order, the chain running on across them. Each file after the first must
-    begin with a rotate record naming the end of the file before it: a file removed from the
-    middle, two files swapped or renamed, or an edit anywhere is a problem naming the file."""
+def verify_log(path: str, owner_uid: int, newest: int = 0) -> Verified:
+    """Every kept file in order (newest: only that many of the newest, as doctor does within its
+    time bound), the chain running on across them. Each file after the first must begin with a
+    rotate record naming the end of the file before it: a file removed from the middle, two files
+    swapped or renamed, or an edit anywhere is a problem naming the file."""
     problems: "List[Tuple[str, Problem]]" = []
     notes: "List[Tuple[str, Problem]]" = []
     total, prev, prev_name, start = 0, None, "", ""
-    files = kept_files(path)
+    files = kept_files(path)[-newest:] if newest else kept_files(path)
     done = _verify_apart(files, owner_uid)
     for full in files:
         name = os.path.basename(full)
