@@ -135,3 +135,19 @@ def test_give_leaves_out_a_link_to_a_third_users_file_and_copies_a_multi_linked_
     st = (tree / "mine").stat()
     assert (st.st_uid, st.st_nlink, (tree / "mine").read_text()) == (nobody.pw_uid, 1, "agent's")
     assert (elsewhere / "kept-by-agent").stat().st_uid == 4242
+
+
+@pytest.mark.root
+def test_give_does_not_copy_a_huge_sparse_file_with_other_links(tmp_path):
+    """A sparse terabyte the agent links elsewhere would fill the disk in the middle of --uninstall."""
+    import pwd as pwd_mod
+
+    nobody = pwd_mod.getpwnam("nobody")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with open(tree / "huge", "wb") as handle:
+        handle.truncate(1 << 40)
+    os.link(tree / "huge", tmp_path / "agents-link")
+    tmp_path.chmod(0o755)
+    assert installcheck.cmd_give(str(tree), "nobody", grp.getgrgid(nobody.pw_gid).gr_name) == 0
+    assert not (tree / "huge").exists() and (tmp_path / "agents-link").stat().st_size == 1 << 40

@@ -261,6 +261,9 @@ def open_dir(path: str) -> int:
     return fd
 
 
+MAX_COPY = 256 << 20  # bytes of a multi-linked file uninstall copies; a larger one leaves the tree
+
+
 class LinkedFile(Exception):
     """A file with other hard links where a tree changes hands: its other names would change too."""
 
@@ -340,6 +343,11 @@ def _give_file(fd: int, entry: str, st: os.stat_result, uid: int, gid: int, name
                 return
         if fresh is None:
             raise LinkedFile(f"{name} ({os.fstat(child).st_nlink} links)")
+        if before.st_size > MAX_COPY:  # a sparse terabyte would fill the disk half-way through
+            os.unlink(entry, dir_fd=fd)
+            fresh.append(f"{name} (had other hard links and {before.st_size} bytes, more than a copy may take:"
+                         " removed from the tree, left to its other names)")
+            return
         _fresh_copy(fd, entry, child, uid, gid)
         os.fchown(child, before.st_uid, before.st_gid)  # the other names keep what they had
         fresh.append(f"{name} (had other hard links; given back as a fresh copy)")
