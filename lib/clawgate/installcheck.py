@@ -491,6 +491,9 @@ def main(argv: "Sequence[str]") -> int:
     except OSError as err:  # one line, never a traceback: install.sh says what it was doing
         print(f"{err.filename or argv[0]}: {err.strerror or err}", file=sys.stderr)
         return 1
+    except RecursionError:  # a tree nested deeper than the walk goes (made so by whoever held it)
+        print(f"{argv[1] if len(argv) > 1 else argv[0]}: nested too deep to walk; nothing more was changed", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
