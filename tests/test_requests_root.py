@@ -463,11 +463,12 @@ def test_a_process_limit_can_neither_silence_the_lockout_push_nor_pass_unnoticed
     assert ran.returncode == 0, ran.stderr
     assert len(events(env, "elevate", wait_for=runs + 1)) == runs + 1
     assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
-    # run (as the agent, its own limits): a fork it cannot make is one line, never a traceback
+    # run (as the agent, its own limits): a fork it cannot make, ours or sudo's (which of them fails
+    # depends on how many processes the owner runs just then), is one line, never a traceback
     limited = env.run_as(env.agent_name, "prlimit", "--nproc=2:2", str(env.door), "run", "--env", "K=cfg", "--",
                          "/bin/true", timeout=HANG_DETECTOR)
     assert limited.returncode != 0 and b"Traceback" not in limited.stderr, limited.stderr
-    assert limited.stderr.startswith(b"clawgate: ") or not limited.stderr.strip(), limited.stderr
+    assert limited.stderr.count(b"\n") <= 1, limited.stderr
 
 
 def test_notify_set_ca_neither_hangs_on_a_planted_fifo_nor_follows_a_planted_link(env):
