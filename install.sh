@@ -590,6 +590,12 @@ OWNER_GROUP=$(primary_group "$OWNER")
 # The home is chowned to the agent: never /, a system directory, or one that holds the code or the state.
 helper ordinary-dir "$AGENT_HOME" || abort "--agent-home $AGENT_HOME: a system directory; give the agent a home of its own" "$EX_UNSAFE"
 case $AGENT_HOME/ in "$PREFIX"/* | "$STATE_DIR"/*) abort "--agent-home must lie outside the prefix and the state" "$EX_USAGE" ;; esac
+# A file with other hard links cannot change hands (chowned, its other names would be the agent's
+# too): named before anything changes, never skipped.
+if [[ -n $MIGRATE_FROM && $FOREIGN == 0 && -d $MIGRATE_FROM && ! -L $MIGRATE_FROM ]]; then
+  linked=$(helper linked "$MIGRATE_FROM") \
+    || abort "--migrate-from $MIGRATE_FROM: files with other hard links: $(printf '%s' "$linked" | paste -sd ',' - | sed 's/,/, /g'); nothing was changed (make each a file of its own: cp -p F F.new && mv F.new F)" "$EX_UNSAFE"
+fi
 
 ADMIN_GROUPS=" root sudo admin wheel "
 AGENT_EXISTS=0
@@ -742,7 +748,7 @@ done <"$STAGE/libfiles"
 
 {
   echo "# clawgate configuration, written by install.sh (root 0644). Rerun install.sh to change it."
-  echo "# Edits to [ttl] and [keychain] are kept across runs; a cap may be shortened, never lengthened."
+  echo "# Edits to [ttl], [keychain] and [audit] are kept across runs; a cap may be shortened, never lengthened."
   echo "[clawgate]"
   echo "owner = $OWNER"
   echo "agent_user = $AGENT"

@@ -14,8 +14,9 @@ alike, and reports medians and ratios:
            is what users compare with (skipped, saying so, without pass and gpg)
   resolve  OpenClaw's provider call with 1, 50 and 500 ids
   list     `clawgate list` with 10,000 secrets
-  audit    one audited `get` with a 1,000-line and a 1,000,000-line audit log; `audit verify`
-           over 1,000,000 lines
+  audit    one audited `get` with a 1,000-line and a 1,000,000-line audit log, and with a 1,000-line
+           log beside rotated files of 10,000,000 records; `audit verify` over 1,000,000 lines,
+           and over 10,000,000 records in rotated files (--rotated N to change that number)
   burst    50 concurrent `get`s under one grant: all succeed, none slower than 10x the median
   proxy    the agent-blind proxy's added latency, first byte and memory (bench/proxybench.py)
 
@@ -59,6 +60,7 @@ GET_VALUE = b"sk-bench-0123456789abcdef0123456789abcdef"
 LIST_SIZE = 10_000
 RESOLVE_SIZES = (1, 50, 500)
 BIG_LOG, SMALL_LOG = 1_000_000, 1_000
+ROTATED_LOG, ROTATED_FILES = 10_000_000, 40  # records kept in rotated files, and how many files (keep's default)
 BURST = 50
 
 TARGETS = {
@@ -68,6 +70,8 @@ TARGETS = {
     "list_10k_s": ("list 10,000 secrets (s)", "<=", 0.5),
     "audited_get_1m_vs_1k": ("audited get at 1M lines / 1k lines", "<=", 1.1),
     "audit_verify_1m_s": ("audit verify 1M lines (s)", "<=", 5.0),
+    "audited_get_rotated_vs_1k": ("audited get beside 10M rotated records / 1k lines", "<=", 1.1),
+    "audit_verify_rotated_s": ("audit verify 10M records in rotated files (s)", "<=", 30.0),
     "burst_max_vs_median": ("burst of 50: slowest / median", "<=", 10.0),
 }
 
@@ -217,6 +221,40 @@ def write_audit_log(path: Path, lines: int, owner_uid: int, agent: str) -> None:
     tmp.rename(path)
 
 
+def write_rotated_log(log: Path, records: int, files: int, owner_uid: int, agent: str) -> None:
+    """`records` get records in `files` rotated files (audit.log.<first seq>, each after the first
+    opening with the rotate record audit.py writes) and a 1,000-line audit.log after them: the chain
+    runs on across all of them, as audit.py's rotation leaves it."""
+    from clawgate import audit
+
+    sha256 = audit.sha256
+    now = float(int(time.time()))
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    template = (f'{{"seq":%d,"ts":"{ts}","event":"get","caller":"{agent}","role":"agent",'
+                f'"name":"{GET_NAME}","tier":"controlled","result":"ok"')
+    per_file = -(-records // files)
+    seq, prev, written, previous = 0, audit.GENESIS, 0, ""
+    for part in range(files + 1):
+        count = SMALL_LOG if part == files else min(per_file, records - written)
+        path = log if part == files else Path(audit.rotated_name(str(log), seq + 1))
+        with open(path, "wb", buffering=1 << 22) as out:
+            if part:
+                seq += 1
+                prefix = audit._body(seq, now, audit.ROTATE, [("prev_file", previous), ("prev_seq", seq - 1),
+                                                              ("prev_hash", prev.decode())]).encode()
+                prev = sha256(prev + prefix).hexdigest().encode()
+                out.write(prefix + b',"hash":"' + prev + b'"}\n')
+            for _ in range(count - (1 if part else 0)):
+                seq += 1
+                prefix = (template % seq).encode()
+                prev = sha256(prev + prefix).hexdigest().encode()
+                out.write(prefix + b',"hash":"' + prev + b'"}\n')
+        written += count
+        previous = path.name
+        os.chown(path, owner_uid, -1)
+        os.chmod(path, 0o600)
+
+
 class PassStore:
     """A throwaway password store and GNUPGHOME for the owner: a passphrase-less key, GET_NAME in
     the store, the gpg-agent warmed by one `pass show`, killed afterwards."""
@@ -344,6 +382,51 @@ def measure_audited_get(env, agent, owner, rounds):
     return cases
 
 
+def measure_rotated(env, agent, owner, rounds, records):
+    """An audited get with a 1k-line log alone and beside `records` records in rotated files (the
+    append reads only audit.log's tail), interleaved; then `audit verify` over all of them. Run
+    last of the audit cases: it leaves the rotated log in place."""
+    from clawgate import audit
+
+    log = env.state / "audit.log"
+    alone = env.state / "bench-audit-alone"
+    beside = env.state / "bench-audit-rotated"
+    for directory in (alone, beside):
+        directory.mkdir(mode=0o700)
+        os.chown(directory, owner.uid, -1)
+    write_audit_log(alone / "audit.log", SMALL_LOG, owner.uid, env.agent_name)
+    write_rotated_log(beside / "audit.log", records, ROTATED_FILES, owner.uid, env.agent_name)
+    current = {"where": None}
+
+    def place(where):
+        def swap():  # the files in the state directory <-> those parked in `where`
+            if current["where"] == where:
+                return
+            if current["where"] is not None:
+                for path in audit.kept_files(str(log)):
+                    os.rename(path, current["where"] / os.path.basename(path))
+            for name in os.listdir(where):
+                os.rename(where / name, env.state / name)
+            current["where"] = where
+        return swap
+
+    value = lambda rc, out, err: rc == 0 and out == GET_VALUE  # noqa: E731
+    cases = [Case("audited_get_1k_alone", f"clawgate get, audit log of {SMALL_LOG:,} lines", agent,
+                  [str(env.door), "get", GET_NAME], check=value, before=place(alone)),
+             Case("audited_get_rotated", f"clawgate get, {SMALL_LOG:,} lines beside {records:,} rotated records",
+                  agent, [str(env.door), "get", GET_NAME], check=value, before=place(beside))]
+    interleave(cases, rounds)
+    place(beside)()
+
+    def check(rc, out, err):
+        return rc == 0 and b"intact" in out
+
+    verify = Case("audit_verify_rotated", f"clawgate audit verify, {records:,}+ records in rotated files (owner)",
+                  owner, [str(env.door), "audit", "verify"], check=check)
+    interleave([verify], 1, warmup=0)
+    return cases + [verify]
+
+
 def measure_verify(env, owner, rounds):
     def check(rc, out, err):
         return rc == 0 and b"intact" in out
@@ -431,6 +514,8 @@ def report(cases, extra, run_info) -> dict:
         "audited_get_1m_vs_1k": med[f"audited_get_{BIG_LOG}"] / med[f"audited_get_{SMALL_LOG}"],
         "list_10k_s": med["list_10k"],
         "audit_verify_1m_s": med["audit_verify_1m"],
+        "audited_get_rotated_vs_1k": med["audited_get_rotated"] / med["audited_get_1k_alone"],
+        "audit_verify_rotated_s": med["audit_verify_rotated"],
         "burst_max_vs_median": max(batch["max_vs_median"] for batch in extra["burst"]),
     }
     if "pass_show" in med:  # not a target: what users compare with
@@ -498,6 +583,8 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--proxy-only", action="store_true",
                         help="only the proxy's figures (bench/results/proxy-*.json and bench/proxy-latest.json)")
+    parser.add_argument("--rotated", type=int, default=ROTATED_LOG,
+                        help=f"records in rotated audit files for the rotation cases (default {ROTATED_LOG:,})")
     args = parser.parse_args()
     if os.geteuid() != 0 or sys.platform != "linux":
         print("bench: make bench needs root on Linux (it installs into a temp prefix with throwaway users)",
@@ -550,6 +637,9 @@ def main() -> int:
             cases += measure_verify(env, owner, 3 if not args.quick else 1)
             print("bench: 50 concurrent gets ...", flush=True)
             burst, verify = measure_burst(env, agent, owner, 3 if not args.quick else 1)
+            rotated = min(args.rotated, 200_000) if args.quick else args.rotated
+            print(f"bench: rotated audit files ({rotated:,} records) ...", flush=True)
+            cases += measure_rotated(env, agent, owner, max(10, rounds // 2), rotated)
             if verify[1] != 0:
                 raise SystemExit(f"bench: audit verify after the bursts failed: {verify[2].decode()}")
             print("bench: the proxy against direct HTTPS, 50 streams ...", flush=True)

@@ -42,7 +42,7 @@ _clawgate_flags() {
     route) [[ -z ${2-} || ${2-} == add ]] && echo "--upstream --secret --inject --methods --path-prefix --ca --allow-private --force" ;;
     enroll) echo "--import --rotate --root" ;;
     notify) [[ ${2-} == set ]] && echo "--ca" ;;
-    audit) [[ ${2-} == show ]] && echo "--json" ;;
+    audit) [[ ${2-} == show ]] && echo "--json --since --until --event" ;;
     secrets)
       case ${2-} in
         set) echo "--tier --raw --allow-empty --force --use-only" ;;

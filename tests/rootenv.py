@@ -25,6 +25,8 @@ from proxykit import free_port, start as start_proxy_process, stop as stop_proxy
 from clawgate import totp
 
 INSTALL = REPO / "install.sh"
+# What install.sh reads from its source tree (its $SRC): copied by RootEnv.readable_installer.
+INSTALLED_FROM = ("install.sh", "bin", "lib", "man", "completion", "launchd", "skill", "sudoers", "systemd")
 SUDOERS_DIR = Path("/etc/sudoers.d")
 TEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # By its path: a test may give the user a PATH without sbin (Debian keeps runuser there).
@@ -96,8 +98,8 @@ class RootEnv:
             raise
 
     # -- install.sh ---------------------------------------------------------------------------
-    def install_argv(self, *extra: str) -> "list[str]":
-        argv = ["bash", str(INSTALL), "--owner", self.owner_name, "--agent-user", self.agent_name,
+    def install_argv(self, *extra: str, installer: Optional[Path] = None) -> "list[str]":
+        argv = ["bash", str(installer or INSTALL), "--owner", self.owner_name, "--agent-user", self.agent_name,
                 "--prefix", str(self.prefix), "--state-dir", str(self.state), "--agent-home", str(self.agent_home),
                 "--python", python_for_install(), "--yes"]
         argv += ["--service-dir", str(self.service_dir)]
@@ -107,6 +109,22 @@ class RootEnv:
         else:
             argv += ["--no-service"]
         return argv + self.extra_args + list(extra)
+
+    def readable_installer(self) -> Path:
+        """install.sh and the source tree it installs from, copied where any user can read them: a
+        test that runs install.sh as a throwaway user must pass from a checkout only root can read
+        (cloned under /root, or into a 0750 home). Copied once per RootEnv, removed with it."""
+        copy = self.root / "source"
+        if not copy.exists():
+            copy.mkdir(mode=0o755)
+            for entry in INSTALLED_FROM:
+                source = REPO / entry
+                if source.is_dir():
+                    shutil.copytree(source, copy / entry, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                elif source.exists():
+                    shutil.copy2(source, copy / entry)
+            subprocess.run(["chmod", "-R", "a+rX,go-w", str(copy)], check=True)
+        return copy / "install.sh"
 
     def install(self, *extra: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
         return run(self.install_argv(*extra), input=None, env=env)

@@ -275,3 +275,22 @@ def test_a_check_run_as_a_user_that_hangs_is_killed_at_its_timeout():
         privdrop.call_as(who, lambda: time.sleep(60), timeout=1)
     assert err.value.code == 6 and "did not finish in 1s" in err.value.message
     assert privdrop.call_as(who, os.getuid, timeout=5) == nobody.pw_uid
+
+
+@pytest.mark.root
+def test_doctor_names_an_agents_config_nested_too_deep_for_what_it_is(env):
+    """The agent's openclaw.json nested 200k deep: a RecursionError in the parse became a FAIL
+    whose fix (rerun install.sh) fixed nothing. Doctor names the true cause, and nothing else fails."""
+    config = env.agent_home / ".openclaw" / "openclaw.json"
+    deep = '{"secrets": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    planted = env.run_as(env.agent_name, "/bin/sh", "-c", 'mkdir -p -m 700 "${1%/*}" && cat >"$1"', "sh", str(config),
+                         input=deep.encode())
+    assert planted.returncode == 0, planted.stderr
+    try:
+        result = env.doctor()
+        lines = result.stdout.decode().splitlines()
+        line = next(line for line in lines if line.startswith(("ok    openclaw", "FAIL  openclaw", "skip  openclaw config")))
+        assert line.startswith("skip  openclaw config") and "nested deeper" in line, lines
+        assert not [line for line in lines if line.startswith("FAIL")], lines
+    finally:
+        env.run_as(env.agent_name, "/bin/rm", "-rf", str(config.parent))

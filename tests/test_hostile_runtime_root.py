@@ -288,3 +288,18 @@ def test_a_19_mb_argv_to_a_refused_elevate_session_grows_the_log_by_less_than_64
     record = records(env)[-1]
     assert record["event"] == "elevate" and record["result"] == "denied" and record["argv_length"] > 1_900_000
     verify_green(env)
+
+
+# -- run's redaction through the real sudo -------------------------------------------------------------
+
+def test_run_redacts_a_value_dumped_as_hex_in_either_case(env):
+    """`xxd -p` and `od` print a value as hex; it reached the agent's output unredacted."""
+    dump = ('printf %s "$K" | od -An -tx1; printf %s "$K" | od -An -tx1 | tr a-f A-F; '
+            'printf %s "$K" | od -An -tx1 -v | tr -d " \\n"; echo; printf %s "$K" | od -An -tx1 -v | tr -d " \\n" | tr a-f A-F')
+    result = env.agent("run", "--env", "K=open/a", "--", "/bin/sh", "-c", dump, timeout=HANG)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    hexed = b"value-a".hex()
+    for form in (hexed, hexed.upper(), b"value-a".hex(" "), b"value-a".hex(" ").upper()):
+        assert form not in out, out
+    assert out.count("[redacted:open/a]") == 4, out

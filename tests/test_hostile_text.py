@@ -35,6 +35,10 @@ def controls_in(data: bytes) -> "list[int]":
     ("\u202eevil\u200b", "\\u202eevil\\u200b"),
     ("back\\x1b", "back\\\\x1b"),
     ("caf\u00e9", "caf\u00e9"),
+    ("a\u3164b\u2800c", "a\\u3164b\\u2800c"),  # printable, drawn blank: Hangul filler, Braille blank
+    ("x=\u0338y\u20dd", "x=\\u0338y\\u20dd"),  # combining marks (Mn, Me) draw over what comes before
+    ("\u115f\u1160\uffa0\ufe0f\U0001d159\U000e0100", "\\u115f\\u1160\\uffa0\\ufe0f\\U0001d159\\U000e0100"),
+    ("\u65e5\u672c \u00f1", "\u65e5\u672c \u00f1"),  # letters stay letters
 ])
 def test_escape_shows_every_control_as_an_escape(raw, shown):
     assert display.escape(raw) == shown

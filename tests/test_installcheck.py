@@ -1,6 +1,7 @@
 """lib/clawgate/installcheck.py: install.sh's Python, shared with doctor (one chain check, one INI
 reader). install.sh runs it as a script from the source tree with -I, before anything is installed."""
 
+import grp
 import os
 import subprocess
 import sys
@@ -107,3 +108,46 @@ def test_free_id_and_ordinary_dir():
     assert run("free-id", "401", "403", input="a 401\nb 402\n").stdout == "403\n"
     assert run("ordinary-dir", "/usr/local/x").returncode == 1
     assert run("ordinary-dir", "/opt/openclaw").returncode == 0
+
+
+@pytest.mark.root
+def test_give_leaves_out_a_link_to_a_third_users_file_and_copies_a_multi_linked_one(tmp_path):
+    """Where no kernel rule stops it (macOS has no protected_hardlinks), the agent could link root's
+    file into the tree it hands back: the owner must get neither the file nor a copy of it."""
+    import pwd as pwd_mod
+
+    from clawgate import installcheck
+
+    nobody = pwd_mod.getpwnam("nobody")
+    tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    tree.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "root-only").write_text("root's")
+    os.chmod(elsewhere / "root-only", 0o600)
+    os.link(elsewhere / "root-only", tree / "planted")
+    (tree / "mine").write_text("agent's")
+    os.link(tree / "mine", elsewhere / "kept-by-agent")
+    for path in (tree, tree / "mine"):
+        os.chown(path, 4242, 4242)  # the agent's
+    tmp_path.chmod(0o755)
+    assert installcheck.cmd_give(str(tree), "nobody", grp.getgrgid(nobody.pw_gid).gr_name) == 0
+    assert not (tree / "planted").exists() and (elsewhere / "root-only").stat().st_uid == 0
+    st = (tree / "mine").stat()
+    assert (st.st_uid, st.st_nlink, (tree / "mine").read_text()) == (nobody.pw_uid, 1, "agent's")
+    assert (elsewhere / "kept-by-agent").stat().st_uid == 4242
+
+
+@pytest.mark.root
+def test_give_does_not_copy_a_huge_sparse_file_with_other_links(tmp_path):
+    """A sparse terabyte the agent links elsewhere would fill the disk in the middle of --uninstall."""
+    import pwd as pwd_mod
+
+    nobody = pwd_mod.getpwnam("nobody")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with open(tree / "huge", "wb") as handle:
+        handle.truncate(1 << 40)
+    os.link(tree / "huge", tmp_path / "agents-link")
+    tmp_path.chmod(0o755)
+    assert installcheck.cmd_give(str(tree), "nobody", grp.getgrgid(nobody.pw_gid).gr_name) == 0
+    assert not (tree / "huge").exists() and (tmp_path / "agents-link").stat().st_size == 1 << 40

@@ -29,6 +29,8 @@ def owner_home(env: RootEnv) -> Path:
     (home / ".openclaw" / "credentials").mkdir()
     (home / ".openclaw" / "credentials" / "telegram").write_bytes(b"tg-token")
     (home / ".openclaw" / "openclaw.json").write_text("{}")
+    (home / ".openclaw" / "workspace" / "hooks").mkdir()
+    (home / ".openclaw" / "workspace" / "hooks" / "on-start.sh").write_text("#!/bin/sh\n")
     (home / ".ssh").mkdir(mode=0o700)
     (home / ".ssh" / "id_ed25519").write_bytes(KEY)
     chown(home, env.owner_name)
@@ -163,6 +165,48 @@ def test_migration_race_leaves_the_owner_dirs_untouched():
     finally:
         if racer and racer.poll() is None:
             racer.kill()
+        env.close()
+
+
+# -- hard links across a change of hands (invariants 10, 12) ------------------------------------
+
+def test_uninstall_gives_back_a_file_the_agent_hard_linked_as_a_fresh_copy_the_owners_alone(migrated):
+    """The agent links openclaw.json and a hook to names in its home, then the owner uninstalls:
+    each file back in the owner's ~/.openclaw is the owner's, with one link; the agent's link
+    still names its own old inode, and writing through it changes nothing of the owner's."""
+    env, home = migrated
+    moved = env.agent_home / ".openclaw"
+    linked = env.run_as(env.agent_name, "/bin/sh", "-c", f"ln {moved}/openclaw.json {env.agent_home}/keep.json && "
+                        f"ln {moved}/workspace/hooks/on-start.sh {env.agent_home}/keep.sh")
+    assert linked.returncode == 0, linked.stderr
+    result = env.uninstall(purge=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    owner_uid = int(run(["id", "-u", env.owner_name]).stdout)
+    for name in ("openclaw.json", "workspace/hooks/on-start.sh"):
+        back = home / ".openclaw" / name
+        assert not back.is_symlink() and (back.stat().st_uid, back.stat().st_nlink) == (owner_uid, 1), name
+        assert name.encode() in result.stdout and b"fresh copy" in result.stdout
+    assert (home / ".openclaw" / "openclaw.json").read_text() == "{}"
+    rewrite = env.run_as(env.agent_name, "/bin/sh", "-c", f"echo '{{\"agent\": 1}}' > {env.agent_home}/keep.json")
+    assert rewrite.returncode == 0, rewrite.stderr  # its own file still
+    assert (home / ".openclaw" / "openclaw.json").read_text() == "{}"
+    assert os.lstat(env.agent_home / "keep.sh").st_uid != owner_uid
+
+
+def test_migration_of_a_file_with_other_hard_links_is_refused_before_any_change():
+    """Chowned to the agent, a file the owner also keeps under another name would be the agent's
+    there too: install.sh names it and changes nothing."""
+    env = RootEnv(install=False)
+    try:
+        home = owner_home(env)
+        os.link(home / ".openclaw" / "openclaw.json", home / "openclaw-backup.json")
+        result = env.install("--migrate-from", str(home / ".openclaw"))
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert b"openclaw.json (2 links)" in result.stderr and b"nothing was changed" in result.stderr
+        assert not env.sudoers.exists() and not env.prefix.exists()
+        assert (home / ".openclaw").is_dir() and not (home / ".openclaw").is_symlink()
+        assert os.stat(home / "openclaw-backup.json").st_uid == int(run(["id", "-u", env.owner_name]).stdout)
+    finally:
         env.close()
 
 

@@ -4,6 +4,7 @@ the bounds, and that a code relayed without the right match is counted like a wr
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_a_long_root_command_is_shown_whole_to_the_owner(channel_tree):
     argv = ["/bin/sh", "-c", "echo " + "A" * 300 + "; touch /root/x\x1b"]
     request = requests.create(context(channel_tree, "agent"), names.ROOT, None, "why", argv, time.time())
     assert request.what().endswith("; touch /root/x\\x1b'") and "..." not in request.what()
-    assert "; touch /root/x" in notify._text_for("elevate", {"result": "run", "argv": argv, "caller": "a"})
+    assert "; touch /root/x" in notify.text_for("elevate", {"result": "run", "argv": argv, "caller": "a"})
 
 
 def test_a_request_reason_is_logged_raw_and_escaped_once_when_shown(channel_tree):
@@ -130,6 +131,21 @@ def test_a_request_reason_is_logged_raw_and_escaped_once_when_shown(channel_tree
 
 def test_the_events_pushed_are_decided_in_one_place():
     assert context_mod._PUSHED == frozenset(notify.PUSHED)
+
+
+def test_events_flow_one_way_the_channel_knows_nothing_of_the_context():
+    """The domain emits, the channel delivers: notify imports no context (not even for typing)
+    and writes no audit record; a failed delivery is recorded by Context.undelivered alone."""
+    import ast
+
+    tree = ast.parse(open(notify.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name and "context" in name}, imported
+    assert ".audit(" not in open(notify.__file__).read()
+    recorders = [path.name for path in Path(context_mod.__file__).parent.glob("*.py")
+                 if 'result="failed", notified=' in path.read_text()]
+    assert recorders == ["context.py"]
 
 
 def test_a_flood_of_requests_is_capped(channel_tree):
@@ -238,3 +254,20 @@ def test_lockouts_and_seed_changes_are_pushed_to_the_owner(tree, tmp_path):
     texts = {event["event"]: event["text"] for event in received(inbox)}
     assert "the agent is locked out until" in texts["lockout"]
     assert "root seed enrolled" in texts["enroll"]
+
+
+def test_a_push_whose_fork_fails_is_audited_not_swallowed(channel_tree, monkeypatch):
+    """A fork the caller made fail (RLIMIT_NPROC, a full process table) leaves a `notify failed`
+    record naming the event: the owner finds in the log why the lockout never arrived."""
+    ctx = context(channel_tree, "agent")
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    ctx.audit("lockout", until="later", failures=6)
+    assert not ctx.deliver(notify.event("test", "sent while forks fail"))
+    records = [json.loads(line) for line in (channel_tree.state / "audit.log").read_bytes().splitlines()]
+    failed = [(r["notified"], r["error"]) for r in records if r["event"] == "notify" and r["result"] == "failed"]
+    assert failed == [("lockout", "cannot start the delivery: Resource temporarily unavailable"),
+                      ("test", "cannot start the delivery: Resource temporarily unavailable")]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from installtree import wrong_code
 from rootenv import RootEnv
 from clawgate import totp
 
@@ -416,4 +417,88 @@ def test_the_tail_of_a_long_root_command_is_shown_whole_everywhere_the_owner_loo
     # the reason is logged raw (bounded at request time) and escaped once, when shown
     shown = env.owner("audit", "show").stdout.decode()
     assert "ok\\x0dfine" in shown and "ok\\\\x0dfine" not in shown, shown[-2000:]
+    assert env.owner("deny", rid).returncode == 0
+
+
+# -- a process limit the agent sets on its sudo (invariant 11: nothing makes the push fail quietly) --
+
+def test_a_process_limit_can_neither_silence_the_lockout_push_nor_pass_unnoticed(env):
+    """`prlimit --nproc=2:2 sudo -u OWNER approve` after 5 wrong codes: the push of the lockout
+    forked in vain and nothing said so. A hard limit is refused before the gate (no code read, no
+    count); a lowered soft limit is lifted to the hard one, and the lockout reaches the channel."""
+    assert env.owner("unlock").returncode == 0
+    sudo = ["/usr/bin/sudo", "-n", "-u", env.owner_name, str(env.libexec / "approve"), "db"]
+    for limit in ("--nproc=2:2", "--nproc=1:1"):
+        size = (env.state / "audit.log").stat().st_size
+        refused = env.run_as(env.agent_name, "prlimit", limit, *sudo, input=b"000000\n", timeout=HANG_DETECTOR)
+        assert refused.returncode == 6 and b"process-count limit" in refused.stderr, refused.stderr
+        assert (env.state / "audit.log").stat().st_size == size and failures(env) == 0
+    lockouts = len(events(env, "lockout"))
+    for _ in range(6):  # the sixth wrong code locks the agent out
+        wrong = env.run_as(env.agent_name, "prlimit", "--nproc=2:", *sudo,
+                           input=f"{wrong_code([env.code()])}\n".encode(), timeout=HANG_DETECTOR)
+        env.last_step -= 1
+        assert wrong.returncode == 1, wrong.stderr
+    assert audit(env, "lockout")
+    assert len(events(env, "lockout", wait_for=lockouts + 1)) == lockouts + 1
+    assert env.owner("unlock").returncode == 0
+    grants = len(events(env, "grant"))
+    rid = request(env, "db")
+    approved = env.run_as(env.agent_name, "prlimit", "--nproc=2:", *sudo[:-1], rid,
+                          input=f"{env.code()} {pushed(env, rid)['match']}\n".encode(), timeout=HANG_DETECTOR)
+    assert approved.returncode == 0, approved.stderr
+    assert len(events(env, "grant", wait_for=grants + 1)) == grants + 1  # the grant push arrives too
+    assert env.owner("revoke", "db").returncode == 0
+    # elevate: root lifts the limit it inherited (its owner-side child then pushes the root command),
+    # or, without CAP_SYS_RESOURCE (a container), refuses before anything, the request still unspent
+    rid = request(env, "@root", "--", "/usr/bin/true")
+    assert env.agent("approve", rid, f"{env.code()}{pushed(env, rid)['match']}").returncode == 0
+    runs = len(events(env, "elevate"))
+    ran = env.run_as(env.agent_name, "prlimit", "--nproc=3:3", "/usr/bin/sudo", "-n", str(env.libexec / "elevate"), rid,
+                     timeout=HANG_DETECTOR)
+    if ran.returncode == 6:
+        assert b"process-count limit" in ran.stderr, ran.stderr
+        assert len(events(env, "elevate")) == runs
+        ran = env.agent("elevate", rid)
+    assert ran.returncode == 0, ran.stderr
+    assert len(events(env, "elevate", wait_for=runs + 1)) == runs + 1
+    assert not [r for r in audit(env, "notify") if r.get("result") == "failed"]
+    # run (as the agent, its own limits): a fork it cannot make, ours or sudo's (which of them fails
+    # depends on how many processes the owner runs just then), is one line, never a traceback
+    limited = env.run_as(env.agent_name, "prlimit", "--nproc=2:2", str(env.door), "run", "--env", "K=cfg", "--",
+                         "/bin/true", timeout=HANG_DETECTOR)
+    assert limited.returncode != 0 and b"Traceback" not in limited.stderr, limited.stderr
+    assert limited.stderr.count(b"\n") <= 1, limited.stderr
+
+
+def test_notify_set_ca_neither_hangs_on_a_planted_fifo_nor_follows_a_planted_link(env):
+    """The owner names a CA file in a place the agent can write: a FIFO there hung `notify set`
+    forever, a symlink was followed. Each is refused at once (exit 2), the channel unchanged."""
+    ca = make_ca(env.root)[0]
+    plant = (f"cd {env.agent_home} && mkfifo ca.fifo && ln -s {ca} ca.link && mkdir -p d && ln -s {env.agent_home} d/up"
+             f" && head -c 300000 /dev/zero | tr '\\0' A > big.pem && chmod 644 big.pem")
+    assert env.run_as(env.agent_name, "/bin/sh", "-c", plant).returncode == 0
+    before = (env.state / "notify.json").read_bytes()
+    for name, words in (("ca.fifo", b"not a regular file"), ("ca.link", b"symbolic link"),
+                        ("d/up/ca.pem", b"symbolic link another user could change"), ("big.pem", b"larger than")):
+        started = time.monotonic()
+        result = env.owner("notify", "set", "--ca", str(env.agent_home / name), input=b"https://example.org/x\n",
+                           timeout=20)
+        assert result.returncode == 2 and words in result.stderr, (name, result.stderr)
+        assert time.monotonic() - started < 10
+    assert (env.state / "notify.json").read_bytes() == before
+    assert b"Traceback" not in result.stderr
+
+
+def test_blank_rendering_characters_reach_neither_pending_nor_the_channel_raw(env):
+    """Printable yet drawn blank (U+3164, U+2800) or over the character before (U+0338): a reason
+    or an argv word padded with them shows the owner something else than what runs."""
+    pad = "\u3164\u2800" * 40
+    rid = request(env, "@root", "--reason", f"routine{pad}update", "--", "/usr/bin/id", f"-u{pad}", "x=\u0338y")
+    event = pushed(env, rid)
+    shown = env.owner("pending")
+    assert shown.returncode == 0, shown.stderr
+    for text in (event["text"], event["what"], shown.stdout.decode()):
+        assert not set(text) & {"\u3164", "\u2800", "\u0338"}, text
+        assert "\\u3164\\u2800" in text and "\\u0338" in text
     assert env.owner("deny", rid).returncode == 0

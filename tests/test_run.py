@@ -274,3 +274,11 @@ def test_a_whitespace_padded_value_is_caught_stripped():
     redactor = Redactor([("k", b"padded-value\n")])
     assert redactor.feed(b"[padded-value]") + redactor.finish() == b"[[redacted:k]]"
 
+
+
+def test_hex_forms_in_both_cases_are_forms():
+    """xxd -p and od print a value as hex; the proxy's scrubber uses the same forms."""
+    hexed = VALUE.hex()
+    for form in (hexed, hexed.upper(), VALUE.hex(" "), VALUE.hex(" ").upper()):
+        assert form.encode() in forms(VALUE)
+        assert Redactor([("k", VALUE)]).feed(b"<" + form.encode() + b">") + b"" != b"<" + form.encode() + b">"

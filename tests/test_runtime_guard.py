@@ -266,7 +266,8 @@ def test_a_lowered_priority_is_refused_before_anything_is_done(tree, lower):
 
 LIMITS_HEAD = "Limit                     Soft Limit           Hard Limit           Units     \n"
 SANE = {"Max cpu time": "unlimited", "Max file size": "unlimited", "Max data size": "unlimited",
-        "Max core file size": "0", "Max open files": "1024", "Max address space": "unlimited"}
+        "Max core file size": "0", "Max open files": "1024", "Max address space": "unlimited",
+        "Max processes": "unlimited"}
 
 
 def _limits_file(tmp_path, **soft):
@@ -282,7 +283,8 @@ def _limits_file(tmp_path, **soft):
     ({"Max_file_size": "10"}, False), ({"Max_file_size": "0"}, False), ({"Max_open_files": "63"}, False),
     ({"Max_open_files": "8"}, False), ({"Max_cpu_time": "5"}, False), ({"Max_address_space": "400000000"}, False),
     ({"Max_data_size": "400000000"}, False), ({"Max_core_file_size": "unlimited"}, False),
-    ({"Max_core_file_size": "4096"}, False)])
+    ({"Max_core_file_size": "4096"}, False), ({"Max_processes": "2"}, False),
+    ({"Max_processes": "100000"}, False)])  # a process limit below its hard one is lifted to it
 def test_proc_limits_skip_the_lifting_only_when_every_limit_is_already_sane(tmp_path, soft, sane):
     assert guard._limits_already_sane(_limits_file(tmp_path, **soft)) is sane
 

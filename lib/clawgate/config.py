@@ -21,6 +21,13 @@ TIERS = ("open", "controlled", "restricted")
 MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
 DEFAULT_PROXY_PORT = 8217
+# [audit]: the log is rotated once it reaches rotate_size bytes (0: never), and `keep` rotated files
+# are kept beside it; what is older goes (the documented retention, about rotate_size x keep).
+AUDIT_ROTATE_SIZE = 64 << 20
+AUDIT_KEEP = 40
+MIN_ROTATE_SIZE = 4096  # smaller would rotate at every few records
+MAX_KEEP = 100_000
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
 class Layout(Record):
@@ -57,7 +64,7 @@ class Principal(Record):
 
 class Config(Record):
     __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service",
-                 "proxy_port", "proxy_service")
+                 "proxy_port", "proxy_service", "audit_rotate")
     path: str
     owner: Principal
     agent: Principal
@@ -69,6 +76,7 @@ class Config(Record):
     service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
     proxy_port: int  # [proxy] port: the agent-blind proxy listens on 127.0.0.1 and ::1 there
     proxy_service: str  # [proxy] service: its unit or plist as install.sh wrote it, or "none"
+    audit_rotate: "tuple[int, int]"  # [audit] (rotate_size bytes, 0 = never; keep: rotated files kept)
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -146,6 +154,7 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         service=sections.get("service", {}),
         proxy_port=_port(path, _value(sections, "proxy", "port", str(DEFAULT_PROXY_PORT)).strip()),
         proxy_service=_value(sections, "proxy", "service", "none").strip(),
+        audit_rotate=_audit_rotation(path, sections),
     )
 
 
@@ -153,6 +162,25 @@ def _port(path: str, text: str) -> int:
     if not text.isdigit() or not text.isascii() or not 0 < int(text) < 65536:
         raise unsafe(f"{path}: [proxy] port must be a number from 1 to 65535")
     return int(text)
+
+
+def _audit_rotation(path: str, sections: "dict[str, dict[str, str]]") -> "tuple[int, int]":
+    """[audit] rotate_size (bytes, with an optional K, M or G; 0: never rotate) and keep."""
+    size_text = _value(sections, "audit", "rotate_size", "").strip().upper()
+    keep_text = _value(sections, "audit", "keep", "").strip()
+    size, keep = AUDIT_ROTATE_SIZE, AUDIT_KEEP
+    if size_text:
+        digits, unit = (size_text[:-1], size_text[-1]) if size_text[-1] in _SIZE_UNITS else (size_text, "")
+        if not digits.isdigit() or len(digits) > 12:
+            raise unsafe(f"{path}: [audit] rotate_size = {size_text}: give bytes, e.g. 64M (0: never rotate)")
+        size = int(digits) * _SIZE_UNITS[unit]
+        if 0 < size < MIN_ROTATE_SIZE:
+            raise unsafe(f"{path}: [audit] rotate_size must be 0 or at least {MIN_ROTATE_SIZE} bytes")
+    if keep_text:
+        if not keep_text.isdigit() or not 1 <= int(keep_text) <= MAX_KEEP:
+            raise unsafe(f"{path}: [audit] keep = {keep_text}: give a number of rotated files from 1 to {MAX_KEEP}")
+        keep = int(keep_text)
+    return size, keep
 
 
 def _ttl_caps(path: str, sections: "dict[str, dict[str, str]]") -> "dict[str, int]":

@@ -50,12 +50,40 @@ class Context:
         if self._held is not None:
             self._held.extend(held)
         else:
-            audit_log.append_many(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, held, time.time())
+            audit_log.append_many(state.path(self.cfg, "audit.log"), self.cfg.owner.uid, held, time.time(),
+                                  self.cfg.audit_rotate)
         for event, fields in records:
             if event in _PUSHED:  # decisions the owner's channel hears of at once (notify.py)
-                from . import notify
+                self._emit(event, fields)
 
-                notify.after_audit(self, event, fields)
+    # -- the owner's channel: the context emits, notify delivers, a failure is recorded here ------
+
+    def _emit(self, event: str, fields: "dict[str, object]") -> None:
+        from . import notify
+
+        text = notify.text_for(event, dict(fields, caller=self.caller.name))
+        if text is not None and notify.is_set(self.cfg):
+            self.deliver(notify.event(event, text), wait=False)
+
+    def deliver(self, message: "dict[str, object]", wait: bool = True) -> bool:
+        """Hand one event to the owner's channel: sent now (wait: a request, a test; True if the
+        owner was reached) or pushed from a detached child (False). Either way a failure is
+        audited, by undelivered alone."""
+        from . import notify
+
+        def failed(error: str) -> None:
+            self.undelivered(message, error)
+
+        if wait:
+            return notify.send(self.cfg, message, failed)
+        notify.push(self.cfg, message, failed)
+        return False
+
+    def undelivered(self, message: "dict[str, object]", error: str) -> None:
+        """The one record of a failed delivery (invariant 11: the owner's side never fails quietly)."""
+        from .notify import plain
+
+        self.audit("notify", result="failed", notified=message.get("event"), error=plain(error, 200))
 
     def audit_batch(self) -> "_AuditBatch":
         """`with ctx.audit_batch():` holds this context's audit records and appends them together
@@ -76,7 +104,8 @@ class _AuditBatch:
     def __exit__(self, *exc: object) -> None:
         ctx = self._ctx
         records, ctx._held = ctx._held or [], None
-        audit_log.append_many(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid, records, time.time())
+        audit_log.append_many(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid, records, time.time(),
+                              ctx.cfg.audit_rotate)
 
 
 def sudo_uid() -> "int | None":

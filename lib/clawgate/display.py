@@ -24,13 +24,20 @@ def say(message: str) -> None:
 
 
 _SAFE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7f)) - {"\\"}
+# Printable by Python's test, yet drawn as nothing or as a change to the character before: combining
+# marks (Mn, Me: U+0338 turns `=` into `≠`, variation selectors) by category, and by this list the
+# letters and symbols fonts draw blank (Hangul fillers, the Braille blank, the null notehead).
+# Shown raw, they pad a reason or an argv word so that what the owner reads is not what runs.
+_MARKS = frozenset(("Mn", "Me"))
+_BLANK = frozenset((0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x1D159))
 _QUOTE_IF = frozenset(' ="\',[]#')
 
 
 def escape(text: object, double_backslashes: bool = True) -> str:
     r"""Printable text with every control shown as an escape: C0, DEL, C1 (ESC, CSI, \r, \n, BEL...)
     and bytes that were not UTF-8 (kept as surrogates by surrogateescape) as \xNN, other
-    unprintable or invisible characters (bidi overrides, zero-width) as \uNNNN; a backslash
+    unprintable or invisible characters (bidi overrides, zero-width, combining marks, the printable
+    characters drawn blank: _MARKS, _BLANK) as \uNNNN; a backslash
     doubles, so nothing else can pose as an escape (double_backslashes=False: text whose parts
     were escaped already, which only needs to be kept free of controls)."""
     if isinstance(text, bytes):
@@ -49,13 +56,19 @@ def escape(text: object, double_backslashes: bool = True) -> str:
             out.append(f"\\x{code - 0xDC00:02x}")
         elif code < 0xA0:
             out.append(f"\\x{code:02x}")
-        elif ch.isprintable():
+        elif ch.isprintable() and code not in _BLANK and not _is_mark(ch):
             out.append(ch)
         elif code <= 0xFFFF:
             out.append(f"\\u{code:04x}")
         else:
             out.append(f"\\U{code:08x}")
     return "".join(out)
+
+
+def _is_mark(ch: str) -> bool:
+    import unicodedata  # only for text beyond ASCII: a `get` never gets here
+
+    return unicodedata.category(ch) in _MARKS
 
 
 def field(value: object) -> str:

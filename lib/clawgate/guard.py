@@ -8,7 +8,8 @@ resource limits and its open or closed descriptors. So, before anything else:
 - start(): closed descriptors 0/1/2 are reopened on /dev/null (or the first file we open
   becomes our stdout); job-control signals are ignored (a stop while a lock is held would
   freeze every owner-side program); RLIMIT_FSIZE and RLIMIT_NOFILE are raised to sane
-  values (and RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA lifted, core files off), or, where only root
+  values (and RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA lifted, RLIMIT_NPROC to its hard limit, core
+  files off), or, where only root
   could raise them, refused with exit 6; so is a lowered priority (SCHED_IDLE, a positive nice).
 - critical(): the fatal signals are blocked across each lock-and-write, and delivered when
   it ends: the write completes, then the signal acts. Nothing can tear a file or leave a
@@ -45,6 +46,10 @@ DEFERRED = frozenset(getattr(_sig, name) for name in (
     "SIGXCPU", "SIGXFSZ", "SIGPIPE", "SIGIO", "SIGPOLL", "SIGPWR", "SIGSTKFLT", "SIGTSTP", "SIGTTIN",
     "SIGTTOU") if hasattr(_sig, name))
 MIN_OPEN_FILES = 64  # a state write needs a handful; a caller who leaves us fewer means to break one
+# The process limit counts every process and thread of our real uid (the owner's, under sudo): a
+# caller who lowers it makes the fork of a lockout or grant push fail. Its soft limit is lifted to
+# the hard one, and a hard limit below this is refused: no host runs its users under so few.
+MIN_PROCESSES = 512
 
 
 def start(owner_side: bool = True) -> None:
@@ -77,13 +82,17 @@ def _reopen_closed_descriptors() -> None:
 
 
 # The limits a caller could use to fail a write or an allocation, or to have the kernel kill us,
-# at a moment it picks (a CPU-time limit kills with SIGKILL, which nothing defers): each as
-# /proc/PID/limits names it, the least soft value we run with (None: unlimited), and its words.
+# at a moment it picks (a CPU-time limit kills with SIGKILL, which nothing defers), or to fail the
+# fork that tells the owner: each as /proc/PID/limits names it, the least soft value we run with
+# (None: unlimited), and its words. The process limit alone is lifted to the hard one (TO_HARD):
+# what it must allow is the owner's whole process count, which no fixed least value covers.
 CALLER_LIMITS = (("RLIMIT_FSIZE", "Max file size", None, "a file-size limit (ulimit -f)"),
                  ("RLIMIT_NOFILE", "Max open files", MIN_OPEN_FILES, "an open-files limit (ulimit -n)"),
                  ("RLIMIT_CPU", "Max cpu time", None, "a CPU-time limit (ulimit -t)"),
                  ("RLIMIT_AS", "Max address space", None, "an address-space limit (ulimit -v)"),
-                 ("RLIMIT_DATA", "Max data size", None, "a data-size limit (ulimit -d)"))
+                 ("RLIMIT_DATA", "Max data size", None, "a data-size limit (ulimit -d)"),
+                 ("RLIMIT_NPROC", "Max processes", MIN_PROCESSES, "a process-count limit (ulimit -u)"))
+TO_HARD = "RLIMIT_NPROC"
 
 
 def _sane_limits() -> None:
@@ -104,6 +113,9 @@ def _sane_limits() -> None:
             continue
         wanted = resource.RLIM_INFINITY if least is None else least
         soft, hard = resource.getrlimit(which)
+        if attr == TO_HARD and soft != hard and _at_least(hard, wanted):
+            resource.setrlimit(which, (hard, hard))
+            continue
         if _at_least(soft, wanted):
             continue
         if _at_least(hard, wanted):
@@ -206,9 +218,9 @@ def _limits_already_sane(path: str = "/proc/self/limits") -> bool:
     seen = _proc_limits(path)
     if seen.get("Max core file size", (None, None))[0] != 0:
         return False
-    for _attr, label, least, _what in CALLER_LIMITS:
-        soft = seen.get(label, (0, 0))[0]
-        if soft is not None and (least is None or soft < least):
+    for attr, label, least, _what in CALLER_LIMITS:
+        soft, hard = seen.get(label, (0, 0))
+        if soft is not None and (least is None or soft < least or (attr == TO_HARD and soft != hard)):
             return False
     return True
 

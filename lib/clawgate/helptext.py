@@ -34,7 +34,7 @@ owner only:
   route add|list|show|rm|rotate ...   proxy   (agent-blind credentials)
   enroll [--import] [--rotate] [--root]
   pending [--json]   deny ID   notify set|test|show|off
-  audit [show [--json]|verify]   unlock   doctor
+  audit [show [--json] [--since W] [--event E]|verify]   unlock   doctor
 exit codes: 0 ok, 1 denied, 2 usage, 3 approval required, 4 no such secret, 5 locked out,
 6 unsafe or incomplete installation"""
 
@@ -241,11 +241,17 @@ password when asked.
     "secrets init": """usage: clawgate secrets init
 (installer) Create the state directories and the store; install.sh runs it.""",
 
-    "audit": """usage: clawgate audit [show [--json] | verify]
-(owner) The hash-chained audit log of every decision.
-  show      the log, one line per event (the default)
+    "audit": """usage: clawgate audit [show [--json] [--since WHEN] [--until WHEN] [--event NAME[,NAME...]] | verify]
+(owner) The hash-chained audit log of every decision, with its rotated files.
+  show      the log, one line per event, oldest kept first (the default)
   --json    with show: the records as JSON
-  verify    check the chain; an edited, deleted or reordered line is reported (exit 1)""",
+  --since WHEN, --until WHEN
+            with show: only records of that span; WHEN is a UTC time (2026-11-24, 2026-11-24T13:05)
+            or how long ago (90m, 4h, 7d)
+  --event NAME[,NAME...]
+            with show: only those events (get, grant, code, rotate...)
+  verify    check the chain across every kept file and say where the kept history starts; an edited,
+            deleted or reordered line, a rotated file removed, renamed or reordered is reported (exit 1)""",
 
     "unlock": """usage: clawgate unlock
 (owner) Clear the agent's lockout and its count of recent wrong codes.""",

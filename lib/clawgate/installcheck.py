@@ -24,7 +24,7 @@ from clawgate.config import read_ini
 SYSTEM_TREES = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
                 "/sys", "/run", "/System", "/Library", "/private/etc")
 SYSTEM_PARENTS = ("/", "/var", "/private", "/private/var")
-CARRIED_SECTIONS = ("ttl", "keychain")  # what the owner may tune in the config and a reinstall keeps
+CARRIED_SECTIONS = ("ttl", "keychain", "audit")  # what the owner may tune in the config and a reinstall keeps
 
 
 def user_name(uid: int) -> str:
@@ -261,22 +261,125 @@ def open_dir(path: str) -> int:
     return fd
 
 
-def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = ()) -> None:
-    """chown -R on descriptors: no link is followed, a link is changed itself, a file with other hard
-    links (one the agent may have linked in from elsewhere) is left alone."""
-    for entry in os.listdir(fd):
+MAX_COPY = 256 << 20  # bytes of a multi-linked file uninstall copies; a larger one leaves the tree
+
+
+class LinkedFile(Exception):
+    """A file with other hard links where a tree changes hands: its other names would change too."""
+
+
+def linked_files(fd: int, where: str, skip: "Sequence[str]" = ()) -> "List[str]":
+    """Every non-directory below directory fd with more than one hard link (no link followed)."""
+    found = []
+    for entry in sorted(os.listdir(fd)):
         if entry in skip:
             continue
         st = os.lstat(entry, dir_fd=fd)
         if stat.S_ISDIR(st.st_mode):
             child = os.open(entry, NOFOLLOW_DIR, dir_fd=fd)
             try:
-                give_tree(child, uid, gid)
-                os.fchown(child, uid, gid)
+                found += linked_files(child, os.path.join(where, entry))
             finally:
                 os.close(child)
+        elif st.st_nlink > 1:
+            found.append(f"{os.path.join(where, entry)} ({st.st_nlink} links)")
+    return found
+
+
+def give_tree(fd: int, uid: int, gid: int, skip: "Sequence[str]" = (), where: str = "",
+              fresh: "List[str] | None" = None, holders: "Sequence[int]" = ()) -> None:
+    """chown -R on descriptors: no link is followed, a link is changed itself; each directory is
+    given after what it holds when the agent receives the tree (install), before when the owner
+    does (uninstall): the agent never holds a directory whose entries are still changing hands. A file with other hard
+    links (one made from elsewhere, by whoever owned the file) must not change hands with them:
+    with `fresh` (uninstall) the name gets a fresh copy, the new owner's alone, the other names
+    keep the old inode and its owner, and the name is added to `fresh`; without it (install) that
+    is refused (LinkedFile), as install.sh checked before changing anything."""
+    for entry in os.listdir(fd):
+        if entry in skip:
+            continue
+        st = os.lstat(entry, dir_fd=fd)
+        name = os.path.join(where, entry)
+        if stat.S_ISDIR(st.st_mode):
+            child = os.open(entry, NOFOLLOW_DIR, dir_fd=fd)
+            try:  # the more trusted user holds the directory while its entries change hands
+                if fresh is not None:
+                    os.fchown(child, uid, gid)
+                give_tree(child, uid, gid, where=name, fresh=fresh, holders=holders)
+                if fresh is None:
+                    os.fchown(child, uid, gid)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(st.st_mode):
+            _give_file(fd, entry, st, uid, gid, name, fresh, holders)
         elif stat.S_ISLNK(st.st_mode) or st.st_nlink == 1:
             os.chown(entry, uid, gid, dir_fd=fd, follow_symlinks=False)
+        elif fresh is not None:  # a multi-linked FIFO or device: not copied, not given; named
+            fresh.append(f"{name} (not a regular file, {st.st_nlink} links: left as it was)")
+        else:
+            raise LinkedFile(f"{name} ({st.st_nlink} links)")
+
+
+def _give_file(fd: int, entry: str, st: os.stat_result, uid: int, gid: int, name: str,
+               fresh: "List[str] | None", holders: "Sequence[int]" = ()) -> None:
+    """One regular file: chowned through a descriptor, then checked again (its old owner may have
+    linked it from elsewhere after the lstat); still or now multi-linked, it is copied. With
+    `holders` (uninstall: the tree's last holder and the new owner), a file of anyone else (a hard
+    link the agent made to root's file where no kernel rule forbids it) is neither given nor
+    copied, whose content the new owner may not read: its name leaves the tree, and is named."""
+    child = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        before = os.fstat(child)
+        if (before.st_dev, before.st_ino) != (st.st_dev, st.st_ino):
+            raise LinkedFile(f"{name} changed while it was handed over")
+        if holders and before.st_uid not in holders:
+            os.unlink(entry, dir_fd=fd)
+            if fresh is not None:
+                fresh.append(f"{name} (a link to a file of uid {before.st_uid}: removed from the tree, not handed over)")
+            return
+        if before.st_nlink == 1:
+            os.fchown(child, uid, gid)
+            if os.fstat(child).st_nlink == 1:
+                return
+        if fresh is None:
+            raise LinkedFile(f"{name} ({os.fstat(child).st_nlink} links)")
+        if before.st_size > MAX_COPY:  # a sparse terabyte would fill the disk half-way through
+            os.unlink(entry, dir_fd=fd)
+            fresh.append(f"{name} (had other hard links and {before.st_size} bytes, more than a copy may take:"
+                         " removed from the tree, left to its other names)")
+            return
+        _fresh_copy(fd, entry, child, uid, gid)
+        os.fchown(child, before.st_uid, before.st_gid)  # the other names keep what they had
+        fresh.append(f"{name} (had other hard links; given back as a fresh copy)")
+    finally:
+        os.close(child)
+
+
+def _fresh_copy(fd: int, entry: str, source: int, uid: int, gid: int) -> None:
+    """Replace ENTRY (in directory fd, which is the new owner's by now) with a copy of source: a new
+    inode, one link, owned by uid:gid, the same permission bits (never set-id)."""
+    mode = stat.S_IMODE(os.fstat(source).st_mode) & 0o1777
+    temp = f".clawgate-give-{os.getpid()}"  # short: ENTRY may be as long as a name can be
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+    try:
+        os.fchown(out, uid, gid)
+        offset = 0
+        while True:
+            chunk = os.pread(source, 1 << 20, offset)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view):]
+            offset += len(chunk)
+        os.fchmod(out, mode)
+        os.fsync(out)
+    except BaseException:
+        os.unlink(temp, dir_fd=fd)
+        raise
+    finally:
+        os.close(out)
+    os.rename(temp, entry, src_dir_fd=fd, dst_dir_fd=fd)
 
 
 def set_mode(fd: int, name: str, mode: int, kind: str) -> None:
@@ -326,6 +429,11 @@ def cmd_migrate(source: str, agent_home: str, owner: str, agent: str, agent_grou
         for entry in os.listdir(cred):
             set_mode(cred, entry, 0o600, "file")
         os.close(cred)
+    linked = linked_files(top, source, skip=("credentials",))
+    if linked:  # chowned, their other names would be the agent's too; copied, the owner's links break
+        print(f"{source}: files with other hard links: {', '.join(linked)}; nothing was changed "
+              "(make each a file of its own, e.g. cp -p F F.new && mv F.new F, and run this again)", file=sys.stderr)
+        return 1
     set_mode(top, "workspace", 0o755, "dir")
     give_tree(top, agent_pw.pw_uid, gid, skip=("credentials",))
     os.fchmod(top, 0o711)
@@ -335,21 +443,36 @@ def cmd_migrate(source: str, agent_home: str, owner: str, agent: str, agent_grou
 
 
 def cmd_give(path: str, user: str, group: str) -> int:
-    """--uninstall's move back: the tree becomes USER's, by descriptors (see give_tree)."""
+    """--uninstall's move back: the tree becomes USER's alone, by descriptors (see give_tree); each
+    file that had other hard links (the agent's, made to keep writing it) is given back as a fresh
+    copy, each of a third user's left out of the tree, and both named."""
     import grp
 
     uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
     fd = open_dir(path)
-    give_tree(fd, uid, gid)
+    holder = os.fstat(fd).st_uid  # the agent, who held the tree until now
     os.fchown(fd, uid, gid)
+    fresh: "List[str]" = []
+    give_tree(fd, uid, gid, where=path, fresh=fresh, holders=(holder, uid))
+    for name in fresh:
+        print(f"    {name}")
     return 0
+
+
+def cmd_linked(path: str) -> int:
+    """install.sh's check before --migrate-from changes anything: name every multi-linked file."""
+    fd = open_dir(path)
+    linked = linked_files(fd, path, skip=("credentials",))
+    for name in linked:
+        print(name)
+    return 1 if linked else 0
 
 
 COMMANDS: "Dict[str, Callable[..., int]]" = {
     "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
-    "shared-files": cmd_shared_files,
+    "shared-files": cmd_shared_files, "linked": cmd_linked,
 }
 
 
@@ -362,6 +485,15 @@ def main(argv: "Sequence[str]") -> int:
     except (ValueError, TypeError, KeyError) as err:  # a bad argument, an unknown user
         print(err, file=sys.stderr)
         return 2
+    except LinkedFile as err:
+        print(f"{err}; not handed over", file=sys.stderr)
+        return 1
+    except OSError as err:  # one line, never a traceback: install.sh says what it was doing
+        print(f"{err.filename or argv[0]}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    except RecursionError:  # a tree nested deeper than the walk goes (made so by whoever held it)
+        print(f"{argv[1] if len(argv) > 1 else argv[0]}: nested too deep to walk; nothing more was changed", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

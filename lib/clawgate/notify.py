@@ -14,22 +14,25 @@ and never in an argv: /proc/PID/cmdline is readable by the agent. It is one line
                          "id", "match", "what", "reason"}
 
 Every delivery runs in a child of its own process group that is killed after BOUND seconds,
-whatever the receiver does; a failure is audited and never stops the caller. A request is sent
-while the agent waits (so it learns whether the owner was reached); every other event is
-pushed from a detached child, so the agent's command is not held at all.
+whatever the receiver does; a failure never stops the caller. A request is sent while the agent
+waits (so it learns whether the owner was reached); every other event is pushed from a detached
+child, so the agent's command is not held at all.
 
-This module imports only os at the top: context.Context.audit calls after_audit on every record.
+Events flow one way: the domain (context.Context) emits them and hands each to `send` or `push`
+with a `failed` callback, Context.undelivered, the one place a failed delivery is recorded. This
+module knows nothing of the context, the audit log or the caller: it formats and delivers.
+It imports only os at the top: context.Context.audit asks text_for about every pushed record.
 """
 
 import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any, Callable, Dict, Optional
 
     Channel = Dict[str, Any]  # {"kind": "url", "url", "ca"?} or {"kind": "command", "argv", "env"?}
+    Failed = Callable[[str], None]  # told why a delivery failed (context.Context.undelivered)
 
-    from .context import Context
     from .config import Config
 
 BOUND = 5  # seconds a delivery may take, connection, TLS, answer or command included
@@ -154,7 +157,8 @@ def event(kind: str, text: str, **fields: object) -> "Dict[str, object]":
             "host": os.uname().nodename, "time": int(time.time()), **fields}
 
 
-def _text_for(kind: str, fields: "Dict[str, Any]") -> "Optional[str]":
+def text_for(kind: str, fields: "Dict[str, Any]") -> "Optional[str]":
+    """What the owner is told of an audit record (its fields and `caller`), or None: not pushed."""
     from . import durations
 
     who = plain(fields.get("caller", "?"), 64)
@@ -176,45 +180,52 @@ def _text_for(kind: str, fields: "Dict[str, Any]") -> "Optional[str]":
     return None
 
 
-def after_audit(ctx: "Context", kind: str, fields: "Dict[str, object]") -> None:
-    """Called for every audit record: push the ones the owner should see at once."""
-    if kind not in PUSHED:
-        return
-    text = _text_for(kind, dict(fields, caller=ctx.caller.name))
-    if text is not None and is_set(ctx.cfg):
-        push(ctx, event(kind, text))
-
-
 # -- delivery ----------------------------------------------------------------------------------------
 
-def send(ctx: "Context", message: "Dict[str, object]") -> bool:
-    """Deliver now, within BOUND seconds; False (and an audit line) if the owner was not reached."""
-    channel = load(ctx.cfg)
+def send(cfg: "Config", message: "Dict[str, object]", failed: "Failed") -> bool:
+    """Deliver now, within BOUND seconds; False (and failed(why)) if the owner was not reached.
+    No channel set: False, and nothing failed."""
+    channel = load(cfg)
     if channel is None:
         return False
-    error = _bounded(ctx.cfg, channel, message)
+    error = _bounded(cfg, channel, message)
     if error is not None:
-        ctx.audit("notify", result="failed", notified=message.get("event"), error=plain(error, 200))
+        failed(error)
         return False
     return True
 
 
-def push(ctx: "Context", message: "Dict[str, object]") -> None:
-    """Deliver from a detached child: the caller goes on at once, holding none of its descriptors."""
+def push(cfg: "Config", message: "Dict[str, object]", failed: "Failed") -> None:
+    """Deliver from a detached child: the caller goes on at once, holding none of its descriptors.
+    A fork the caller made fail (a process limit, an exhausted table) is a failed delivery like
+    any other, never swallowed: the owner must learn of a lockout or a grant, or find why not."""
     import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        failed(f"cannot start the delivery: {err.strerror or err}")
+        return
     if pid:
         os.waitpid(pid, 0)
         return
     try:  # pragma: no cover - seen through the receiver
         os.setsid()
-        if os.fork():
+        try:
+            if os.fork():
+                os._exit(0)
+        except OSError as err:
+            failed(f"cannot start the delivery: {err.strerror or err}")
             os._exit(0)
         _detach_descriptors()
-        send(ctx, message)
+        send(cfg, message, failed)
+    except BaseException as err:  # noqa: BLE001 - recorded as one line, never silent
+        try:
+            failed(f"{type(err).__name__}: {err}")
+        except BaseException:  # noqa: BLE001 - the record itself failed: nothing left to tell
+            pass
     finally:
         os._exit(0)
 
@@ -235,7 +246,12 @@ def _bounded(cfg: "Config", channel: "Channel", message: "Dict[str, object]") ->
     import time
 
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        os.close(read_end)
+        os.close(write_end)
+        return f"cannot start the delivery: {err.strerror or err}"
     if pid == 0:  # pragma: no cover - seen through the parent
         os.close(read_end)
         error = "delivery failed"

@@ -7,7 +7,10 @@ What counts as a form of a value (forms()):
   byte alignments: a token inside `base64(user:token)` (HTTP basic auth) is caught
   too. Only used when that part is long enough not to match ordinary text;
 - its percent-encoding as common encoders write it (Python quote/quote_plus,
-  JavaScript encodeURIComponent), upper- and lower-case hex.
+  JavaScript encodeURIComponent), upper- and lower-case hex;
+- its hex, lower and upper case: unbroken (`xxd -p`, `hexdump`-style dumps, `.hex()`) and one
+  byte per space-separated pair (`od -An -tx1`, `xxd` without -p groups by two bytes: not
+  caught). A dump wrapped mid-value (xxd -p breaks every 30 bytes, od every 16) is not either.
 
 A stream arrives in arbitrary pieces, so a value may be split across reads. The
 redactor holds back the longest tail of what it has seen that could still grow
@@ -36,7 +39,7 @@ def forms(value: bytes) -> List[bytes]:
     if stripped and stripped != value:
         found.append(stripped)
     for raw in dict.fromkeys(found):
-        found += _base64_forms(raw) + _url_forms(raw)
+        found += _base64_forms(raw) + _url_forms(raw) + _hex_forms(raw)
     return sorted(set(found), key=lambda form: (-len(form), form))
 
 
@@ -59,6 +62,12 @@ def _aligned_core(encode, value: bytes, offset: int) -> bytes:
     first = (offset * 8 + 5) // 6  # first character whose 6 bits all come from the value
     last = ((offset + len(value)) * 8) // 6  # first character that needs a bit after it
     return encoded[first:last]
+
+
+def _hex_forms(value: bytes) -> List[bytes]:
+    lower = value.hex().encode("ascii")
+    spaced = value.hex(" ").encode("ascii")
+    return [form for form in (lower, lower.upper(), spaced, spaced.upper()) if form != value]
 
 
 def _url_forms(value: bytes) -> List[bytes]:

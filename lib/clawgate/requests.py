@@ -185,7 +185,7 @@ def announce(ctx: Context, request: Request) -> bool:
     message = notify.event("request", text, id=request.id, match=request.match, what=request.what(),
                            reason=notify.plain(request.reason), argv=request.argv or None, name=request.name,
                            tier=request.tier, ttl=request.ttl, expires=int(request.expires))
-    return notify.send(ctx, message)
+    return ctx.deliver(message)
 
 
 # -- the owner looks, denies --------------------------------------------------------------------------
