@@ -26,7 +26,6 @@ from .records import Record
 DIR = "routes"
 MAX_NAME = 64
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-MAX_CA = 256 * 1024
 # Headers the proxy owns or strips: a route may not inject into them.
 RESERVED_HEADERS = frozenset((
     "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
