@@ -17,6 +17,7 @@ from .records import Record
 from .errors import ClawgateError, unsafe
 
 TIERS = ("open", "controlled", "restricted")
+STORES = ("file", "keychain", "openbao")
 # The caps DESIGN.md fixes; a config may shorten them, never lengthen them.
 MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
@@ -55,7 +56,7 @@ class Principal(Record):
 
 
 class Config(Record):
-    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service")
+    __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service", "openbao")
     path: str
     owner: Principal
     agent: Principal
@@ -65,6 +66,7 @@ class Config(Record):
     security: str
     keychain: str
     service: "dict[str, str]"  # [service] as install.sh wrote it: manager, path (doctor checks them)
+    openbao: "dict[str, str]"  # store = openbao: address host port ca mount prefix role_id (_openbao), else {}
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -122,8 +124,8 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
     if agent.uid in (0, owner.uid):
         raise unsafe(f"{path}: agent_user must be its own non-root user")
     store = get("clawgate", "store", "file")
-    if store not in ("file", "keychain"):
-        raise unsafe(f"{path}: store must be file or keychain, not {store!r}")
+    if store not in STORES:
+        raise unsafe(f"{path}: store must be file, keychain or openbao, not {store!r}")
     state_dir = get("clawgate", "state_dir")
     if not os.path.isabs(state_dir):
         raise unsafe(f"{path}: state_dir must be an absolute path")
@@ -140,7 +142,38 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         security=_value(sections, "keychain", "security", DEFAULT_SECURITY).strip(),
         keychain=keychain,
         service=sections.get("service", {}),
+        openbao=_openbao(path, sections, owner.name) if store == "openbao" else {},
     )
+
+
+_KV_PATH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/")
+
+
+def _openbao(path: str, sections: "dict[str, dict[str, str]]", owner: str) -> "dict[str, str]":
+    """[openbao]: address (https://HOST[:PORT]), ca (absolute), role_id, mount, prefix."""
+    def get(key: str, default: str = "") -> str:
+        value = _value(sections, "openbao", key, default).strip()
+        if not value or not value.isprintable() or " " in value:
+            raise unsafe(f"{path}: [openbao] {key} is not set (or holds a space)")
+        return value
+
+    address = get("address").rstrip("/")
+    scheme, _, rest = address.partition("://")
+    host, port = rest, "8200"
+    if rest.rpartition(":")[2].isdigit() and not rest.endswith("]"):
+        host, _, port = rest.rpartition(":")
+    if scheme != "https" or not host or "/" in host or "@" in host or not 0 < int(port) < 65536:
+        raise unsafe(f"{path}: [openbao] address must be https://HOST[:PORT] (TLS always), not {address!r}")
+    ca = get("ca")
+    if not os.path.isabs(ca):
+        raise unsafe(f"{path}: [openbao] ca must be an absolute path")
+    settings = {"address": address, "host": host.strip("[]"), "port": port, "ca": ca, "role_id": get("role_id")}
+    for key, default in (("mount", "secret"), ("prefix", f"clawgate/{owner}")):
+        value = get(key, default).strip("/")
+        if not value or not _KV_PATH.issuperset(value) or "" in value.split("/") or ".." in value.split("/"):
+            raise unsafe(f"{path}: [openbao] {key} must be a KV path (letters, digits, . _ - /)")
+        settings[key] = value
+    return settings
 
 
 def _ttl_caps(path: str, sections: "dict[str, dict[str, str]]") -> "dict[str, int]":

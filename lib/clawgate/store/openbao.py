@@ -1,0 +1,326 @@
+"""The `openbao` store (fleets): values, tiers, seeds and the gate record in OpenBao's KV v2.
+
+Several hosts share one prefix, so a secret set on one is served on all, and the gate record
+(last accepted step, lockout state) is one record for the fleet, changed only by KV v2
+check-and-set (`options.cas`): of two hosts writing on the same version, exactly one wins
+(gate.py retries the other on the new version). HashiCorp Vault speaks the same API.
+
+Layout under MOUNT (KV v2) and PREFIX:
+  PREFIX/secrets/<name with / as %>   {"value": base64}       (the % sent as %25)
+  PREFIX/tiers/<name with / as %>     {"record": "TIER[ use-only]"}   absent = restricted
+  PREFIX/totp/seed, PREFIX/totp/seed-root   {"record": base64 of seed.py's record}
+  PREFIX/totp/gate                    {"record": gate.py's record}, version = the CAS version
+No secret name reaches totp/ or tiers/: every name is under secrets/.
+
+Talking to it: HTTPS through http.client and ssl (one kept-alive connection per process),
+verified against [openbao] ca; AppRole login (role_id in the config, the secret id in
+STATE/openbao-secret-id, 0600); the token cached in STATE/openbao-token (0600, `EXPIRY TOKEN`)
+until shortly before it lapses, replaced by a fresh login then or when OpenBao answers 403.
+Every call has a timeout. Any failure is exit 6 with one line naming OpenBao and what to check:
+nothing falls back to a local copy, and no value is ever written to the host's disk.
+"""
+
+import binascii
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+
+from .. import fsio, names, state
+from ..config import Config
+from ..errors import ClawgateError, unsafe
+from . import ROOT_SEED_SUFFIX, Conflict, NoSuchSecret, Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+
+SECRET_ID_FILE = "openbao-secret-id"
+TOKEN_FILE = "openbao-token"
+TIMEOUT = 5.0  # seconds per call: a slow or stuck server is a refusal, never a hang
+EARLY = 30  # seconds: a token this close to its expiry is replaced before use
+APPROLE_LOGIN = "auth/approle/login"
+
+
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def _unb64(text: object, what: str) -> bytes:
+    try:
+        return binascii.a2b_base64(str(text).encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise unsafe(f"OpenBao: {what} is damaged (not base64); set it again") from None
+
+
+def _quote(segment: str) -> str:
+    """A KV path segment as a URL path: a valid name's only character that needs it is the %."""
+    return segment.replace("%", "%25")
+
+
+class Bao:
+    """One OpenBao server as the config names it: authenticated calls, failures as exit 6 lines."""
+
+    def __init__(self, cfg: Config) -> None:
+        settings = cfg.openbao
+        self.address = settings["address"]
+        self.ca = settings["ca"]
+        self.role_id = settings["role_id"]
+        self._owner_uid = cfg.owner.uid
+        self._token_path = state.path(cfg, TOKEN_FILE)
+        self._secret_id_path = state.path(cfg, SECRET_ID_FILE)
+        self._host, self._port = settings["host"], int(settings["port"])
+        self._conn: "Optional[http.client.HTTPSConnection]" = None
+        self._token: "Optional[str]" = None
+        self._one_at_a_time = threading.Lock()  # one connection: a threaded caller (tests) takes turns
+
+    # -- failures: one line, naming OpenBao and what to check ------------------------------------
+    def fail(self, what: str, check: str) -> ClawgateError:
+        return unsafe(f"OpenBao at {self.address}: {what}; {check}")
+
+    def _answer_failure(self, status: int, body: "Dict[str, object]", path: str) -> ClawgateError:
+        errors = body.get("errors")
+        text = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
+        from ..display import escape
+
+        said = escape(text[:200]) or f"HTTP {status}"
+        if status == 503 and "sealed" in text.lower():
+            return self.fail("sealed", "unseal it (bao operator unseal), then try again")
+        if status == 429:
+            return self.fail("a standby node answered (429)", "point [openbao] address at the active node")
+        if status == 403:
+            return self.fail(f"permission denied on {escape(path)} ({said})",
+                             "check the policy of the AppRole in [openbao] role_id covers the prefix")
+        return self.fail(f"refused {escape(path)} ({said})", "check the server's log and the [openbao] settings")
+
+    # -- the connection ---------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPSConnection:
+        if self._conn is None:
+            try:
+                context = ssl.create_default_context(cafile=self.ca)
+            except (OSError, ssl.SSLError) as err:
+                raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
+            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=TIMEOUT, context=context)
+        return self._conn
+
+    def request(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
+                token: "Optional[str]" = None) -> "Tuple[int, Dict[str, object]]":
+        """(status, decoded JSON body) of one call to /v1/PATH; transport failures are exit 6."""
+        with self._one_at_a_time:
+            return self._request(method, path, body, token)
+
+    def _request(self, method: str, path: str, body: "Optional[Dict[str, object]]",
+                 token: "Optional[str]") -> "Tuple[int, Dict[str, object]]":
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["X-Vault-Token"] = token
+        data = json.dumps(body).encode() if body is not None else None
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
+            conn = self._connection()
+            try:
+                conn.request(method, "/v1/" + path, body=data, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+                self.close()
+                if attempt == 2:
+                    raise self.fail(f"dropped the connection ({type(err).__name__})",
+                                    "check that it is running and healthy") from None
+            except ssl.SSLError as err:
+                self.close()
+                raise self.fail(f"TLS failed ({getattr(err, 'reason', None) or err})",
+                                "check [openbao] ca and the server's certificate") from None
+            except (socket.timeout, TimeoutError):
+                self.close()
+                raise self.fail(f"no answer within {TIMEOUT:g}s", "check that it is running and reachable") from None
+            except OSError as err:
+                self.close()
+                raise self.fail(f"unreachable ({err.strerror or err})",
+                                "check that it is running and [openbao] address") from None
+        try:
+            decoded = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            decoded = {}
+        return response.status, decoded if isinstance(decoded, dict) else {}
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- the token --------------------------------------------------------------------------------
+    def _cached_token(self, now: float) -> "Optional[str]":
+        raw = fsio.read_checked(self._token_path, self._owner_uid)
+        if raw is None:
+            return None
+        expiry, _, token = raw.decode("ascii", "replace").strip().partition(" ")
+        try:
+            if float(expiry) - EARLY > now and token:
+                return token
+        except ValueError:
+            pass
+        return None  # lapsed or damaged: log in again
+
+    def login(self, now: float) -> str:
+        secret_id = fsio.read_checked(self._secret_id_path, self._owner_uid)
+        if secret_id is None:
+            raise self.fail(f"no AppRole secret id in {self._secret_id_path}",
+                            "give it to install.sh on stdin (--store openbao)")
+        status, body = self.request("POST", APPROLE_LOGIN,
+                                    {"role_id": self.role_id, "secret_id": secret_id.decode("utf-8", "replace").strip()})
+        auth = body.get("auth")
+        if status in (400, 403) or (status == 200 and not isinstance(auth, dict)):
+            raise self.fail("refused the AppRole login (wrong role id, or the secret id expired or was revoked)",
+                            "check [openbao] role_id and issue a new secret id (install.sh --store openbao)")
+        if status != 200 or not isinstance(auth, dict):
+            raise self._answer_failure(status, body, APPROLE_LOGIN)
+        token = str(auth.get("client_token") or "")
+        lease = auth.get("lease_duration")
+        lifetime = float(lease) if isinstance(lease, (int, float)) and lease > 0 else 365 * 86400.0
+        if not token or any(c.isspace() for c in token):
+            raise self.fail("answered the login without a token", "check the AppRole's token settings")
+        fsio.write_atomic(self._token_path, f"{now + lifetime:.0f} {token}\n".encode("ascii"))
+        self._token = token
+        return token
+
+    def call(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
+             ok: "Tuple[int, ...]" = (200, 204), now: "Optional[float]" = None) -> "Tuple[int, Dict[str, object]]":
+        """An authenticated call: statuses in `ok` (and 404) come back, anything else is exit 6.
+
+        A 403 on a cached token is answered by one fresh login and one retry: the token may have
+        been revoked or have lapsed early; a 403 on a fresh token is the policy's answer."""
+        when = time.time() if now is None else now
+        token = self._token or self._cached_token(when)
+        fresh = token is None
+        if token is None:
+            token = self.login(when)
+        status, answer = self.request(method, path, body, token)
+        if status == 403 and not fresh:
+            token = self.login(when)
+            status, answer = self.request(method, path, body, token)
+        self._token = token
+        if status in ok or status == 404:
+            return status, answer
+        raise self._answer_failure(status, answer, path)
+
+
+class OpenBaoStore(Store):
+    """KV v2 under [openbao] mount and prefix; see the module's docstring for the layout."""
+
+    shared_gate = True
+
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self.bao = Bao(cfg)
+        self._mount = cfg.openbao["mount"].strip("/")
+        self._prefix = cfg.openbao["prefix"].strip("/")
+
+    def _data(self, *parts: str) -> str:
+        return "/".join([self._mount, "data", self._prefix, *parts])
+
+    def _meta(self, *parts: str) -> str:
+        return "/".join([self._mount, "metadata", self._prefix, *parts])
+
+    def _read(self, *parts: str) -> "Optional[Tuple[Dict[str, object], int]]":
+        """(data, version) of the record, or None if there is none."""
+        status, body = self.bao.call("GET", self._data(*parts))
+        if status == 404:
+            return None
+        inner = body.get("data")
+        data = inner.get("data") if isinstance(inner, dict) else None
+        meta = inner.get("metadata") if isinstance(inner, dict) else None
+        if not isinstance(data, dict) or not isinstance(meta, dict):
+            raise unsafe(f"OpenBao at {self.bao.address}: {'/'.join(parts)} is not a KV v2 record; "
+                         "check [openbao] mount is a KV version 2 engine")
+        return data, int(meta.get("version") or 0)
+
+    def _write(self, parts: "Tuple[str, ...]", data: "Dict[str, object]", cas: "Optional[int]" = None) -> int:
+        body: "Dict[str, object]" = {"data": data}
+        if cas is not None:
+            body["options"] = {"cas": cas}
+        status, answer = self.bao.call("POST", self._data(*parts), body, ok=(200, 204, 400))
+        if status == 400:
+            errors = answer.get("errors")
+            if cas is not None and "check-and-set" in str(errors):
+                raise Conflict()
+            raise self.bao._answer_failure(status, answer, self._data(*parts))
+        if status == 404:
+            raise self.bao.fail(f"no KV v2 engine at {self._mount}/", "check [openbao] mount")
+        inner = answer.get("data")
+        return int(inner.get("version") or 0) if isinstance(inner, dict) else 0
+
+    def _erase(self, *parts: str) -> None:
+        """Every version and the metadata: a removed value leaves no old version behind."""
+        self.bao.call("DELETE", self._meta(*parts))
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return _quote(names.to_filename(names.check(name)))
+
+    # -- secrets ----------------------------------------------------------------------------------
+    def get(self, name: str) -> bytes:
+        found = self._read("secrets", self._key(name))
+        if found is None or "value" not in found[0]:
+            raise NoSuchSecret(name)
+        return _unb64(found[0]["value"], names.shown(name))
+
+    def exists(self, name: str) -> bool:
+        status, _ = self.bao.call("GET", self._meta("secrets", self._key(name)))
+        return status == 200
+
+    def put(self, name: str, value: bytes) -> None:
+        self._write(("secrets", self._key(name)), {"value": _b64(value)})
+
+    def delete(self, name: str) -> bool:
+        if not self.exists(name):
+            return False
+        self._erase("secrets", self._key(name))
+        return True
+
+    def names(self) -> "List[str]":
+        status, body = self.bao.call("LIST", self._meta("secrets") + "/")
+        inner = body.get("data") if status == 200 else None
+        keys = inner.get("keys") if isinstance(inner, dict) else None
+        if not isinstance(keys, list):
+            return []
+        found = (names.from_filename(str(key)) for key in keys if not str(key).endswith("/"))
+        return sorted(name for name in found if names.is_valid(name))
+
+    def init(self) -> None:
+        """Log in afresh and check the prefix answers: `secrets init` and install.sh's last check."""
+        self.bao.login(time.time())
+        self.names()
+
+    # -- seeds, tiers, the gate record --------------------------------------------------------
+    def load_seed(self, root: bool = False) -> "Optional[bytes]":
+        found = self._read("totp", "seed" + (ROOT_SEED_SUFFIX if root else ""))
+        return _unb64(found[0].get("record"), "the TOTP seed") if found is not None else None
+
+    def save_seed(self, raw: bytes, root: bool = False) -> None:
+        self._write(("totp", "seed" + (ROOT_SEED_SUFFIX if root else "")), {"record": _b64(raw)})
+
+    def load_tier(self, name: str) -> "Optional[bytes]":
+        found = self._read("tiers", self._key(name))
+        return str(found[0].get("record", "")).encode("ascii", "replace") if found is not None else None
+
+    def save_tier(self, name: str, record: "Optional[bytes]") -> None:
+        if record is None:
+            self._erase("tiers", self._key(name))
+        else:
+            self._write(("tiers", self._key(name)), {"record": record.decode("ascii")})
+
+    def load_gate(self) -> "Tuple[Optional[bytes], int]":
+        """The gate record and its version (0: none yet, so the first write is cas=0: create only)."""
+        found = self._read("totp", "gate")
+        if found is None:
+            return None, 0
+        return str(found[0].get("record", "")).encode(), found[1]
+
+    def save_gate(self, raw: bytes, version: int) -> int:
+        """Written only if the record is still at `version`; the new version, or Conflict."""
+        return self._write(("totp", "gate"), {"record": raw.decode()}, cas=version)
