@@ -4,7 +4,7 @@
     owner = dev.owner("clawgate/t1")     # a policy for that prefix, an AppRole: role_id, secret_id
     Tree(..., store="openbao", extra_config=owner.config())   # and owner.give(tree.state)
 
-    srv = FileServer(tmp)         # file storage, TLS from our own CA (trustme), initialised and
+    srv = FileServer(tmp)         # storage on disk, TLS from our own CA (trustme), initialised and
     srv.seal(); srv.unseal(); srv.stop(); srv.start()   # unsealed here: it can be sealed and restarted
 
 The admin side speaks the same HTTP API (urllib), with the root token; clawgate never sees it.
@@ -168,7 +168,8 @@ class DevServer(Server):
 
 
 class FileServer(Server):
-    """File storage, TLS from a trustme CA; initialised (one key share) and unsealed here."""
+    """Storage on disk (raft, one node: OpenBao 2 has no plain `file` backend), TLS from a trustme CA;
+    initialised (one key share) and unsealed here, so it can be sealed, stopped and restarted."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -181,13 +182,13 @@ class FileServer(Server):
         cert.private_key_and_cert_chain_pem.write_to_path(str(root / "server.pem"))
         (root / "data").mkdir()
         (root / "server.hcl").write_text(
-            f'storage "file" {{ path = "{root / "data"}" }}\n'
+            f'storage "raft" {{\n  path = "{root / "data"}"\n  node_id = "n1"\n}}\n'
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
             f'  tls_cert_file = "{root / "server.pem"}"\n  tls_key_file = "{root / "server.pem"}"\n}}\n'
-            f'disable_mlock = true\napi_addr = "{self.address}"\n')
+            f'api_addr = "{self.address}"\ncluster_addr = "https://127.0.0.1:{free_port()}"\n')
         self.start()
         answer = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token="")
-        self.unseal_key, self.token = answer["keys_b64"][0], answer["root_token"]
+        self.unseal_key, self.token = answer["keys_base64"][0], answer["root_token"]
         self.unseal()
         self.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
         self.enable_approle()
