@@ -1,0 +1,145 @@
+"""Two hosts on one OpenBao prefix (invariant 17), as two staged installs sharing one dev server.
+
+A secret and its tier set on one are served on the other; one code works once across both, even
+with 20 approvals racing; wrong codes from both count toward one lockout; the tier record (with
+its use-only mark) is the same text on both. The root suite (test_openbao_root.py) repeats the
+race through install.sh, real users and sudo.
+"""
+
+import concurrent.futures
+import time
+
+import pytest
+
+import coretools
+from baoserver import DevServer
+from installtree import Tree, wrong_code
+from clawgate import gate, grants, lockout
+from clawgate.errors import ClawgateError
+from clawgate.store import open_store
+
+
+@pytest.fixture(scope="module")
+def bao_dev(tmp_path_factory):
+    server = DevServer(tmp_path_factory.mktemp("bao"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hosts(bao_dev, tmp_path):
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    pair = []
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        tree = Tree(tmp_path / label, store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        assert tree.run("secrets", "init").returncode == 0
+        pair.append(tree)
+    pair[0].enroll_seed()
+    pair[1].seed, pair[1].last_step = pair[0].seed, pair[0].last_step  # one authenticator entry
+    return pair
+
+
+def grants_on(tree: Tree) -> "list[str]":
+    directory = tree.state / "grants"
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_a_secret_and_its_tier_set_on_one_host_serve_on_the_other(hosts):
+    a, b = hosts
+    a.set_secret("shared/key", b"one value for the fleet", tier="open")
+    got = b.as_agent("broker", "get", "shared/key")
+    assert (got.returncode, got.stdout) == (0, b"one value for the fleet"), got.stderr
+    assert a.run("secrets", "tier", "shared/key", "restricted").returncode == 0
+    assert b.as_agent("broker", "get", "shared/key").returncode == 3  # the tier moved for both hosts
+    assert not (a.state / "tiers").exists() or not any((a.state / "tiers").iterdir())
+
+
+def test_the_tier_record_with_its_use_only_mark_is_one_record(hosts):
+    a, b = hosts
+    a.set_secret("api/token", b"v")
+    open_store(a.config()).save_tier("api/token", b"controlled use-only\n")
+    assert open_store(b.config()).load_tier("api/token") == b"controlled use-only\n"
+
+
+def test_a_code_accepted_on_one_host_is_refused_on_the_other(hosts):
+    a, b = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    code = a.code()
+    assert a.as_agent("approve", "db", code).returncode == 0
+    again = b.as_agent("approve", "db", code)
+    assert again.returncode == 1 and b"code denied" in again.stderr
+    assert grants_on(a) == ["db"] and grants_on(b) == []
+
+
+def test_twenty_racing_approvals_across_both_hosts_give_one_grant(hosts):
+    a, b = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    code = a.code()
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda i: (a, b)[i % 2].as_agent("approve", "db", code), range(20)))
+    codes = sorted(r.returncode for r in results)
+    # Each replay is a counted wrong code: past the free ones the rest find the agent locked out.
+    assert codes[0] == 0 and set(codes[1:]) <= {1, 5}, [r.stderr for r in results]
+    assert len(grants_on(a)) + len(grants_on(b)) == 1
+
+
+def test_wrong_codes_from_both_hosts_count_toward_one_lockout(hosts):
+    a, b = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    right = [a.code()]
+    wrong = wrong_code(right)
+    for i in range(lockout.FREE_FAILURES + 1):
+        got = (a, b)[i % 2].as_agent("approve", "db", wrong)
+        assert got.returncode == 1, got.stderr
+    for tree in (a, b):  # both see the one lockout: even the right code is not checked
+        got = tree.as_agent("approve", "db", right[0])
+        assert got.returncode == 5 and b"locked out" in got.stderr, got.stderr
+    assert a.run("totp-validate", "--unlock").returncode == 0
+    assert b.as_agent("approve", "db", right[0]).returncode == 0
+
+
+def _between_read_and_write(monkeypatch, tree: Tree, act) -> None:
+    """Run `act` (the other host) once, right after this host's next read of the gate record."""
+    store = open_store(tree.config())
+    real = store.load_gate
+    pending = [act]
+
+    def load_then_let_the_other_host_in():
+        found = real()
+        while pending:
+            pending.pop()()
+        return found
+
+    monkeypatch.setattr(store, "load_gate", load_then_let_the_other_host_in)
+
+
+def test_the_other_host_spending_the_code_between_our_read_and_write_wins(hosts, monkeypatch):
+    """Deterministic race: without check-and-set both hosts would grant."""
+    a, b = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    code = a.code()
+    other = []
+    _between_read_and_write(monkeypatch, a, lambda: other.append(b.as_agent("approve", "db", code)))
+    owner_ctx = coretools.context(a, role="owner")
+    with pytest.raises(ClawgateError) as caught:
+        gate.check(owner_ctx, code, purpose="db", now=time.time(),
+                   grant=grants.Grant("db", "controlled", time.time(), time.time() + 60, "owner"))
+    assert other[0].returncode == 0, other[0].stderr
+    assert caught.value.code == 1
+    assert grants_on(a) == [] and grants_on(b) == ["db"]
+
+
+def test_a_guess_counted_on_the_other_host_meanwhile_is_not_lost(hosts, monkeypatch):
+    """Our count and theirs both land; our success takes back only ours, never theirs."""
+    a, b = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    code = a.code()
+    wrong = wrong_code([code])
+    other = []
+    _between_read_and_write(monkeypatch, a, lambda: other.append(b.as_agent("approve", "db", wrong)))
+    agent_ctx = coretools.context(a, role="agent")
+    gate.check(agent_ctx, code, purpose="db", now=time.time())
+    assert other[0].returncode == 1
+    assert gate.load_state(agent_ctx).lock.failures == 1
