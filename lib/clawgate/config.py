@@ -142,14 +142,14 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         security=_value(sections, "keychain", "security", DEFAULT_SECURITY).strip(),
         keychain=keychain,
         service=sections.get("service", {}),
-        openbao=_openbao(path, sections, owner.name) if store == "openbao" else {},
+        openbao=openbao_settings(path, sections, owner.name) if store == "openbao" else {},
     )
 
 
 _KV_PATH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/")
 
 
-def _openbao(path: str, sections: "dict[str, dict[str, str]]", owner: str) -> "dict[str, str]":
+def openbao_settings(path: str, sections: "dict[str, dict[str, str]]", owner: str) -> "dict[str, str]":
     """[openbao]: address (https://HOST[:PORT]), ca (absolute), role_id, mount, prefix."""
     def get(key: str, default: str = "") -> str:
         value = _value(sections, "openbao", key, default).strip()

@@ -150,6 +150,6 @@ def open_store(cfg: Config) -> Store:
         if key not in _SHARED:
             from .openbao import OpenBaoStore
 
-            _SHARED[key] = OpenBaoStore(cfg)
+            _SHARED[key] = OpenBaoStore.of(cfg)
         return _SHARED[key]
     return FileStore(cfg)

@@ -23,12 +23,13 @@ nothing falls back to a local copy, and no value is ever written to the host's d
 import binascii
 import http.client
 import json
+import os
 import socket
 import ssl
 import threading
 import time
 
-from .. import fsio, names, state
+from .. import fsio, names
 from ..config import Config
 from ..errors import ClawgateError, unsafe
 from . import ROOT_SEED_SUFFIX, Conflict, NoSuchSecret, Store
@@ -63,14 +64,13 @@ def _quote(segment: str) -> str:
 class Bao:
     """One OpenBao server as the config names it: authenticated calls, failures as exit 6 lines."""
 
-    def __init__(self, cfg: Config) -> None:
-        settings = cfg.openbao
+    def __init__(self, settings: "Dict[str, str]", owner_uid: int, state_dir: str) -> None:
         self.address = settings["address"]
         self.ca = settings["ca"]
         self.role_id = settings["role_id"]
-        self._owner_uid = cfg.owner.uid
-        self._token_path = state.path(cfg, TOKEN_FILE)
-        self._secret_id_path = state.path(cfg, SECRET_ID_FILE)
+        self._owner_uid = owner_uid
+        self._token_path = os.path.join(state_dir, TOKEN_FILE)
+        self.secret_id_path = os.path.join(state_dir, SECRET_ID_FILE)
         self._host, self._port = settings["host"], int(settings["port"])
         self._conn: "Optional[http.client.HTTPSConnection]" = None
         self._token: "Optional[str]" = None
@@ -167,12 +167,19 @@ class Bao:
         return None  # lapsed or damaged: log in again
 
     def login(self, now: float) -> str:
-        secret_id = fsio.read_checked(self._secret_id_path, self._owner_uid)
+        """A fresh token from the secret id in the state dir, cached there with its expiry."""
+        secret_id = fsio.read_checked(self.secret_id_path, self._owner_uid)
         if secret_id is None:
-            raise self.fail(f"no AppRole secret id in {self._secret_id_path}",
+            raise self.fail(f"no AppRole secret id in {self.secret_id_path}",
                             "give it to install.sh on stdin (--store openbao)")
-        status, body = self.request("POST", APPROLE_LOGIN,
-                                    {"role_id": self.role_id, "secret_id": secret_id.decode("utf-8", "replace").strip()})
+        token, lifetime = self.authenticate(secret_id.decode("utf-8", "replace").strip())
+        fsio.write_atomic(self._token_path, f"{now + lifetime:.0f} {token}\n".encode("ascii"))
+        self._token = token
+        return token
+
+    def authenticate(self, secret_id: str) -> "Tuple[str, float]":
+        """(token, seconds it lives) from an AppRole login; nothing written."""
+        status, body = self.request("POST", APPROLE_LOGIN, {"role_id": self.role_id, "secret_id": secret_id})
         auth = body.get("auth")
         if status in (400, 403) or (status == 200 and not isinstance(auth, dict)):
             raise self.fail("refused the AppRole login (wrong role id, or the secret id expired or was revoked)",
@@ -182,11 +189,23 @@ class Bao:
         token = str(auth.get("client_token") or "")
         lease = auth.get("lease_duration")
         lifetime = float(lease) if isinstance(lease, (int, float)) and lease > 0 else 365 * 86400.0
-        if not token or any(c.isspace() for c in token):
+        if not token or not token.isprintable() or " " in token:
             raise self.fail("answered the login without a token", "check the AppRole's token settings")
-        fsio.write_atomic(self._token_path, f"{now + lifetime:.0f} {token}\n".encode("ascii"))
+        return token, lifetime
+
+    def unwrap(self, wrapping_token: str) -> str:
+        """The secret id inside a response-wrapped answer (sys/wrapping/unwrap: it works once)."""
+        status, body = self.request("POST", "sys/wrapping/unwrap", {}, wrapping_token)
+        data = body.get("data")
+        secret_id = data.get("secret_id") if isinstance(data, dict) else None
+        if status != 200 or not isinstance(secret_id, str) or not secret_id:
+            raise self.fail("did not unwrap the secret id (the wrapping token is spent, expired or not one)",
+                            "ask for a new wrapped secret id (-wrap-ttl) and give it once")
+        return secret_id
+
+    def use(self, token: str) -> None:
+        """Call with this token (install.sh's check: a token that is not cached)."""
         self._token = token
-        return token
 
     def call(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
              ok: "Tuple[int, ...]" = (200, 204), now: "Optional[float]" = None) -> "Tuple[int, Dict[str, object]]":
@@ -214,11 +233,14 @@ class OpenBaoStore(Store):
 
     shared_gate = True
 
-    def __init__(self, cfg: Config) -> None:
-        self._cfg = cfg
-        self.bao = Bao(cfg)
-        self._mount = cfg.openbao["mount"].strip("/")
-        self._prefix = cfg.openbao["prefix"].strip("/")
+    def __init__(self, settings: "Dict[str, str]", bao: Bao) -> None:
+        self.bao = bao
+        self._mount = settings["mount"]
+        self._prefix = settings["prefix"]
+
+    @classmethod
+    def of(cls, cfg: Config) -> "OpenBaoStore":
+        return cls(cfg.openbao, Bao(cfg.openbao, cfg.owner.uid, cfg.state_dir))
 
     def _data(self, *parts: str) -> str:
         return "/".join([self._mount, "data", self._prefix, *parts])
@@ -324,3 +346,28 @@ class OpenBaoStore(Store):
     def save_gate(self, raw: bytes, version: int) -> int:
         """Written only if the record is still at `version`; the new version, or Conflict."""
         return self._write(("totp", "gate"), {"record": raw.decode()}, cas=version)
+
+    # -- what the token may do (install.sh's last check, doctor) ------------------------------
+    def policy(self) -> "Tuple[List[str], List[str]]":
+        """(missing, beyond): what clawgate needs that the token lacks, and what it may do far
+        beyond its prefix (a root token, another owner's prefix, the policies themselves)."""
+        probe = "clawgate-policy-probe"
+        needed = {
+            self._data("secrets", probe): {"create", "read", "update"},
+            self._meta("secrets", probe): {"read", "delete"},
+            self._meta("secrets") + "/": {"list"},
+            self._data("totp", "gate"): {"create", "read", "update"},
+            self._data("tiers", probe): {"create", "read", "update"},
+        }
+        outside = [f"{self._mount}/data/{probe}", "sys/policies/acl/" + probe, "auth/token/create"]
+        status, body = self.bao.call("POST", "sys/capabilities-self", {"paths": [*needed, *outside]})
+        found = body.get("data") if isinstance(body.get("data"), dict) else body
+
+        def caps(path: str) -> "set[str]":
+            listed = found.get(path) if isinstance(found, dict) else None
+            return {str(c) for c in listed} if isinstance(listed, list) else set()
+
+        missing = [f"{path} ({', '.join(sorted(want - caps(path)))})" for path, want in needed.items()
+                   if "root" not in caps(path) and not want <= caps(path)]
+        beyond = [path for path in outside if caps(path) - {"deny"}]
+        return missing, beyond
