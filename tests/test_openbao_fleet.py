@@ -143,3 +143,29 @@ def test_a_guess_counted_on_the_other_host_meanwhile_is_not_lost(hosts, monkeypa
     gate.check(agent_ctx, code, purpose="db", now=time.time())
     assert other[0].returncode == 1
     assert gate.load_state(agent_ctx).lock.failures == 1
+
+
+def _doctor_lines(tree: Tree) -> "list[str]":
+    result = tree.run("doctor")
+    return [line for line in result.stdout.decode().splitlines() if "openbao" in line]
+
+
+def test_doctor_checks_reachable_unsealed_token_and_policy(hosts):
+    a, _ = hosts
+    lines = _doctor_lines(a)
+    for what in ("openbao reachable", "openbao unsealed", "openbao token", "openbao policy"):
+        assert any(line.startswith(f"ok    {what}:") for line in lines), lines
+    assert not any(line.startswith(("FAIL", "warn")) for line in lines), lines
+
+
+def test_doctor_fails_a_policy_too_narrow_and_warns_of_one_far_too_wide(bao_dev, tmp_path):
+    for label, policy, expect in (
+            ("narrow", 'path "secret/data/elsewhere/*" { capabilities = ["read"] }', "FAIL  openbao policy:"),
+            ("wide", 'path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }',
+             "warn  openbao policy breadth:")):
+        owner = bao_dev.owner(f"clawgate/{tmp_path.name}-{label}", policy=policy)
+        (tmp_path / label).mkdir()
+        tree = Tree(tmp_path / label, store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        lines = _doctor_lines(tree)
+        assert any(line.startswith(expect) for line in lines), lines

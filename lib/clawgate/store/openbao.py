@@ -359,7 +359,9 @@ class OpenBaoStore(Store):
             self._data("totp", "gate"): {"create", "read", "update"},
             self._data("tiers", probe): {"create", "read", "update"},
         }
-        outside = [f"{self._mount}/data/{probe}", "sys/policies/acl/" + probe, "auth/token/create"]
+        sibling = "/".join([*self._prefix.split("/")[:-1], probe, "x"])  # another owner's prefix beside ours
+        outside = [f"{self._mount}/data/{sibling}", f"{self._mount}/data/{probe}", "sys/policies/acl/" + probe,
+                   "auth/token/create"]
         status, body = self.bao.call("POST", "sys/capabilities-self", {"paths": [*needed, *outside]})
         found = body.get("data") if isinstance(body.get("data"), dict) else body
 
