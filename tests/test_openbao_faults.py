@@ -160,3 +160,46 @@ def test_a_wrong_ca_is_refused(server, host, tmp_path):
     text = host.config_path.read_text().replace(server.ca, str(other))
     host.config_path.write_text(text)
     refused(host, "TLS", "[openbao] ca")
+
+
+def test_a_standby_answering_429_is_refused(tmp_path):
+    """No real standby here (one node): a TLS server that answers every call as a standby does."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    from baoserver import Owner, Server
+
+    authority = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+
+    class Standby(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            body = b'{"errors":[]}'
+            self.send_response(429)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_LIST = answer  # noqa: N815 - http.server names its handlers so
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Standby)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        fake = Server.__new__(Server)
+        fake.address, fake.ca = f"https://127.0.0.1:{httpd.server_address[1]}", str(tmp_path / "ca.pem")
+        authority.cert_pem.write_to_path(fake.ca)
+        owner = Owner(fake, "clawgate/standby", "r", "role-id", "d2b6a1f0-1111-2222-3333-444455556666")
+        (tmp_path / "host").mkdir()
+        tree = Tree(tmp_path / "host", store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        refused(tree, "standby", "active node")
+    finally:
+        httpd.shutdown()

@@ -169,3 +169,37 @@ def test_doctor_fails_a_policy_too_narrow_and_warns_of_one_far_too_wide(bao_dev,
         owner.give(tree.state)
         lines = _doctor_lines(tree)
         assert any(line.startswith(expect) for line in lines), lines
+
+
+def _setup_check(server, owner, given: str, have_one: str = "0"):
+    import subprocess
+    import sys
+
+    from installtree import REPO
+
+    return subprocess.run([sys.executable, "-I", str(REPO / "lib" / "clawgate" / "installcheck.py"),
+                           "openbao-secret-id", "alice", server.address, server.ca, owner.role_id, "secret",
+                           owner.prefix, have_one], input=given + "\n", capture_output=True, text=True, timeout=30)
+
+
+def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(bao_dev, tmp_path):
+    import json
+    import ssl
+    import urllib.request
+
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    plain = _setup_check(bao_dev, owner, owner.secret_id)
+    assert (plain.returncode, plain.stdout.strip()) == (0, owner.secret_id), plain.stderr
+    request = urllib.request.Request(f"{bao_dev.address}/v1/auth/approle/role/{owner.role}/secret-id", data=b"{}",
+                                     method="POST", headers={"X-Vault-Token": bao_dev.token, "X-Vault-Wrap-TTL": "60s"})
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=bao_dev.ca)) as answer:
+        wrapping_token = json.load(answer)["wrap_info"]["token"]
+    unwrapped = _setup_check(bao_dev, owner, wrapping_token)
+    assert unwrapped.returncode == 0 and len(unwrapped.stdout.strip()) == 36, unwrapped.stderr
+    again = _setup_check(bao_dev, owner, wrapping_token)  # a wrapping token works once
+    assert again.returncode == 6 and "did not unwrap" in again.stderr and again.stdout == ""
+    assert _setup_check(bao_dev, owner, "", have_one="1").returncode == 0  # a rerun keeps the one it has
+    assert _setup_check(bao_dev, owner, "").returncode == 2
+    narrow = bao_dev.owner(f"clawgate/{tmp_path.name}-n", policy='path "secret/data/x/*" { capabilities = ["read"] }')
+    refused = _setup_check(bao_dev, narrow, narrow.secret_id)
+    assert refused.returncode == 6 and "policy lacks" in refused.stderr and refused.stdout == ""
