@@ -12,7 +12,7 @@ Layout under MOUNT (KV v2) and PREFIX:
   PREFIX/totp/gate                    {"record": gate.py's record}, version = the CAS version
 No secret name reaches totp/ or tiers/: every name is under secrets/.
 
-Talking to it: HTTPS through http.client and ssl (one kept-alive connection per process),
+Talking to it: HTTPS over ssl (HTTP/1.1 by hand, one kept-alive connection per process),
 verified against [openbao] ca; AppRole login (role_id in the config, the secret id in
 STATE/openbao-secret-id, 0600); the token cached in STATE/openbao-token (0600, `EXPIRY TOKEN`)
 until shortly before it lapses, replaced by a fresh login then or when OpenBao answers 403.
@@ -21,7 +21,7 @@ nothing falls back to a local copy, and no value is ever written to the host's d
 """
 
 import binascii
-import http.client
+import io
 import json
 import os
 import socket
@@ -43,6 +43,73 @@ TOKEN_FILE = "openbao-token"
 TIMEOUT = 5.0  # seconds per call: a slow or stuck server is a refusal, never a hang
 EARLY = 30  # seconds: a token this close to its expiry is replaced before use
 APPROLE_LOGIN = "auth/approle/login"
+
+
+MAX_LINE = 8192  # an answer's status and header lines
+MAX_HEADERS = 100
+MAX_BODY = 64 << 20  # far above a 1 MiB value in base64 or a list of many names
+
+
+class _Dropped(Exception):
+    """The connection ended before an answer began: a kept-alive one the server closed."""
+
+
+def _line(reader: "io.BufferedReader") -> bytes:
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE or not line.endswith(b"\n"):
+        raise ValueError("a line cut short or too long")
+    return line.rstrip(b"\r\n")
+
+
+def _response(reader: "io.BufferedReader", method: str) -> "Tuple[int, bytes, bool]":
+    """(status, body, keep the connection) of one HTTP/1.1 answer."""
+    first = reader.readline(MAX_LINE + 1)
+    if not first:
+        raise _Dropped()
+    parts = first.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError("no HTTP status line")
+    status = int(parts[1])
+    headers: "Dict[bytes, bytes]" = {}
+    for _ in range(MAX_HEADERS + 1):
+        line = _line(reader)
+        if not line:
+            break
+        key, _, value = line.partition(b":")
+        headers[key.strip().lower()] = value.strip()
+    else:
+        raise ValueError("too many header lines")
+    keep = headers.get(b"connection", b"").lower() != b"close"
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return status, b"", keep
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        chunks: "List[bytes]" = []
+        total = 0
+        while True:
+            size = int(_line(reader).split(b";", 1)[0], 16)
+            total += size
+            if size < 0 or total > MAX_BODY:
+                raise ValueError("an answer too large")
+            if size == 0:
+                while _line(reader):  # trailers, then the blank line
+                    pass
+                return status, b"".join(chunks), keep
+            chunk = reader.read(size)
+            if len(chunk) != size or _line(reader):
+                raise ValueError("a chunk cut short")
+            chunks.append(chunk)
+    if b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        if not 0 <= length <= MAX_BODY:
+            raise ValueError("an answer too large")
+        body = reader.read(length)
+        if len(body) != length:
+            raise ValueError("an answer cut short")
+        return status, body, keep
+    body = reader.read(MAX_BODY + 1)  # neither: the answer ends with the connection
+    if len(body) > MAX_BODY:
+        raise ValueError("an answer too large")
+    return status, body, False
 
 
 def _b64(raw: bytes) -> str:
@@ -72,7 +139,7 @@ class Bao:
         self._token_path = os.path.join(state_dir, TOKEN_FILE)
         self.secret_id_path = os.path.join(state_dir, SECRET_ID_FILE)
         self._host, self._port = settings["host"], int(settings["port"])
-        self._conn: "Optional[http.client.HTTPSConnection]" = None
+        self._conn: "Optional[Tuple[ssl.SSLSocket, io.BufferedReader]]" = None
         self._token: "Optional[str]" = None
         self._one_at_a_time = threading.Lock()  # one connection: a threaded caller (tests) takes turns
 
@@ -96,14 +163,23 @@ class Bao:
         return self.fail(f"refused {escape(path)} ({said})", "check the server's log and the [openbao] settings")
 
     # -- the connection ---------------------------------------------------------------------------
-    def _connection(self) -> http.client.HTTPSConnection:
-        if self._conn is None:
-            try:
-                context = ssl.create_default_context(cafile=self.ca)
-            except (OSError, ssl.SSLError) as err:
-                raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
-            self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=TIMEOUT, context=context)
-        return self._conn
+    # HTTP/1.1 by hand over one kept-alive TLS socket: http.client would add the email package (and
+    # urllib.parse, re, datetime) to every `get`, about as much again as a whole file-store `get`.
+    # The server is the one the CA vouches for; what it says is bounded all the same.
+    def _connect(self) -> "Tuple[ssl.SSLSocket, io.BufferedReader]":
+        try:
+            context = ssl.create_default_context(cafile=self.ca)
+        except (OSError, ssl.SSLError) as err:
+            raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
+        # The host as bytes: a str would have ssl and getaddrinfo import the idna codec (and stringprep).
+        address = (self._host.encode("ascii"), self._port)
+        raw = socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]  # bytes work
+        try:
+            tls = context.wrap_socket(raw, server_hostname=self._host.encode("ascii"))
+        except BaseException:
+            raw.close()
+            raise
+        return tls, tls.makefile("rb")
 
     def request(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
                 token: "Optional[str]" = None) -> "Tuple[int, Dict[str, object]]":
@@ -113,24 +189,24 @@ class Bao:
 
     def _request(self, method: str, path: str, body: "Optional[Dict[str, object]]",
                  token: "Optional[str]") -> "Tuple[int, Dict[str, object]]":
-        headers = {"Accept": "application/json"}
-        if token:
-            headers["X-Vault-Token"] = token
-        data = json.dumps(body).encode() if body is not None else None
-        if data is not None:
-            headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} /v1/{path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\nAccept: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n" + ("Content-Type: application/json\r\n" if body is not None else "")
+                + (f"X-Vault-Token: {token}\r\n" if token else "") + "\r\n")
         for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
-            conn = self._connection()
             try:
-                conn.request(method, "/v1/" + path, body=data, headers=headers)
-                response = conn.getresponse()
-                raw = response.read()
+                if self._conn is None:
+                    self._conn = self._connect()
+                sock, reader = self._conn
+                sock.sendall(head.encode("ascii") + data)
+                status, raw, keep = _response(reader, method)
+                if not keep:
+                    self.close()
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+            except (_Dropped, BrokenPipeError, ConnectionResetError):
                 self.close()
                 if attempt == 2:
-                    raise self.fail(f"dropped the connection ({type(err).__name__})",
-                                    "check that it is running and healthy") from None
+                    raise self.fail("dropped the connection", "check that it is running and healthy") from None
             except ssl.SSLError as err:
                 self.close()
                 raise self.fail(f"TLS failed ({getattr(err, 'reason', None) or err})",
@@ -142,16 +218,21 @@ class Bao:
                 self.close()
                 raise self.fail(f"unreachable ({err.strerror or err})",
                                 "check that it is running and [openbao] address") from None
+            except ValueError as err:
+                self.close()
+                raise self.fail(f"answered something that is not HTTP ({err})", "check [openbao] address") from None
         try:
             decoded = json.loads(raw) if raw.strip() else {}
         except ValueError:
             decoded = {}
-        return response.status, decoded if isinstance(decoded, dict) else {}
+        return status, decoded if isinstance(decoded, dict) else {}
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            sock, reader = self._conn
             self._conn = None
+            reader.close()
+            sock.close()
 
     # -- the token --------------------------------------------------------------------------------
     def _cached_token(self, now: float) -> "Optional[str]":
