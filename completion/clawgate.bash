@@ -4,7 +4,7 @@
 # The verbs and flags follow lib/clawgate/helptext.py (tests/test_completion.py keeps them equal).
 
 _clawgate_verbs="approve audit deny doctor elevate enroll get help list notify openclaw-config pending request resolve revoke run secrets status unlock"
-_clawgate_secrets_verbs="set rm tier list import import-keychain"
+_clawgate_secrets_verbs="set rm tier list import import-keychain migrate"
 _clawgate_tiers="open controlled restricted"
 
 # The secret names, when the caller is the owner named in the installed config; nothing otherwise
@@ -47,6 +47,7 @@ _clawgate_flags() {
         list) echo "--json" ;;
         import) echo "--tier --shred" ;;
         import-keychain) echo "--keychain --service --tier" ;;
+        migrate) echo "--to" ;;
       esac
       ;;
   esac

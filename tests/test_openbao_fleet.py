@@ -203,3 +203,65 @@ def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(b
     narrow = bao_dev.owner(f"clawgate/{tmp_path.name}-n", policy='path "secret/data/x/*" { capabilities = ["read"] }')
     refused = _setup_check(bao_dev, narrow, narrow.secret_id)
     assert refused.returncode == 6 and "policy lacks" in refused.stderr and refused.stdout == ""
+
+
+def _file_host_moving_to(bao_dev, tmp_path, owner):
+    """A host on the file store with secrets, tiers, a seed and a spent code; then its config
+    switched to openbao, as rerunning install.sh --store openbao leaves it."""
+    tree = Tree(tmp_path, store="file")
+    tree.enroll_seed()
+    tree.set_secret("db/password", b"file-value-1\x00", tier="open")
+    tree.set_secret("api/token", b"file-value-2", tier="controlled")
+    assert tree.owner_approve("api/token", tree.code()).returncode == 0
+    text = tree.config_path.read_text().replace("store = file", "store = openbao") + owner.config()
+    tree.config_path.write_text(text)
+    owner.give(tree.state)
+    return tree
+
+
+def _local_leftovers(tree: Tree) -> "list[str]":
+    kept = [p.name for sub in ("secrets", "tiers") for p in (tree.state / sub).iterdir()]
+    return kept + [name for name in ("totp-seed", "totp.json") if (tree.state / name).exists()]
+
+
+def test_migrate_moves_everything_reads_it_back_then_removes_it_here(bao_dev, tmp_path):
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    tree = _file_host_moving_to(bao_dev, tmp_path, owner)
+    spent = tree.spent_code()
+    moved = tree.run("secrets", "migrate", "--to", "openbao")
+    assert moved.returncode == 0, moved.stderr
+    assert b"moved 2 secrets and the TOTP seed" in moved.stdout
+    assert _local_leftovers(tree) == []
+    got = tree.as_agent("broker", "get", "db/password")
+    assert (got.returncode, got.stdout) == (0, b"file-value-1\x00")
+    assert tree.as_agent("broker", "get", "api/token").returncode == 0  # the local grant stays on the host
+    assert tree.run("secrets", "tier", "api/token", "restricted").returncode == 0
+    again = tree.owner_approve("api/token", spent)  # the once-only step came along
+    assert again.returncode == 1, again.stderr
+    assert tree.owner_approve("api/token", tree.code()).returncode == 0  # and the seed too
+
+
+def test_migrate_is_all_or_nothing(bao_dev, tmp_path):
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    (tmp_path / "clash").mkdir()
+    tree = _file_host_moving_to(bao_dev, tmp_path / "clash", owner)
+    before = sorted(_local_leftovers(tree))
+    other = open_store(tree.config())
+    other.put("api/token", b"another host's value")
+    clash = tree.run("secrets", "migrate", "--to", "openbao")
+    assert clash.returncode == 2 and b"nothing was moved" in clash.stderr
+    assert sorted(_local_leftovers(tree)) == before
+    assert other.names() == ["api/token"]
+    # A policy that takes the values but not the seed: what was written is removed again.
+    narrow = bao_dev.owner(f"clawgate/{tmp_path.name}-n", policy=(
+        f'path "secret/data/clawgate/{tmp_path.name}-n/secrets/*" {{ capabilities = ["create", "read", "update"] }}\n'
+        f'path "secret/metadata/clawgate/{tmp_path.name}-n/*" {{ capabilities = ["read", "list", "delete"] }}\n'
+        f'path "secret/data/clawgate/{tmp_path.name}-n/tiers/*" {{ capabilities = ["create", "read", "update"] }}\n'
+        f'path "secret/data/clawgate/{tmp_path.name}-n/totp/*" {{ capabilities = ["read"] }}\n'))
+    (tmp_path / "narrow").mkdir()
+    tree = _file_host_moving_to(bao_dev, tmp_path / "narrow", narrow)
+    before = sorted(_local_leftovers(tree))
+    failed = tree.run("secrets", "migrate", "--to", "openbao")
+    assert failed.returncode == 6 and b"permission denied" in failed.stderr, failed.stderr
+    assert sorted(_local_leftovers(tree)) == before
+    assert bao_dev.read_prefix("secret", f"clawgate/{tmp_path.name}-n/secrets") == []

@@ -407,6 +407,10 @@ class OpenBaoStore(Store):
     def save_seed(self, raw: bytes, root: bool = False) -> None:
         self._write(("totp", "seed" + (ROOT_SEED_SUFFIX if root else "")), {"record": _b64(raw)})
 
+    def erase_seed(self, root: bool = False) -> None:
+        """secrets migrate's undo: a seed it wrote, and only that, is removed again."""
+        self._erase("totp", "seed" + (ROOT_SEED_SUFFIX if root else ""))
+
     def load_tier(self, name: str) -> "Optional[bytes]":
         found = self._read("tiers", self._key(name))
         return str(found[0].get("record", "")).encode("ascii", "replace") if found is not None else None
