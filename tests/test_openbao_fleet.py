@@ -265,3 +265,25 @@ def test_migrate_is_all_or_nothing(bao_dev, tmp_path):
     assert failed.returncode == 6 and b"permission denied" in failed.stderr, failed.stderr
     assert sorted(_local_leftovers(tree)) == before
     assert bao_dev.read_prefix("secret", f"clawgate/{tmp_path.name}-n/secrets") == []
+
+
+def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
+    import json
+
+    a, _ = hosts
+    a.set_secret("open/one", b"v-open", tier="open")
+    a.set_secret("granted/one", b"v-granted", tier="controlled")
+    a.set_secret("held/one", b"v-held", tier="controlled")
+    assert a.owner_approve("granted/one", a.code()).returncode == 0
+    many = [f"bulk/key-{i:02d}" for i in range(40)]
+    for name in many:
+        open_store(a.config()).put(name, name.encode())
+        open_store(a.config()).save_tier(name, b"open\n")
+    ids = ["open/one", "granted/one", "held/one", "missing/one", "../bad"] + many
+    request = json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": ids}).encode()
+    got = a.as_agent("broker", "resolve", input=request)
+    assert got.returncode == 0, got.stderr
+    reply = json.loads(got.stdout)
+    assert reply["values"] == {"open/one": "v-open", "granted/one": "v-granted", **{n: n for n in many}}
+    assert {k: v["code"] for k, v in reply["errors"].items()} == {
+        "held/one": "APPROVAL_REQUIRED", "missing/one": "NOT_FOUND", "../bad": "INVALID_ID"}

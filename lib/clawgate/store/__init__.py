@@ -10,6 +10,7 @@ the store; none of them branch on cfg.store.
 """
 
 import os
+import sys
 
 from .. import fsio, names, state
 from ..config import Config
@@ -86,6 +87,15 @@ class Store:
         """Write it only if it is still at `version` (check-and-set): the new version, or Conflict."""
         raise NotImplementedError
 
+    # A remote store only (batched): resolve fetches a batch's records at once, then reads them.
+    batched = False
+
+    def prefetch(self, kind: str, wanted: "List[str]") -> None:
+        """Fetch the tier records ("tiers") or values ("secrets") of `wanted` ahead of their reads."""
+
+    def drop_prefetched(self) -> None:
+        """Forget what prefetch held."""
+
 
 SEED_FILE = "totp-seed"  # in STATE, beside (never inside) the secrets directory
 
@@ -137,7 +147,7 @@ class FileStore(Store):
         return state.path(self._cfg, SEED_FILE + (ROOT_SEED_SUFFIX if root else ""))
 
 
-_SHARED: "dict[tuple[object, ...], Store]" = {}  # one OpenBao client per config in a process: its token and connection
+_SHARED: "dict[tuple[object, ...], Store]" = {}  # one OpenBao client per config and thread: its token and connection
 
 
 def open_store(cfg: Config) -> Store:
@@ -146,7 +156,9 @@ def open_store(cfg: Config) -> Store:
 
         return KeychainStore(cfg)
     if cfg.store == "openbao":
-        key = (cfg.path, cfg.state_dir, *sorted(cfg.openbao.items()))
+        # A thread of its own gets a client of its own; a process that never imported threading has one.
+        threading = sys.modules.get("threading")
+        key = (cfg.path, cfg.state_dir, *sorted(cfg.openbao.items()), threading.get_ident() if threading else 0)
         if key not in _SHARED:
             from .openbao import OpenBaoStore
 

@@ -26,7 +26,6 @@ import json
 import os
 import socket
 import ssl
-import threading
 import time
 
 from .. import fsio, names
@@ -141,7 +140,6 @@ class Bao:
         self._host, self._port = settings["host"], int(settings["port"])
         self._conn: "Optional[Tuple[ssl.SSLSocket, io.BufferedReader]]" = None
         self._token: "Optional[str]" = None
-        self._one_at_a_time = threading.Lock()  # one connection: a threaded caller (tests) takes turns
 
     # -- failures: one line, naming OpenBao and what to check ------------------------------------
     def fail(self, what: str, check: str) -> ClawgateError:
@@ -183,12 +181,9 @@ class Bao:
 
     def request(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
                 token: "Optional[str]" = None) -> "Tuple[int, Dict[str, object]]":
-        """(status, decoded JSON body) of one call to /v1/PATH; transport failures are exit 6."""
-        with self._one_at_a_time:
-            return self._request(method, path, body, token)
+        """(status, decoded JSON body) of one call to /v1/PATH; transport failures are exit 6.
 
-    def _request(self, method: str, path: str, body: "Optional[Dict[str, object]]",
-                 token: "Optional[str]") -> "Tuple[int, Dict[str, object]]":
+        One thread at a time: open_store gives each thread its own client (and connection)."""
         data = json.dumps(body).encode() if body is not None else b""
         head = (f"{method} /v1/{path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\nAccept: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n" + ("Content-Type: application/json\r\n" if body is not None else "")
@@ -284,6 +279,19 @@ class Bao:
                             "ask for a new wrapped secret id (-wrap-ttl) and give it once")
         return secret_id
 
+    def token(self, now: float) -> str:
+        """The token calls use now: from memory, the cache file, or a fresh login."""
+        token = self._token or self._cached_token(now) or self.login(now)
+        self._token = token
+        return token
+
+    def clone(self) -> "Bao":
+        """Another client of the same server with its own connection (prefetch's workers)."""
+        twin = Bao.__new__(Bao)
+        twin.__dict__.update(self.__dict__)
+        twin._conn = None
+        return twin
+
     def use(self, token: str) -> None:
         """Call with this token (install.sh's check: a token that is not cached)."""
         self._token = token
@@ -316,6 +324,7 @@ class OpenBaoStore(Store):
 
     def __init__(self, settings: "Dict[str, str]", bao: Bao) -> None:
         self.bao = bao
+        self._fetched: "Dict[str, Dict[str, Optional[Dict[str, object]]]]" = {}  # prefetch()
         self._mount = settings["mount"]
         self._prefix = settings["prefix"]
 
@@ -367,10 +376,14 @@ class OpenBaoStore(Store):
 
     # -- secrets ----------------------------------------------------------------------------------
     def get(self, name: str) -> bytes:
-        found = self._read("secrets", self._key(name))
-        if found is None or "value" not in found[0]:
+        key = self._key(name)
+        held, data = self._cached("secrets", key)
+        if not held:
+            found = self._read("secrets", key)
+            data = found[0] if found is not None else None
+        if data is None or "value" not in data:
             raise NoSuchSecret(name)
-        return _unb64(found[0]["value"], names.shown(name))
+        return _unb64(data["value"], names.shown(name))
 
     def exists(self, name: str) -> bool:
         status, _ = self.bao.call("GET", self._meta("secrets", self._key(name)))
@@ -399,6 +412,55 @@ class OpenBaoStore(Store):
         self.bao.login(time.time())
         self.names()
 
+    # -- a batch (resolve): records fetched in parallel first, each then served once from memory --
+    batched = True
+    WORKERS = 8  # connections at once: enough to hide the round trips, few for the server
+
+    def prefetch(self, kind: str, wanted: "List[str]") -> None:
+        """Fetch the tier records ("tiers") or values ("secrets") of `wanted` over parallel
+        connections into memory (never to disk). Only a plain answer (200, 404) is kept: anything
+        else is left for the one-by-one call to meet, and to report, as it would have."""
+        import threading
+
+        token = self.bao.token(time.time())
+        pending = [self._key(name) for name in wanted]
+        found: "Dict[str, Optional[Dict[str, object]]]" = {}
+        stop: "List[bool]" = []
+
+        def work() -> None:
+            client = self.bao.clone()
+            try:
+                while pending and not stop:
+                    key = pending.pop()
+                    try:
+                        status, body = client.request("GET", self._data(kind, key), None, token)
+                    except ClawgateError:
+                        stop.append(True)
+                        return
+                    inner = body.get("data")
+                    if status == 404:
+                        found[key] = None
+                    elif status == 200 and isinstance(inner, dict) and isinstance(inner.get("data"), dict):
+                        found[key] = inner["data"]
+            finally:
+                client.close()
+
+        workers = [threading.Thread(target=work) for _ in range(min(self.WORKERS, len(pending)))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        self._fetched.setdefault(kind, {}).update(found)
+
+    def drop_prefetched(self) -> None:
+        self._fetched = {}
+
+    def _cached(self, kind: str, key: str) -> "Tuple[bool, Optional[Dict[str, object]]]":
+        held = self._fetched.get(kind)
+        if held is not None and key in held:
+            return True, held[key]
+        return False, None
+
     # -- seeds, tiers, the gate record --------------------------------------------------------
     def load_seed(self, root: bool = False) -> "Optional[bytes]":
         found = self._read("totp", "seed" + (ROOT_SEED_SUFFIX if root else ""))
@@ -412,8 +474,12 @@ class OpenBaoStore(Store):
         self._erase("totp", "seed" + (ROOT_SEED_SUFFIX if root else ""))
 
     def load_tier(self, name: str) -> "Optional[bytes]":
-        found = self._read("tiers", self._key(name))
-        return str(found[0].get("record", "")).encode("ascii", "replace") if found is not None else None
+        key = self._key(name)
+        held, data = self._cached("tiers", key)
+        if not held:
+            found = self._read("tiers", key)
+            data = found[0] if found is not None else None
+        return str(data.get("record", "")).encode("ascii", "replace") if data is not None else None
 
     def save_tier(self, name: str, record: "Optional[bytes]") -> None:
         if record is None:
