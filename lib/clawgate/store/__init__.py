@@ -156,9 +156,10 @@ def open_store(cfg: Config) -> Store:
 
         return KeychainStore(cfg)
     if cfg.store == "openbao":
-        # A thread of its own gets a client of its own; a process that never imported threading has one.
+        # Another thread gets a client of its own (a process that never imported threading has one).
         threading = sys.modules.get("threading")
-        key = (cfg.path, cfg.state_dir, *sorted(cfg.openbao.items()), threading.get_ident() if threading else 0)
+        thread = threading.get_ident() if threading and threading.current_thread() is not threading.main_thread() else 0
+        key = (cfg.path, cfg.state_dir, *sorted(cfg.openbao.items()), thread)
         if key not in _SHARED:
             from .openbao import OpenBaoStore
 
