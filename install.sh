@@ -972,7 +972,9 @@ as_owner() {
   fi
 }
 init_store() { as_owner "$LIBEXEC/secrets" init >/dev/null; } # the change line says it; errors still show
-if [[ -f $STAGE/openbao-secret-id ]]; then
+if [[ $STORE == openbao && $DRY_RUN == 1 ]]; then
+  change "write $STATE_DIR/openbao-secret-id ($OWNER 0600) from stdin, once checked by a login" true
+elif [[ -f $STAGE/openbao-secret-id ]]; then
   ensure_file "$STAGE/openbao-secret-id" "$STATE_DIR/openbao-secret-id" "$OWNER" "$OWNER_GROUP" 0600
   if [[ -f $STATE_DIR/openbao-token ]]; then
     change "forget the cached OpenBao token ($STATE_DIR/openbao-token)" rm -f "$STATE_DIR/openbao-token"

@@ -287,3 +287,35 @@ def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
     assert reply["values"] == {"open/one": "v-open", "granted/one": "v-granted", **{n: n for n in many}}
     assert {k: v["code"] for k, v in reply["errors"].items()} == {
         "held/one": "APPROVAL_REQUIRED", "missing/one": "NOT_FOUND", "../bad": "INVALID_ID"}
+
+
+def test_install_dry_run_plans_the_openbao_store_and_checks_its_flags(bao_dev, tmp_path):
+    import os
+    import subprocess
+
+    from installtree import REPO
+
+    where = f"/opt/clawgate-dry-{tmp_path.name}"  # never made: a plan only (and /tmp is refused)
+
+    def plan(*flags: str) -> subprocess.CompletedProcess:
+        argv = ["bash", str(REPO / "install.sh"), "--owner", "nobody", "--agent-user", "cgdryrun",
+                "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--no-service",
+                "--dry-run", *flags]
+        return subprocess.run(argv, input=b"must not be read\n", capture_output=True, timeout=120)
+
+    good = plan("--store", "openbao", "--openbao-address", bao_dev.address, "--openbao-ca", bao_dev.ca,
+                "--openbao-role-id", "role-1", "--openbao-prefix", "clawgate/team")
+    out = good.stdout.decode()
+    assert good.returncode == 0, good.stderr
+    assert (f"[openbao]\naddress = {bao_dev.address}\nca = {bao_dev.ca}\nrole_id = role-1\nmount = secret\n"
+            "prefix = clawgate/team\n") in out
+    assert f"would: write {where}/state/openbao-secret-id (nobody 0600) from stdin" in out
+    assert not os.path.exists(where)
+    for flags, says in ((["--store", "openbao"], "needs --openbao-address"),
+                        (["--openbao-ca", bao_dev.ca], "go with --store openbao"),
+                        (["--store", "openbao", "--openbao-address", "http://127.0.0.1:1", "--openbao-ca",
+                          bao_dev.ca, "--openbao-role-id", "r"], "TLS always"),
+                        (["--store", "openbao", "--openbao-address", bao_dev.address, "--openbao-ca",
+                          bao_dev.ca, "--openbao-role-id", "r", "--openbao-prefix", "a/../b"], "KV path")):
+        bad = plan(*flags)
+        assert bad.returncode == 2 and says in bad.stderr.decode(), bad.stderr
