@@ -122,6 +122,11 @@ def _unb64(text: object, what: str) -> bytes:
         raise unsafe(f"OpenBao: {what} is damaged (not base64); set it again") from None
 
 
+def _plain(token: str) -> bool:
+    """A token that fits a header line as it is: printable ASCII, no space (nor CR or LF)."""
+    return bool(token) and token.isascii() and token.isprintable() and " " not in token
+
+
 def _quote(segment: str) -> str:
     """A KV path segment as a URL path: a valid name's only character that needs it is the %."""
     return segment.replace("%", "%25")
@@ -236,7 +241,7 @@ class Bao:
             return None
         expiry, _, token = raw.decode("ascii", "replace").strip().partition(" ")
         try:
-            if float(expiry) - EARLY > now and token:
+            if float(expiry) - EARLY > now and _plain(token):
                 return token
         except ValueError:
             pass
@@ -265,7 +270,7 @@ class Bao:
         token = str(auth.get("client_token") or "")
         lease = auth.get("lease_duration")
         lifetime = float(lease) if isinstance(lease, (int, float)) and lease > 0 else 365 * 86400.0
-        if not token or not token.isprintable() or " " in token:
+        if not _plain(token):
             raise self.fail("answered the login without a token", "check the AppRole's token settings")
         return token, lifetime
 
