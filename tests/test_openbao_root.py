@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from baoserver import DevServer
-from installtree import wrong_code
+from installtree import python_for_install, wrong_code
 from rootenv import RootEnv
-from clawgate import lockout
+from clawgate import lockout, totp
 
 pytestmark = pytest.mark.root
 VALUE = b"fleet-secret-\x01\xfe-91aa"
@@ -43,7 +43,7 @@ def fleet(tmp_path_factory):
                                               "--openbao-prefix", prefix],
                                 install_input=f"{secret_id}\n".encode()))
         a, b = envs
-        a.enroll_seed()
+        short_seed(a)  # (the real enroll on OpenBao: test_openbao_fleet.py)
         b.seed = a.seed  # one authenticator entry for the fleet
         yield server, a, b
     finally:
@@ -51,6 +51,20 @@ def fleet(tmp_path_factory):
             env.close()
         shutil.rmtree(shared, ignore_errors=True)
         server.stop()
+
+
+PERIOD = 5  # seconds: a fresh code every 5 s, not every 30, so the tests do not wait for the clock
+
+
+def short_seed(env: RootEnv) -> None:
+    """Save a seed with a short period through the installed library, as the owner."""
+    env.seed = totp.Params(totp.new_secret(), period=PERIOD)
+    program = ("import sys; sys.path.insert(0, sys.argv[1]); from clawgate import config, seed, totp; "
+               "seed.save(config.load(sys.argv[2]), totp.Params(totp.from_base32(sys.stdin.read().strip()), "
+               f"period={PERIOD}))")
+    saved = env.run_as(env.owner_name, python_for_install(), "-I", "-c", program, str(env.libexec / "lib"),
+                       str(env.config_path), input=totp.to_base32(env.seed.secret).encode())
+    assert saved.returncode == 0, saved.stderr
 
 
 def sync(a: RootEnv, b: RootEnv) -> None:
