@@ -182,7 +182,7 @@ class FileServer(Server):
         cert.private_key_and_cert_chain_pem.write_to_path(str(root / "server.pem"))
         (root / "data").mkdir()
         (root / "server.hcl").write_text(
-            f'storage "raft" {{\n  path = "{root / "data"}"\n  node_id = "n1"\n}}\n'
+            f'storage "raft" {{\n  path = "{root / "data"}"\n  node_id = "n1"\n  performance_multiplier = 1\n}}\n'
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
             f'  tls_cert_file = "{root / "server.pem"}"\n  tls_key_file = "{root / "server.pem"}"\n}}\n'
             f'api_addr = "{self.address}"\ncluster_addr = "https://127.0.0.1:{free_port()}"\n')
