@@ -319,3 +319,25 @@ def test_install_dry_run_plans_the_openbao_store_and_checks_its_flags(bao_dev, t
                           bao_dev.ca, "--openbao-role-id", "r", "--openbao-prefix", "a/../b"], "KV path")):
         bad = plan(*flags)
         assert bad.returncode == 2 and says in bad.stderr.decode(), bad.stderr
+
+
+def test_resolve_reads_no_value_it_refuses(hosts, monkeypatch):
+    """Invariant 3 on the batch path: the values prefetched are those of the ids already allowed."""
+    from clawgate import resolver
+
+    a, _ = hosts
+    a.set_secret("open/two", b"v", tier="open")
+    a.set_secret("held/two", b"v", tier="restricted")
+    ctx = coretools.context(a, role="agent")
+    store = open_store(ctx.cfg)
+    asked: "dict[str, list[str]]" = {}
+    real = store.prefetch
+    monkeypatch.setattr(store, "prefetch", lambda kind, wanted: (asked.setdefault(kind, list(wanted)),
+                                                                 real(kind, wanted))[1])
+    reads: "list[str]" = []
+    real_read = store._read
+    monkeypatch.setattr(store, "_read", lambda *parts: (reads.append("/".join(parts)), real_read(*parts))[1])
+    values, errors = resolver.answer(ctx, ["open/two", "held/two"])
+    assert values == {"open/two": "v"} and list(errors) == ["held/two"]
+    assert asked == {"tiers": ["open/two", "held/two"], "secrets": ["open/two"]}
+    assert not any(path.startswith("secrets/") for path in reads), reads  # open/two came from the prefetch
