@@ -341,3 +341,16 @@ def test_resolve_reads_no_value_it_refuses(hosts, monkeypatch):
     assert values == {"open/two": "v"} and list(errors) == ["held/two"]
     assert asked == {"tiers": ["open/two", "held/two"], "secrets": ["open/two"]}
     assert not any(path.startswith("secrets/") for path in reads), reads  # open/two came from the prefetch
+
+
+def test_list_on_openbao_shows_every_tier_fetched_at_once(hosts):
+    a, b = hosts
+    a.set_secret("l/open", b"v", tier="open")
+    a.set_secret("l/ctl", b"v", tier="controlled")
+    a.set_secret("l/res", b"v")
+    got = b.run("secrets", "list", "--json")
+    assert got.returncode == 0, got.stderr
+    import json
+
+    assert {row["name"]: row["tier"] for row in json.loads(got.stdout)} == {
+        "l/open": "open", "l/ctl": "controlled", "l/res": "restricted"}
