@@ -354,3 +354,26 @@ def test_list_on_openbao_shows_every_tier_fetched_at_once(hosts):
 
     assert {row["name"]: row["tier"] for row in json.loads(got.stdout)} == {
         "l/open": "open", "l/ctl": "controlled", "l/res": "restricted"}
+
+
+def test_the_readme_policy_is_enough_and_no_more(bao_dev, tmp_path):
+    """The README's HCL, as written, for its owner alice: everything works, doctor finds it exact."""
+    import re
+
+    from installtree import REPO
+
+    readme = (REPO / "README.md").read_text()
+    hcl = re.search(r"```hcl\n(.*?)```", readme, re.S).group(1)
+    assert 'path "secret/data/clawgate/alice/*"' in hcl
+    owner = bao_dev.owner("clawgate/alice", policy=hcl)
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+    owner.give(tree.state)
+    assert tree.run("secrets", "init").returncode == 0
+    tree.enroll_seed()
+    tree.set_secret("db", b"pw", tier="controlled")
+    assert tree.as_agent("approve", "db", tree.code()).returncode == 0
+    assert tree.as_agent("broker", "get", "db").stdout == b"pw"
+    assert tree.run("secrets", "rm", "db", "--force").returncode == 0
+    lines = _doctor_lines(tree)
+    assert any(line.startswith("ok    openbao policy:") for line in lines), lines
+    assert not any(line.startswith(("FAIL", "warn")) for line in lines), lines
