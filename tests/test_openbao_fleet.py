@@ -377,3 +377,25 @@ def test_the_readme_policy_is_enough_and_no_more(bao_dev, tmp_path):
     lines = _doctor_lines(tree)
     assert any(line.startswith("ok    openbao policy:") for line in lines), lines
     assert not any(line.startswith(("FAIL", "warn")) for line in lines), lines
+
+
+def test_a_gate_record_that_never_stops_changing_is_exit_5_and_grants_nothing(hosts, monkeypatch):
+    from clawgate.store import Conflict
+
+    a, _ = hosts
+    a.set_secret("db", b"pw", tier="controlled")
+    ctx = coretools.context(a, role="owner")
+    store = open_store(ctx.cfg)
+    tries = []
+
+    def always_lost(raw, version):
+        tries.append(version)
+        raise Conflict()
+
+    monkeypatch.setattr(store, "save_gate", always_lost)
+    with pytest.raises(ClawgateError) as caught:
+        gate.check(ctx, a.code(), purpose="db", now=time.time(),
+                   grant=grants.Grant("db", "controlled", time.time(), time.time() + 60, "owner"))
+    assert caught.value.code == 5 and "try again" in caught.value.message
+    assert len(tries) == gate.CAS_TRIES
+    assert grants_on(a) == []
