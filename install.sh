@@ -137,7 +137,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P) || abort "cannot find the s
 OWNER='' AGENT=openclaw AGENT_HOME='' PREFIX=/usr/local STATE_DIR='' STORE=''
 PYTHON=/usr/bin/python3 MIGRATE_FROM='' GATEWAY_COMMAND='' GATEWAY_EXPLICIT=0 SERVICE_DIR=''
 NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS=''
-BAO_ADDRESS='' BAO_CA='' BAO_ROLE_ID='' BAO_MOUNT='' BAO_PREFIX=''
+BAO_ADDRESS='' BAO_CA='' BAO_ROLE_ID='' BAO_MOUNT='' BAO_PREFIX='' STORE_GIVEN=0
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || abort "$1 needs a value" "$EX_USAGE"; }
 while [[ $# -gt 0 ]]; do
@@ -147,7 +147,7 @@ while [[ $# -gt 0 ]]; do
     --agent-home) need_value "$@"; AGENT_HOME=$2; shift ;;
     --prefix) need_value "$@"; PREFIX=$2; shift ;;
     --state-dir) need_value "$@"; STATE_DIR=$2; shift ;;
-    --store) need_value "$@"; STORE=$2; shift ;;
+    --store) need_value "$@"; STORE=$2; STORE_GIVEN=1; shift ;;
     --openbao-address) need_value "$@"; BAO_ADDRESS=$2; shift ;;
     --openbao-ca) need_value "$@"; BAO_CA=$2; shift ;;
     --openbao-role-id) need_value "$@"; BAO_ROLE_ID=$2; shift ;;
@@ -593,6 +593,13 @@ stop_service() {
 }
 
 [[ $UNINSTALL == 0 ]] || uninstall
+
+# A rerun without --store keeps a fleet's store: the default would leave an openbao host with an
+# empty store of its own. Leaving the fleet takes an explicit --store file (or keychain).
+if [[ $STORE_GIVEN == 0 && $FOREIGN == 0 && $STORE != openbao && -f $CONF ]] \
+  && [[ $(helper store "$CONF") == openbao ]]; then
+  abort "$CONF says store = openbao: rerun with --store openbao --openbao-address URL --openbao-ca FILE --openbao-role-id ID (nothing on stdin keeps the secret id), or leave the fleet with --store $STORE" "$EX_USAGE"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # install: checks first

@@ -7,6 +7,7 @@ race through install.sh, real users and sudo.
 """
 
 import concurrent.futures
+import os
 import time
 
 import pytest
@@ -290,7 +291,6 @@ def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
 
 
 def test_install_dry_run_plans_the_openbao_store_and_checks_its_flags(bao_dev, tmp_path):
-    import os
     import subprocess
 
     from installtree import REPO
@@ -399,3 +399,28 @@ def test_a_gate_record_that_never_stops_changing_is_exit_5_and_grants_nothing(ho
     assert caught.value.code == 5 and "try again" in caught.value.message
     assert len(tries) == gate.CAS_TRIES
     assert grants_on(a) == []
+
+
+def test_a_rerun_without_store_keeps_an_openbao_install_from_falling_back(bao_dev, tmp_path):
+    import shutil
+    import subprocess
+
+    from installtree import REPO
+
+    where = f"/opt/clawgate-rerun-{tmp_path.name}"
+    etc = f"{where}/prefix/etc/clawgate"
+    os.makedirs(etc)
+    try:
+        with open(f"{etc}/clawgate.conf", "w") as conf:
+            conf.write("[clawgate]\nowner = nobody\nagent_user = cgrerun\nstate_dir = /nonexistent\nstore = openbao\n")
+
+        def plan(*flags: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["bash", str(REPO / "install.sh"), "--owner", "nobody", "--agent-user", "cgrerun",
+                                   "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--no-service",
+                                   "--dry-run", *flags], capture_output=True, timeout=120)
+
+        kept = plan()
+        assert kept.returncode == 2 and b"says store = openbao" in kept.stderr, kept.stderr
+        assert plan("--store", "file").returncode == 0  # leaving the fleet is said out loud
+    finally:
+        shutil.rmtree(where)

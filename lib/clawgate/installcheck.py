@@ -201,6 +201,16 @@ def cmd_keep(conf: str) -> int:
     return 0
 
 
+def cmd_store(conf: str) -> int:
+    """The store an existing config names (nothing if it cannot be read): a rerun keeps a fleet's."""
+    try:
+        with open(conf, encoding="utf-8", newline=None) as handle:
+            print(read_ini(handle.read()).get("clawgate", {}).get("store", "").strip())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def cmd_render_service(kind: str, template: str, agent: str, group: str, home: str, command: str,
                        search_path: str = "") -> int:
     argv = shlex.split(command)
@@ -388,7 +398,7 @@ def _is_uuid(text: str) -> bool:
 
 
 COMMANDS: "Dict[str, Callable[..., int]]" = {
-    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
+    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep, "store": cmd_store,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
     "shared-files": cmd_shared_files, "openbao-secret-id": cmd_openbao_secret_id,
