@@ -158,3 +158,12 @@ def test_no_value_on_either_hosts_disk(fleet):
             if path.is_file() and not path.is_symlink():
                 data = path.read_bytes()
                 assert VALUE not in data and base64.b64encode(VALUE) not in data, path
+
+
+def test_doctor_as_root_checks_openbao_as_the_owner(fleet):
+    _, a, _ = fleet
+    out = a.doctor().stdout.decode()
+    lines = [line for line in out.splitlines() if "openbao" in line]
+    for what in ("openbao reachable", "openbao unsealed", "openbao token", "openbao policy"):
+        assert any(line.startswith(f"ok    {what}:") for line in lines), out
+    assert "agent reach" in out and not any(line.startswith("FAIL  agent reach") for line in out.splitlines()), out
