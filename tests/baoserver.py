@@ -160,11 +160,15 @@ class DevServer(Server):
         self._spawn([str(bao_binary()), "server", "-dev", "-dev-tls", f"-dev-tls-cert-dir={certs}",
                      f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-root-token-id=root",
                      "-dev-no-store-token"])
-        deadline = time.monotonic() + 30
-        while not Path(self.ca).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.wait_healthy()
-        self.enable_approle()
+        try:
+            deadline = time.monotonic() + 30
+            while not Path(self.ca).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.wait_healthy()
+            self.enable_approle()
+        except BaseException:
+            self.stop()  # a set-up that fails leaves no server behind
+            raise
 
 
 class FileServer(Server):
@@ -187,11 +191,15 @@ class FileServer(Server):
             f'  tls_cert_file = "{root / "server.pem"}"\n  tls_key_file = "{root / "server.pem"}"\n}}\n'
             f'api_addr = "{self.address}"\ncluster_addr = "https://127.0.0.1:{free_port()}"\n')
         self.start()
-        answer = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token="")
-        self.unseal_key, self.token = answer["keys_base64"][0], answer["root_token"]
-        self.unseal()
-        self.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
-        self.enable_approle()
+        try:
+            answer = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token="")
+            self.unseal_key, self.token = answer["keys_base64"][0], answer["root_token"]
+            self.unseal()
+            self.api("POST", "sys/mounts/secret", {"type": "kv", "options": {"version": "2"}})
+            self.enable_approle()
+        except BaseException:
+            self.stop()  # a set-up that fails leaves no server behind
+            raise
 
     def start(self) -> None:
         self._spawn([str(bao_binary()), "server", f"-config={self.root / 'server.hcl'}"])
