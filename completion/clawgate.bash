@@ -4,7 +4,7 @@
 # The verbs and flags follow lib/clawgate/helptext.py (tests/test_completion.py keeps them equal).
 
 _clawgate_verbs="approve audit deny doctor elevate enroll get help list notify openclaw-config pending proxy proxy-token request resolve revoke route run secrets status unlock"
-_clawgate_secrets_verbs="set rm tier use-only list import import-keychain"
+_clawgate_secrets_verbs="set rm tier use-only list import import-keychain migrate"
 _clawgate_route_verbs="add list show rm rotate"
 _clawgate_tiers="open controlled restricted"
 
@@ -51,6 +51,7 @@ _clawgate_flags() {
         list) echo "--json" ;;
         import) echo "--tier --shred" ;;
         import-keychain) echo "--keychain --service --tier" ;;
+        migrate) echo "--to" ;;
       esac
       ;;
   esac

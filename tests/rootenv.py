@@ -64,7 +64,8 @@ class RootEnv:
     spent_code = Tree.spent_code
 
     def __init__(self, ttl: Optional[Dict[str, str]] = None, service: bool = False,
-                 install_args: Sequence[str] = (), install: bool = True, proxy: bool = False) -> None:
+                 install_args: Sequence[str] = (), install: bool = True, proxy: bool = False,
+                 install_input: Optional[bytes] = None) -> None:
         assert os.geteuid() == 0, "RootEnv needs root"
         self.root = Path(tempfile.mkdtemp(prefix="clawgate-test-", dir="/opt"))
         self.root.chmod(0o755)  # the agent and the owner must reach PREFIX/bin and libexec
@@ -84,6 +85,7 @@ class RootEnv:
         self.proxy_unit = self.service_dir / "clawgate-proxy.service"
         self.proxy_process: Optional[subprocess.Popen] = None
         self.extra_args = list(install_args)
+        self.install_input = install_input  # install.sh's stdin (--store openbao: the secret id)
         self.seed: Optional[totp.Params] = None
         self.last_step = -1
         make_user(self.owner_name)
@@ -127,7 +129,7 @@ class RootEnv:
         return copy / "install.sh"
 
     def install(self, *extra: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-        return run(self.install_argv(*extra), input=None, env=env)
+        return run(self.install_argv(*extra), input=self.install_input, env=env)
 
     def uninstall(self, purge: bool = True, *extra: str) -> subprocess.CompletedProcess:
         argv = ["bash", str(INSTALL), "--uninstall", "--prefix", str(self.prefix), "--yes", *extra]

@@ -195,7 +195,7 @@ def test_refuses_an_interpreter_the_agent_could_write():
     (["--target-os", "darwin"], b"only for --dry-run"),
     (["--target-os", "windows", "--dry-run"], b"darwin or linux"),
     (["--purge"], b"--purge goes with --uninstall"),
-    (["--store", "s3"], b"file or keychain"),
+    (["--store", "s3"], b"file, keychain or openbao"),
     (["--gateway-command", "no-such-gateway-program"], b"not found"),
     (["--frobnicate"], b"unknown option"),
 ])

@@ -203,7 +203,7 @@ def test_help_is_served_to_the_agent_too(tree):
     assert door(tree, "get", "--help", as_agent=True).stdout == door(tree, "help", "get").stdout
 
 
-@pytest.mark.parametrize("sub", ["set", "rm", "tier", "list", "import", "import-keychain"])
+@pytest.mark.parametrize("sub", ["set", "rm", "tier", "list", "import", "import-keychain", "migrate"])
 def test_secrets_subcommand_help_is_the_same_three_ways(tree, sub):
     program = tree.run("secrets", sub, "--help")
     through_door = door(tree, "secrets", sub, "--help")

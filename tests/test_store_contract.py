@@ -1,4 +1,5 @@
-"""The store contract, one suite for every backend: `file`, and `keychain` through the fake security.
+"""The store contract, one suite for every backend: `file`, `keychain` through the fake security,
+and `openbao` against a real OpenBao dev server (one for the module, a fresh prefix per test).
 
 Each test runs once per backend (the `backend` fixture's params); add a backend there and it
 must pass all of this. What a backend promises (store/__init__.py): get(name) -> the exact
@@ -12,13 +13,14 @@ from typing import NamedTuple
 
 import pytest
 
+from baoserver import DevServer
 from installtree import Tree
 from keychainfake import LOG, LOG_VAR, KeychainTree
 from clawgate import config, seed, totp
 from clawgate.errors import ClawgateError
 from clawgate.store import NoSuchSecret, open_store
 
-BACKENDS = ["file", "keychain"]
+BACKENDS = ["file", "keychain", "openbao"]
 
 PEM = (b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
        b"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
@@ -57,9 +59,22 @@ class Backend(NamedTuple):
             LOG.remember(*values)
 
 
+@pytest.fixture(scope="module")
+def bao_dev(tmp_path_factory):
+    server = DevServer(tmp_path_factory.mktemp("bao"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path, monkeypatch) -> Backend:
-    if request.param == "keychain":
+    if request.param == "openbao":
+        owner = request.getfixturevalue("bao_dev").owner(f"clawgate/{tmp_path.name}")
+        tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        result = tree.run("secrets", "init")
+        assert result.returncode == 0, result.stderr
+    elif request.param == "keychain":
         monkeypatch.setenv(LOG_VAR, str(LOG.path))  # in-process stores run the fake from here
         tree = KeychainTree(tmp_path)
         tree.init()

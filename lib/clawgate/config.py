@@ -17,6 +17,7 @@ from .records import Record
 from .errors import ClawgateError, unsafe
 
 TIERS = ("open", "controlled", "restricted")
+STORES = ("file", "keychain", "openbao")
 # The caps DESIGN.md fixes; a config may shorten them, never lengthen them.
 MAX_TTL = {"controlled": 4 * 3600, "restricted": 15 * 60, "root": 30 * 60}
 DEFAULT_SECURITY = "/usr/bin/security"
@@ -64,7 +65,7 @@ class Principal(Record):
 
 class Config(Record):
     __slots__ = ("path", "owner", "agent", "state_dir", "store", "ttl", "security", "keychain", "service",
-                 "proxy_port", "proxy_service", "audit_rotate")
+                 "proxy_port", "proxy_service", "audit_rotate", "openbao")
     path: str
     owner: Principal
     agent: Principal
@@ -77,6 +78,7 @@ class Config(Record):
     proxy_port: int  # [proxy] port: the agent-blind proxy listens on 127.0.0.1 and ::1 there
     proxy_service: str  # [proxy] service: its unit or plist as install.sh wrote it, or "none"
     audit_rotate: "tuple[int, int]"  # [audit] (rotate_size bytes, 0 = never; keep: rotated files kept)
+    openbao: "dict[str, str]"  # store = openbao: address host port ca mount prefix role_id (_openbao), else {}
 
     def cap(self, tier: str) -> int:
         return self.ttl[tier]
@@ -134,8 +136,8 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
     if agent.uid in (0, owner.uid):
         raise unsafe(f"{path}: agent_user must be its own non-root user")
     store = get("clawgate", "store", "file")
-    if store not in ("file", "keychain"):
-        raise unsafe(f"{path}: store must be file or keychain, not {store!r}")
+    if store not in STORES:
+        raise unsafe(f"{path}: store must be file, keychain or openbao, not {store!r}")
     state_dir = get("clawgate", "state_dir")
     if not os.path.isabs(state_dir):
         raise unsafe(f"{path}: state_dir must be an absolute path")
@@ -155,6 +157,7 @@ def _build(path: str, sections: "dict[str, dict[str, str]]") -> Config:
         proxy_port=_port(path, _value(sections, "proxy", "port", str(DEFAULT_PROXY_PORT)).strip()),
         proxy_service=_value(sections, "proxy", "service", "none").strip(),
         audit_rotate=_audit_rotation(path, sections),
+        openbao=openbao_settings(path, sections, owner.name) if store == "openbao" else {},
     )
 
 
@@ -181,6 +184,36 @@ def _audit_rotation(path: str, sections: "dict[str, dict[str, str]]") -> "tuple[
             raise unsafe(f"{path}: [audit] keep = {keep_text}: give a number of rotated files from 1 to {MAX_KEEP}")
         keep = int(keep_text)
     return size, keep
+
+
+_KV_PATH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/")
+
+
+def openbao_settings(path: str, sections: "dict[str, dict[str, str]]", owner: str) -> "dict[str, str]":
+    """[openbao]: address (https://HOST[:PORT]), ca (absolute), role_id, mount, prefix."""
+    def get(key: str, default: str = "") -> str:
+        value = _value(sections, "openbao", key, default).strip()
+        if not value or not value.isprintable() or " " in value:
+            raise unsafe(f"{path}: [openbao] {key} is not set (or holds a space)")
+        return value
+
+    address = get("address").rstrip("/")
+    scheme, _, rest = address.partition("://")
+    host, port = rest, "8200"
+    if rest.rpartition(":")[2].isdigit() and not rest.endswith("]"):
+        host, _, port = rest.rpartition(":")
+    if scheme != "https" or not host or "/" in host or "@" in host or not 0 < int(port) < 65536:
+        raise unsafe(f"{path}: [openbao] address must be https://HOST[:PORT] (TLS always), not {address!r}")
+    ca = get("ca")
+    if not os.path.isabs(ca):
+        raise unsafe(f"{path}: [openbao] ca must be an absolute path")
+    settings = {"address": address, "host": host.strip("[]"), "port": port, "ca": ca, "role_id": get("role_id")}
+    for key, default in (("mount", "secret"), ("prefix", f"clawgate/{owner}")):
+        value = get(key, default).strip("/")
+        if not value or not _KV_PATH.issuperset(value) or "" in value.split("/") or ".." in value.split("/"):
+            raise unsafe(f"{path}: [openbao] {key} must be a KV path (letters, digits, . _ - /)")
+        settings[key] = value
+    return settings
 
 
 def _ttl_caps(path: str, sections: "dict[str, dict[str, str]]") -> "dict[str, int]":

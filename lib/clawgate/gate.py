@@ -10,16 +10,25 @@ count taken back only on success: a run killed at any instant leaves the guess
 counted. Everything from the lock to the audit record runs with fatal signals
 deferred (fsio.locked), so a relayed signal cannot separate the count from its
 denial record, nor a spent code from its grant.
+
+With a store shared by several hosts (openbao: Store.shared_gate) the record lives in that store
+and each write is a check-and-set on the version read: a write that loses (another host wrote
+first) is retried from a fresh read, at most CAS_TRIES times. Of two hosts spending one code,
+exactly one write lands; the other re-reads a later last step and is denied. A guess counted
+before a lost write stays counted and is not counted twice; on success it is taken back only if
+nobody changed the count since (else the record keeps the larger count: failing closed).
 """
 
 import json
-from typing import NamedTuple
+from typing import Callable, NamedTuple, NoReturn
 
 from . import durations, fsio, grants, lockout, seed, state, totp
 from .context import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
+from .store import Conflict, Store, open_store
 
 DENIED_MESSAGE = "code denied"
+CAS_TRIES = 10  # lost check-and-set writes before giving up: only other hosts' writes cause one
 
 
 class GateState(NamedTuple):
@@ -31,23 +40,47 @@ def _path(ctx: Context) -> str:
     return state.path(ctx.cfg, "totp.json")
 
 
+def _shared(ctx: Context) -> "Store | None":
+    store = open_store(ctx.cfg)
+    return store if store.shared_gate else None
+
+
 def load_state(ctx: Context) -> GateState:
-    raw = fsio.read_checked(_path(ctx), ctx.cfg.owner.uid)
+    return _load(ctx)[0]
+
+
+def _load(ctx: Context) -> "tuple[GateState, int]":
+    """The record and its version (0 for the state directory's, which the lock alone guards)."""
+    shared = _shared(ctx)
+    if shared is None:
+        raw, version, where = fsio.read_checked(_path(ctx), ctx.cfg.owner.uid), 0, _path(ctx)
+    else:
+        (raw, version), where = shared.load_gate(), "the gate record in OpenBao"
     if raw is None:
-        return GateState(-1, lockout.State())
+        return GateState(-1, lockout.State()), version
     try:
         record = json.loads(raw)
         return GateState(
             int(record["last_step"]),
             lockout.State(int(record["failures"]), float(record["last_failure"]), float(record["locked_until"])),
-        )
+        ), version
     except (ValueError, KeyError, TypeError):
-        raise unsafe(f"{_path(ctx)}: damaged; the owner can reset it with: clawgate unlock") from None
+        raise unsafe(f"{where}: damaged; the owner can reset it with: clawgate unlock") from None
 
 
-def _save_state(ctx: Context, gate: GateState) -> None:
-    record = {"last_step": gate.last_step, **gate.lock._asdict()}
-    fsio.write_atomic(_path(ctx), json.dumps(record).encode())
+def _save_state(ctx: Context, gate: GateState, version: int = 0) -> int:
+    """The new version; Conflict if a shared record moved past `version`."""
+    raw = json.dumps({"last_step": gate.last_step, **gate.lock._asdict()}).encode()
+    shared = _shared(ctx)
+    if shared is None:
+        fsio.write_atomic(_path(ctx), raw)
+        return version
+    return shared.save_gate(raw, version)
+
+
+def _busy() -> ClawgateError:
+    return ClawgateError(LOCKED_OUT, f"the gate record kept changing under us ({CAS_TRIES} tries: other hosts "
+                                     "are using codes right now); try again")
 
 
 def _lock(ctx: Context):
@@ -112,30 +145,50 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
     with _lock(ctx):
-        current = load_state(ctx)
-        if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
-            ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
-            raise locked_out(current.lock.locked_until)
-        counted = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
-        if counted != current.lock:
-            _save_state(ctx, GateState(current.last_step, counted))  # durable before the guess is checked
-        step = totp.match_step(params_, code, now, current.last_step)
-        if step is None or refuse_cause:
-            denial = {"purpose": purpose, "result": "denied", "cause": refuse_cause or _cause(params_, code, now),
-                      "failures": counted.failures}
-            if step is not None:
-                _save_state(ctx, GateState(step, counted))
-                denial["spent"] = True
-            records = [("code", denial)]
-            if lockout.is_locked(counted, now) and counted != current.lock:
-                records.append(("lockout", {"until": until_text(counted.locked_until), "failures": counted.failures}))
-            ctx.audit_all(records)
-            raise denied(DENIED_MESSAGE)
-        _accept(ctx, GateState(step, current.lock), purpose, grant, grant_record)
-        return step
+        mine = None  # (before, after): the lock state our guess replaced and the one it left, once durable
+        for _ in range(CAS_TRIES):
+            current, version = _load(ctx)
+            if mine is None:
+                if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
+                    ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
+                    raise locked_out(current.lock.locked_until)
+                counted = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
+                if counted != current.lock:
+                    try:  # durable before the guess is checked
+                        version = _save_state(ctx, GateState(current.last_step, counted), version)
+                    except Conflict:
+                        continue
+                mine, current = (current.lock, counted), GateState(current.last_step, counted)
+            # Our guess is in `current` now; take it back on success only if nobody counted since.
+            restored = mine[0] if current.lock == mine[1] else current.lock
+            step = totp.match_step(params_, code, now, current.last_step)
+            try:
+                if step is None or refuse_cause:
+                    _deny(ctx, params_, code, now, purpose, refuse_cause, step, current, version, mine)
+                _accept(ctx, GateState(step, restored), version, purpose, grant, grant_record)
+            except Conflict:
+                continue
+            return step
+        raise _busy()
 
 
-def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant | None",
+def _deny(ctx: Context, params_: totp.Params, code: str, now: float, purpose: str, refuse_cause: "str | None",
+          step: "int | None", current: GateState, version: int,
+          mine: "tuple[lockout.State, lockout.State]") -> NoReturn:
+    """Spend a valid code refused all the same, audit the denial and raise it (Conflict: retry)."""
+    denial = {"purpose": purpose, "result": "denied", "cause": refuse_cause or _cause(params_, code, now),
+              "failures": current.lock.failures}
+    if step is not None:
+        _save_state(ctx, GateState(step, current.lock), version)
+        denial["spent"] = True
+    records = [("code", denial)]
+    if lockout.is_locked(mine[1], now) and mine[1] != mine[0]:
+        records.append(("lockout", {"until": until_text(mine[1].locked_until), "failures": mine[1].failures}))
+    ctx.audit_all(records)
+    raise denied(DENIED_MESSAGE)
+
+
+def _accept(ctx: Context, spent: GateState, version: int, purpose: str, grant: "grants.Grant | None",
             grant_record: "dict[str, object]") -> None:
     """Spend, grant, audit: in that order, the grant undone if its record cannot be written.
 
@@ -143,7 +196,7 @@ def _accept(ctx: Context, spent: GateState, purpose: str, grant: "grants.Grant |
     or a CPU-time limit guard refused to run under) leaves at worst a spent code and no grant,
     never a grant whose code could be used again."""
     records = [("code", {"purpose": purpose, "result": "accepted", "step": spent.last_step})]
-    _save_state(ctx, spent)  # the code spent and the guess taken back, in one write
+    _save_state(ctx, spent, version)  # the code spent and the guess taken back, in one write (Conflict: nothing done)
     if grant is not None:
         grants.write(ctx.cfg, grant)
         records.append(("grant", {"name": grant.name, "tier": grant.tier, **grant_record}))
@@ -160,12 +213,11 @@ def unlock(ctx: Context) -> lockout.State:
 
     If the record cannot be written, the count is put back: cleared and audited, or neither."""
     with _lock(ctx):
-        current = load_state(ctx)
-        _save_state(ctx, GateState(current.last_step, lockout.State()))
+        current, version = _write_retried(ctx, lambda gate: GateState(gate.last_step, lockout.State()))
         try:
             ctx.audit("unlock", failures=current.lock.failures)
         except BaseException:
-            _save_state(ctx, current)
+            _write_retried(ctx, lambda gate: GateState(gate.last_step, current.lock))
             raise
     return current.lock
 
@@ -173,5 +225,15 @@ def unlock(ctx: Context) -> lockout.State:
 def record_step(ctx: Context, step: int) -> None:
     """After enrolment: the confirming code's step is spent like any other."""
     with _lock(ctx):
-        current = load_state(ctx)
-        _save_state(ctx, GateState(max(step, current.last_step), current.lock))
+        _write_retried(ctx, lambda gate: GateState(max(step, gate.last_step), gate.lock))
+
+
+def _write_retried(ctx: Context, change: "Callable[[GateState], GateState]") -> "tuple[GateState, int]":
+    """Read, change, write by check-and-set, retried on a lost write; (what was read, the new version)."""
+    for _ in range(CAS_TRIES):
+        current, version = _load(ctx)
+        try:
+            return current, _save_state(ctx, change(current), version)
+        except Conflict:
+            continue
+    raise _busy()

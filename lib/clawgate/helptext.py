@@ -30,7 +30,7 @@ SUMMARY = """usage: clawgate VERB [ARG...]      clawgate help VERB      clawgate
                                  the provider block for openclaw.json
   proxy-token ROUTE              the API key the agent's client sends to the proxy's ROUTE
 owner only:
-  secrets set|rm|tier|use-only|list|import|import-keychain ...
+  secrets set|rm|tier|use-only|list|import|import-keychain|migrate ...
   route add|list|show|rm|rotate ...   proxy   (agent-blind credentials)
   enroll [--import] [--rotate] [--root]
   pending [--json]   deny ID   notify set|test|show|off
@@ -178,7 +178,7 @@ Run it at a terminal.
   --rotate   replace the enrolled seed; every grant is revoked
   --root     a second seed, only for root (a second authenticator entry, "clawgate root")""",
 
-    "secrets": """usage: clawgate secrets set|rm|tier|use-only|list|import|import-keychain|init ...
+    "secrets": """usage: clawgate secrets set|rm|tier|use-only|list|import|import-keychain|migrate|init ...
 (owner) Manage the secrets; values never go in arguments.
   set NAME [--tier T] [--raw] [--allow-empty] [--force] [--use-only]   store a value
   rm NAME [--force]                                       delete a secret and its grant
@@ -188,6 +188,7 @@ Run it at a terminal.
   import [--tier T] [--shred] PATH...                     move credential files into the store
   import-keychain --keychain PATH --service NAME [--tier T]
                                                           copy a keychain made by the guide's scripts
+  migrate --to openbao                                    move this host's store into OpenBao
   init                                                    create the store (install.sh does it)
 clawgate help secrets set (and so on) for each.
 """ + TIERS,
@@ -227,6 +228,13 @@ the new tier's cap.
 (owner) Move plaintext credential files into the store, one secret per file, named after it.
   --tier T   the tier for every imported secret (default: restricted)
   --shred    overwrite and delete each original once it is stored""",
+
+    "secrets migrate": """usage: clawgate secrets migrate --to openbao
+(owner) Once install.sh has set store = openbao: move the secrets, tiers and TOTP seeds this
+host's file store kept into OpenBao's prefix, all or nothing. A name already there with another
+value, or another host's seed, stops it before anything is written; everything is read back
+before the local copies are removed.
+  --to openbao   the one target""",
 
     "secrets import-keychain": """usage: clawgate secrets import-keychain --keychain PATH --service NAME [--tier T]
 (owner, macOS) Copy the items of a keychain made with the guide's scripts into the store.

@@ -201,6 +201,16 @@ def cmd_keep(conf: str) -> int:
     return 0
 
 
+def cmd_store(conf: str) -> int:
+    """The store an existing config names (nothing if it cannot be read): a rerun keeps a fleet's."""
+    try:
+        with open(conf, encoding="utf-8", newline=None) as handle:
+            print(read_ini(handle.read()).get("clawgate", {}).get("store", "").strip())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def cmd_render_service(kind: str, template: str, agent: str, group: str, home: str, command: str,
                        search_path: str = "") -> int:
     argv = shlex.split(command)
@@ -468,11 +478,53 @@ def cmd_linked(path: str) -> int:
     return 1 if linked else 0
 
 
+def cmd_openbao_secret_id(owner: str, address: str, ca: str, role_id: str, mount: str, prefix: str,
+                          have_one: str) -> int:
+    """install.sh --store openbao, before any change: the AppRole secret id from stdin (a prompt at a
+    terminal), checked by a login and the token's capabilities on the prefix, printed on stdout for
+    install.sh to write 0600. A response-wrapped one is unwrapped: anything not shaped as a UUID is
+    taken for a wrapping token. Nothing given and have_one=1 (a rerun): nothing printed, exit 0."""
+    from clawgate.config import openbao_settings
+    from clawgate.errors import ClawgateError
+    from clawgate.store.openbao import Bao, OpenBaoStore
+
+    if sys.stdin.isatty():
+        import getpass
+
+        given = getpass.getpass("AppRole secret id (or a response-wrapped one): ").strip()
+    else:
+        given = sys.stdin.readline().strip()
+    try:
+        settings = openbao_settings("install.sh", {"openbao": {
+            "address": address, "ca": ca, "role_id": role_id, "mount": mount, "prefix": prefix}}, owner)
+        if not given:
+            if have_one == "1":
+                return 0
+            raise ClawgateError(2, "--store openbao: give the AppRole secret id on stdin (a wrapped one is fine)")
+        bao = Bao(settings, os.getuid(), "/nonexistent")
+        secret_id = given if _is_uuid(given) else bao.unwrap(given)
+        bao.use(bao.authenticate(secret_id)[0])
+        missing, _beyond = OpenBaoStore(settings, bao).policy()
+        if missing:
+            raise ClawgateError(6, f"OpenBao at {address}: the AppRole's policy lacks {'; '.join(missing)}; "
+                                   "grant it (README: the policy for one owner's prefix)")
+    except ClawgateError as err:
+        print(f"clawgate: {err.message}", file=sys.stderr)
+        return err.code
+    print(secret_id)
+    return 0
+
+
+def _is_uuid(text: str) -> bool:
+    parts = text.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdefABCDEF" for c in "".join(parts))
+
+
 COMMANDS: "Dict[str, Callable[..., int]]" = {
-    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep,
+    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep, "store": cmd_store,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
-    "shared-files": cmd_shared_files, "linked": cmd_linked,
+    "shared-files": cmd_shared_files, "linked": cmd_linked, "openbao-secret-id": cmd_openbao_secret_id,
 }
 
 

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 def secrets_table(ctx: Context, now: float) -> List[Dict[str, Any]]:
     rows = []
-    for name in open_store(ctx.cfg).names():
+    store = open_store(ctx.cfg)
+    listed = store.names()
+    if store.batched:  # a remote store: every tier record at once, over parallel connections
+        store.prefetch("tiers", listed)
+    for name in listed:
         tier, use_only = tiers.read(ctx.cfg, name)
         tier, grant = access.decide(ctx.cfg, name, now, tier)
         rows.append({

@@ -1,8 +1,10 @@
 """Each secret's tier and use-only mark. A secret with no record is restricted and readable.
 
-The record is one line, `TIER` or `TIER use-only`: both facts in one file, so one atomic write
+The record is one line, `TIER` or `TIER use-only`: both facts in one record, so one atomic write
 changes them together and changing one can never drop the other. A use-only secret is never
 served to the agent (access.read); only the proxy sends it, to its route's upstream.
+The record is STATE/tiers/NAME; with a store shared by several hosts (openbao) it lives in that
+store beside the value instead, so every host serves a secret at the same tier and mark.
 """
 
 from . import fsio, names, state
@@ -23,9 +25,31 @@ def _path(cfg: Config, name: str) -> str:
     return state.path(cfg, "tiers", names.to_filename(name))
 
 
+def _shared(cfg: Config):  # the shared store, when it keeps the records (not on the file store's path)
+    from .store import open_store
+
+    return open_store(cfg)
+
+
+def _read(cfg: Config, name: str) -> "bytes | None":
+    if cfg.store == "openbao":
+        return _shared(cfg).load_tier(name)
+    return fsio.read_checked(_path(cfg, name), cfg.owner.uid)
+
+
+def _write(cfg: Config, name: str, record: "bytes | None") -> None:
+    """Write the record; None removes it."""
+    if cfg.store == "openbao":
+        _shared(cfg).save_tier(name, record)
+    elif record is None:
+        fsio.remove(_path(cfg, name))
+    else:
+        fsio.write_atomic(_path(cfg, name), record)
+
+
 def read(cfg: Config, name: str) -> "tuple[str, bool]":
     """(tier, use_only). A damaged record fails closed on both: restricted and use-only."""
-    raw = fsio.read_checked(_path(cfg, name), cfg.owner.uid)
+    raw = _read(cfg, name)
     if raw is None:
         return DEFAULT, False
     words = raw.decode("ascii", "replace").split()
@@ -47,11 +71,8 @@ def set(cfg: Config, name: str, tier: "str | None" = None, use_only: "bool | Non
     old_tier, old_mark = read(cfg, name)
     tier = old_tier if tier is None else tier
     mark = old_mark if use_only is None else use_only
-    if tier == DEFAULT and not mark:
-        fsio.remove(_path(cfg, name))
-    else:
-        fsio.write_atomic(_path(cfg, name), f"{tier}{' ' + USE_ONLY if mark else ''}\n".encode("ascii"))
+    _write(cfg, name, None if tier == DEFAULT and not mark else f"{tier}{' ' + USE_ONLY if mark else ''}\n".encode("ascii"))
 
 
 def forget(cfg: Config, name: str) -> None:
-    fsio.remove(_path(cfg, name))
+    _write(cfg, name, None)

@@ -1,12 +1,16 @@
 """Secret stores. Each backend serves only the secrets namespace, by validated name.
 
 Store is the interface every backend implements (FileStore here, the default and Linux's;
-KeychainStore in keychain.py, macOS's): values are bytes, any bytes. The TOTP seeds are
-kept by the store too (load_seed/save_seed), in a place no secret name reaches. Callers ask
+KeychainStore in keychain.py, macOS's; OpenBaoStore in openbao.py, fleets'): values are bytes,
+any bytes. The TOTP seeds are kept by the store too (load_seed/save_seed), in a place no secret
+name reaches. A store shared by several hosts (shared_gate) also keeps each secret's tier record
+(load_tier/save_tier: tiers.py asks it) and the gate record (load_gate/save_gate, changed only by
+check-and-set: gate.py asks it); the others leave both to the state directory. Callers ask
 the store; none of them branch on cfg.store.
 """
 
 import os
+import sys
 
 from .. import fsio, names, state
 from ..config import Config
@@ -14,10 +18,14 @@ from ..errors import NO_SUCH_SECRET, ClawgateError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (every `get` imports this module)
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import List, Optional, Tuple
 
 
 ROOT_SEED_SUFFIX = "-root"  # enroll --root: a second seed whose codes alone open root
+
+
+class Conflict(Exception):
+    """A check-and-set write lost: another host wrote the record since we read its version."""
 
 
 class NoSuchSecret(ClawgateError):
@@ -59,6 +67,34 @@ class Store:
 
     def save_seed(self, raw: bytes, root: bool = False) -> None:
         raise NotImplementedError
+
+    # A shared store only (shared_gate): the tier record and the gate record live in it.
+    shared_gate = False
+
+    def load_tier(self, name: str) -> "Optional[bytes]":
+        """The tier record (tiers.py's text), or None for the default."""
+        raise NotImplementedError
+
+    def save_tier(self, name: str, record: "Optional[bytes]") -> None:
+        """Write the tier record; None removes it."""
+        raise NotImplementedError
+
+    def load_gate(self) -> "Tuple[Optional[bytes], int]":
+        """The gate record (gate.py's) and its version; (None, 0) before the first write."""
+        raise NotImplementedError
+
+    def save_gate(self, raw: bytes, version: int) -> int:
+        """Write it only if it is still at `version` (check-and-set): the new version, or Conflict."""
+        raise NotImplementedError
+
+    # A remote store only (batched): resolve fetches a batch's records at once, then reads them.
+    batched = False
+
+    def prefetch(self, kind: str, wanted: "List[str]") -> None:
+        """Fetch the tier records ("tiers") or values ("secrets") of `wanted` ahead of their reads."""
+
+    def drop_prefetched(self) -> None:
+        """Forget what prefetch held."""
 
 
 SEED_FILE = "totp-seed"  # in STATE, beside (never inside) the secrets directory
@@ -111,9 +147,22 @@ class FileStore(Store):
         return state.path(self._cfg, SEED_FILE + (ROOT_SEED_SUFFIX if root else ""))
 
 
+_SHARED: "dict[tuple[object, ...], Store]" = {}  # one OpenBao client per config and thread: its token and connection
+
+
 def open_store(cfg: Config) -> Store:
     if cfg.store == "keychain":
         from .keychain import KeychainStore
 
         return KeychainStore(cfg)
+    if cfg.store == "openbao":
+        # Another thread gets a client of its own (a process that never imported threading has one).
+        threading = sys.modules.get("threading")
+        thread = threading.get_ident() if threading and threading.current_thread() is not threading.main_thread() else 0
+        key = (cfg.path, cfg.state_dir, *sorted(cfg.openbao.items()), thread)
+        if key not in _SHARED:
+            from .openbao import OpenBaoStore
+
+            _SHARED[key] = OpenBaoStore.of(cfg)
+        return _SHARED[key]
     return FileStore(cfg)

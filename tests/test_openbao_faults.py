@@ -1,0 +1,205 @@
+"""The openbao store fails closed (invariant 17): a real OpenBao with file storage, sealed, stopped,
+restarted, slowed, its token and secret id revoked, its policy too narrow.
+
+Each fault: exit 6 with one line naming OpenBao and what to check, within a bounded time, nothing
+of the value on the host's disk afterwards (the state dir searched for it and its base64), and
+the next call after recovery is served. One server for the module (it is started, initialised
+and unsealed once); each test has its own prefix and AppRole.
+"""
+
+import base64
+import time
+
+import pytest
+
+from baoserver import FileServer, SlowProxy
+from installtree import Tree
+
+VALUE = b"fleet-value-\x00\xff-7d1c"
+BOUND = 8.0  # seconds: the store's 5 s call timeout and the interpreter's start, with room to spare
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = FileServer(tmp_path_factory.mktemp("baofile"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def host(server, tmp_path):
+    owner = server.owner(f"clawgate/{tmp_path.name}")
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+    owner.give(tree.state)
+    assert tree.run("secrets", "init").returncode == 0
+    tree.set_secret("db/password", VALUE, tier="open")
+    tree.bao_owner = owner
+    return tree
+
+
+def served(tree: Tree) -> None:
+    got = tree.as_agent("broker", "get", "db/password")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == VALUE
+
+
+def refused(tree: Tree, *words: str) -> str:
+    started = time.monotonic()
+    got = tree.as_agent("broker", "get", "db/password")
+    took = time.monotonic() - started
+    line = got.stderr.decode()
+    assert got.returncode == 6, line
+    assert took < BOUND, (took, line)
+    assert got.stdout == b""
+    assert line.count("\n") == 1 and line.startswith("clawgate: OpenBao at https://127.0.0.1:"), line
+    assert "Traceback" not in line
+    for word in words:
+        assert word in line, line
+    assert_no_value_on_disk(tree)
+    return line
+
+
+def assert_no_value_on_disk(tree: Tree) -> None:
+    needles = [VALUE, base64.b64encode(VALUE), b"fleet-value"]
+    for path in tree.state.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), path
+
+
+def test_served_and_nothing_on_disk(host):
+    served(host)
+    assert_no_value_on_disk(host)
+    assert not (host.state / "secrets").exists() or not any((host.state / "secrets").iterdir())
+
+
+def test_sealed_then_unsealed(server, host):
+    served(host)
+    server.seal()
+    try:
+        refused(host, "sealed", "unseal")
+    finally:
+        server.unseal()
+    served(host)
+
+
+def test_stopped_then_restarted(server, host):
+    served(host)
+    server.stop()
+    try:
+        refused(host, "unreachable", "[openbao] address")
+    finally:
+        server.start()
+    refused(host, "sealed")  # a restarted server comes back sealed
+    server.unseal()
+    served(host)  # the cached token survived the restart
+
+
+def test_slow_server_is_refused_in_bounded_time(server, tmp_path):
+    proxy = SlowProxy(server.port, delay=30)
+    try:
+        owner = server.owner(f"clawgate/{tmp_path.name}")
+        slow_config = owner.config().replace(server.address, f"https://127.0.0.1:{proxy.port}")
+        (tmp_path / "slow").mkdir()
+        tree = Tree(tmp_path / "slow", store="openbao", extra_config=slow_config)
+        owner.give(tree.state)
+        line = refused(tree, "no answer within")
+        assert "running and reachable" in line
+    finally:
+        proxy.close()
+
+
+def test_revoked_token_is_replaced_by_a_fresh_login(server, host):
+    served(host)
+    token = (host.state / "openbao-token").read_text().split()[1]
+    server.api("POST", "auth/token/revoke", {"token": token})
+    served(host)
+    assert (host.state / "openbao-token").read_text().split()[1] != token
+
+
+def test_expired_token_in_the_cache_is_replaced(host):
+    served(host)
+    path = host.state / "openbao-token"
+    token = path.read_text().split()[1]
+    path.write_text(f"{int(time.time()) - 5} {token}\n")
+    served(host)
+    expiry, fresh = path.read_text().split()
+    assert fresh != token and float(expiry) > time.time()
+
+
+def test_revoked_secret_id_then_a_new_one(server, host):
+    served(host)
+    owner = host.bao_owner
+    token = (host.state / "openbao-token").read_text().split()[1]
+    server.api("POST", f"auth/approle/role/{owner.role}/secret-id/destroy", {"secret_id": owner.secret_id})
+    server.api("POST", "auth/token/revoke", {"token": token})
+    refused(host, "AppRole login", "secret id")
+    owner.secret_id = server.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
+    owner.give(host.state)
+    served(host)
+
+
+def test_policy_too_narrow_then_widened(server, host):
+    served(host)
+    owner = host.bao_owner
+    policy = server.api("GET", f"sys/policies/acl/{owner.role}")["data"]["policy"]
+    server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": 'path "secret/data/elsewhere/*" '
+                                                                   '{ capabilities = ["read"] }'})
+    try:
+        refused(host, "permission denied", "policy")
+    finally:
+        server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": policy})
+    served(host)
+
+
+def test_a_wrong_ca_is_refused(server, host, tmp_path):
+    import trustme
+
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    text = host.config_path.read_text().replace(server.ca, str(other))
+    host.config_path.write_text(text)
+    refused(host, "TLS", "[openbao] ca")
+
+
+def test_a_standby_answering_429_is_refused(tmp_path):
+    """No real standby here (one node): a TLS server that answers every call as a standby does."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    from baoserver import Owner, Server
+
+    authority = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+
+    class Standby(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            body = b'{"errors":[]}'
+            self.send_response(429)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_LIST = answer  # noqa: N815 - http.server names its handlers so
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Standby)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        fake = Server.__new__(Server)
+        fake.address, fake.ca = f"https://127.0.0.1:{httpd.server_address[1]}", str(tmp_path / "ca.pem")
+        authority.cert_pem.write_to_path(fake.ca)
+        owner = Owner(fake, "clawgate/standby", "r", "role-id", "d2b6a1f0-1111-2222-3333-444455556666")
+        (tmp_path / "host").mkdir()
+        tree = Tree(tmp_path / "host", store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        refused(tree, "standby", "active node")
+    finally:
+        httpd.shutdown()
