@@ -194,6 +194,9 @@ def test_audit_verify_and_show_read_every_kept_file(rotating):
     assert len(recent.splitlines()) == len([s for s in everything if " get " in s or " rotate " in s])
     bad = rotating.run("audit", "show", "--since", "yesterday")
     assert bad.returncode == 2 and b"how long ago" in bad.stderr
+    for typo in ("2026-13-01", "2026-02-30", "2026-12-06T25:00"):  # a date that is none: said, not an empty answer
+        wrong = rotating.run("audit", "show", "--since", typo)
+        assert wrong.returncode == 2 and b"not a date and time" in wrong.stderr, typo
 
 
 def test_verify_names_a_removed_middle_file(rotating):
@@ -296,7 +299,7 @@ def test_doctor_checks_the_current_file_of_a_rotated_log_from_its_stated_start(r
     which is no FAIL; an edit in it is. The rotated files are `audit verify`'s."""
     log = rotating.state / "audit.log"
     lines = rotating.run("doctor").stdout.decode().splitlines()
-    assert any(line.startswith("ok    audit log: hash chain intact") for line in lines), lines
+    assert any(line.startswith("ok    audit log: audit.log's hash chain intact") for line in lines), lines
     os.unlink(audit.rotated_files(str(log))[1])
     lines = rotating.run("doctor").stdout.decode().splitlines()
     assert any(line.startswith("ok    audit log: ") for line in lines), lines  # audit verify names it
