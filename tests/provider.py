@@ -177,6 +177,15 @@ class Provider:
             packer = zlib.compressobj(wbits=zlib.MAX_WBITS if encoding == "deflate" else -zlib.MAX_WBITS)
             raw = packer.compress(raw) + packer.flush()
             extra["Content-Encoding"] = "deflate"
+        elif encoding == "fold":  # the key split across an obsolete folded header line
+            extra = {"Link": f"<https://x/{secret_bearing[:14]}\r\n {secret_bearing[14:]}>"}
+        elif encoding == "tegzip":  # gzip as a transfer coding: what a proxy that undoes only chunked relays raw
+            packed = gzip.compress(raw)
+            handler.send_response(200)
+            handler.send_header("Transfer-Encoding", "gzip, chunked")
+            handler.end_headers()
+            handler.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed))
+            return
         elif encoding == "headers":  # the key as a header's name, and a cookie
             extra = {secret_bearing.split(" ")[-1]: "x", "Set-Cookie": "session=" + secret_bearing,
                      "X-Request-Id": "req-1"}

@@ -256,7 +256,7 @@ def test_hop_by_hop_and_proxy_headers_are_stripped(world):
 # -- what comes back: scrubbed ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["plain", "b64", "basic", "url", "hex", "gzip", "gzip2", "deflate", "rawdeflate",
-                                      "slow", "headers"])
+                                      "slow", "headers", "fold"])
 def test_an_echoing_upstream_hands_back_only_redacted_forms(world, encoding):
     tree, provider, port, _ = world
     status, headers, body = request(port, "GET", f"/p/echo?enc={encoding}", bearer(tree))
@@ -269,6 +269,8 @@ def test_an_echoing_upstream_hands_back_only_redacted_forms(world, encoding):
         assert form not in everything
     if encoding == "headers":  # neither a name of the upstream's choosing nor a cookie reaches the agent
         assert "Set-Cookie" not in headers and headers["X-Request-Id"] == "req-1"
+    elif encoding == "fold":  # a folded value is dropped whole: its lines could split the key
+        assert "Link" not in headers
     else:
         assert b"[redacted:openai/key]" in everything
     assert provider.last().headers["authorization"] == "Bearer " + KEY.decode()
@@ -305,6 +307,26 @@ def test_a_body_in_an_encoding_it_cannot_read_is_not_relayed(world):
     tree, provider, port, _ = world
     status, _, body = request(port, "GET", "/p/brotli", bearer(tree))
     assert status == 502 and b"cannot scrub" in body
+    status, _, body = request(port, "GET", "/p/echo?enc=tegzip", bearer(tree))  # a transfer coding too
+    assert status == 502 and b"transfer coding" in body and KEY not in body
+
+
+def test_a_body_in_too_many_chunks_is_refused(world):
+    tree, provider, port, _ = world
+    before = len(provider.seen)
+    data = (f"POST /p/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(tree, 'p')}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode() + b"1\r\na\r\n" * 16385 + b"0\r\n\r\n"
+    reply = proxykit.raw(port, data)
+    assert proxykit.status_of(reply) in (413, 0) or b"chunks" in reply
+    assert all(len(seen.body) < 16385 for seen in provider.seen[before:])
+
+
+def test_a_method_override_header_never_reaches_the_upstream(world):
+    tree, provider, port, _ = world
+    request(port, "POST", "/a/messages", {"x-api-key": token(tree, "a"), "X-HTTP-Method-Override": "DELETE",
+                                          "X-Method-Override": "DELETE"}, b"{}")
+    seen = provider.last().headers
+    assert "x-http-method-override" not in seen and "x-method-override" not in seen
 
 
 def test_the_upstream_is_asked_for_an_uncompressed_answer(world):
@@ -475,3 +497,47 @@ def test_the_token_may_come_as_a_bearer_and_is_never_relayed(world):
     assert status == 200
     seen = provider.last().headers
     assert seen["x-api-key"] == KEY.decode() and "authorization" not in seen
+
+
+def test_a_revoke_while_the_upstream_is_still_connecting_keeps_the_key_from_leaving(world, tmp_path):
+    """The upstream takes 2.5 s to answer TLS; the owner revokes during it: nothing is sent."""
+    import ssl
+    import threading
+
+    tree, provider, port, _ = world
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    provider.ca.issue_cert("localhost").configure_cert(context)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    received = []
+
+    def slow():
+        conn, _ = listener.accept()
+        time.sleep(2.5)
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(3)
+                received.append(tls.recv(65536))
+        except (OSError, ssl.SSLError):
+            pass
+
+    thread = threading.Thread(target=slow, daemon=True)
+    thread.start()
+    assert tree.run("route", "add", "slow", "--upstream", f"https://localhost:{listener.getsockname()[1]}",
+                    "--secret", "gh/token", "--inject", "Authorization: token {secret}", "--allow-private",
+                    "--ca", str(provider.ca_path)).returncode == 0
+    assert tree.owner_approve("gh/token", tree.code()).returncode == 0
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(f"DELETE /slow/thing HTTP/1.1\r\nHost: x\r\nAuthorization: token {token(tree, 'slow')}\r\n"
+                     "\r\n".encode())
+        time.sleep(0.5)
+        assert tree.run("revoke", "gh/token").returncode == 0
+        try:
+            answer = sock.recv(65536)
+        except OSError:
+            answer = b""
+    thread.join(10)
+    listener.close()
+    assert not answer.startswith(b"HTTP/1.1 200")
+    assert not any(OTHER_KEY in data for data in received), received

@@ -39,8 +39,21 @@ def forms(value: bytes) -> List[bytes]:
     if stripped and stripped != value:
         found.append(stripped)
     for raw in dict.fromkeys(found):
-        found += _base64_forms(raw) + _url_forms(raw) + _hex_forms(raw)
+        found += _base64_forms(raw) + _url_forms(raw) + _hex_forms(raw) + _text_forms(raw)
     return sorted(set(found), key=lambda form: (-len(form), form))
+
+
+def _text_forms(value: bytes) -> List[bytes]:
+    """As JSON encoders escape it (PHP's and Java's write `/` as `\\/`), and upper- or lower-cased
+    (a header parameter or a log line may fold the case); the case forms only for values long
+    enough not to match ordinary words."""
+    out = []
+    escaped = value.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"/", b"\\/")
+    if escaped != value:
+        out.append(escaped)
+    if len(value) >= MIN_CORE:
+        out += [value.lower(), value.upper()]
+    return [form for form in out if form != value]
 
 
 def _base64_forms(value: bytes) -> List[bytes]:

@@ -30,6 +30,8 @@ MAX_LOGGED_PATH = 256  # characters of a path in a record (with its full length)
 HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection",
     "host", "content-length", "expect", "accept-encoding",
+    # A method in a header, which some APIs obey over the request's own: the route's --methods decide.
+    "x-http-method-override", "x-http-method", "x-method-override",
 ))
 # What of an upstream's answer headers reaches the agent: what API clients read, and no more. A
 # header name is the upstream's to choose (it could carry the key) and Set-Cookie would hand the
@@ -235,8 +237,7 @@ class Exchange:
         try:
             allowed = policy.permit(self.ctx, self.request)
             self.route, self.path, self.secret = allowed.route.name, allowed.path, allowed.route.secret
-            if allowed.tier != "open":
-                self.watcher.watch(self)
+            self.watcher.watch(self)  # an open tier too: the owner may tighten it mid-stream
             if (self.request.one("expect") or "").lower() == "100-continue":
                 self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             elif self.request.one("expect") is not None:
@@ -276,6 +277,11 @@ class Exchange:
         conn = self.upstream = upstream.take(route, time.monotonic())
         reusable = False
         try:
+            # Connecting may have taken seconds: decide again before the value leaves, and not at all
+            # if the watcher cut us meanwhile (it could not shut a socket that did not exist yet).
+            if self.was_cut or not policy.still_allowed(self.ctx, route.secret, time.time()):
+                self.was_cut = True
+                raise wire.Refusal(403, "the grant ended", "permission_error")
             kind, length = wire.framing(request)
             conn.putrequest(request.method, allowed.path, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", route.host_header)
@@ -295,6 +301,8 @@ class Exchange:
                 self.sent_up += len(piece)
             if kind == "chunked":
                 conn.send(b"0\r\n\r\n")
+            if self.was_cut:
+                raise wire.Refusal(403, "the grant ended", "permission_error")
             response = conn.getresponse()
             outcome = self._relay(allowed, response)
             reusable = outcome[0] == "ok" and response.isclosed() and not response.will_close and not self.was_cut
@@ -312,6 +320,10 @@ class Exchange:
         self.status = response.status
         if response.status == 101 or response.status < 200:
             raise wire.Refusal(502, "the upstream tried to switch protocols", "api_error")
+        coding = (response.getheader("transfer-encoding") or "chunked").strip().lower()
+        if coding != "chunked":  # http.client undoes chunked only: another coding would pass unscrubbed
+            raise wire.Refusal(502, f"the upstream sent a {coding[:32]!r} transfer coding, which the proxy cannot "
+                                    "scrub", "api_error")
         encoding = (response.getheader("content-encoding") or "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
             raise wire.Refusal(502, f"the upstream sent a {encoding[:32]!r} body, which the proxy cannot scrub",
@@ -319,7 +331,8 @@ class Exchange:
         inflate = Inflater(encoding) if encoding != "identity" else None
         lines = [f"HTTP/1.1 {response.status} {_scrubbed(scrubber, response.reason)[:128]}"]
         for name, value in response.getheaders():
-            if answer_header_allowed(name.lower()):
+            # A folded value (obs-fold) could split the key across its lines: such a header is dropped.
+            if answer_header_allowed(name.lower()) and "\r" not in value and "\n" not in value:
                 lines.append(_scrubbed(scrubber, f"{name}: {value}"))
         bodyless = self.request.method == "HEAD" or response.status in (204, 304)
         chunked = not bodyless and self.request.version == "HTTP/1.1"

@@ -14,6 +14,7 @@ import time
 MAX_HEAD = 64 * 1024  # request line and headers together
 MAX_HEADERS = 100
 MAX_CHUNK_LINE = 1024
+MAX_CHUNKS = 16384  # a body of a million one-byte chunks is framing to parse, not data to send
 HEAD_DEADLINE = 20.0  # seconds for a whole request head, however it trickles in
 IDLE = 15.0  # seconds a kept-alive connection may wait for its next request
 BODY_DEADLINE = 300.0  # seconds for a whole request body
@@ -204,7 +205,7 @@ def body(reader: Reader, request: Request, limit: int):
             length -= len(piece)
             yield piece
     elif kind == "chunked":
-        total = 0
+        total = chunks = 0
         pending: "list[bytes]" = []
         held = 0
         while True:
@@ -214,6 +215,9 @@ def body(reader: Reader, request: Request, limit: int):
             size = int(size_text, 16)
             if size == 0:
                 break
+            chunks += 1
+            if chunks > MAX_CHUNKS:
+                raise Refusal(413, f"request body in more than {MAX_CHUNKS} chunks")
             total += size
             if total > limit:
                 raise Refusal(413, f"request body larger than {limit // (1024 * 1024)} MiB")
