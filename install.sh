@@ -1109,19 +1109,19 @@ for agent_file in "clawgate-resolve $RESOLVE_LAUNCHER 0755" "SKILL.md $SKILL_FIL
   fi
 done
 
-# 7. The service, as the agent.
-service_running() {
+# 7. The services: the gateway as the agent, the agent-blind proxy as the owner.
+service_running() { # NAME
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$SERVICE_NAME" >/dev/null 2>&1
+    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$1" >/dev/null 2>&1
   else
-    systemctl is-enabled --quiet "$SERVICE_NAME" 2>/dev/null
+    systemctl is-enabled --quiet "$1" 2>/dev/null && systemctl is-active --quiet "$1" 2>/dev/null
   fi
 }
-start_service() {
+start_service() { # NAME FILE
   if [[ $SERVICE_MANAGER == launchd ]]; then
-    bash "$SRC/launchd/load-job" "$SERVICE_NAME" "$SERVICE_FILE" # waits out a bootout, retries once
+    bash "$SRC/launchd/load-job" "$1" "$2" # waits out a bootout, retries once
   else
-    systemctl daemon-reload && systemctl enable "$SERVICE_NAME" && systemctl restart "$SERVICE_NAME"
+    systemctl daemon-reload && systemctl enable "$1" && systemctl restart "$1"
   fi
 }
 can_manage_service() {
@@ -1131,53 +1131,27 @@ can_manage_service() {
     [[ -d /run/systemd/system && $SERVICE_DIR == /etc/systemd/system ]]
   fi
 }
-if [[ $SERVICE != none ]]; then
+put_service() { # STAGED FILE NAME RESTART(1: restart even if its file is unchanged) HINT
+  local before=$CHANGES
   ensure_root_dir "$SERVICE_DIR"
-  before=$CHANGES
-  ensure_file "$STAGE/service" "$SERVICE_FILE" root "$ROOT_GROUP" 0644
-  record "service $SERVICE_FILE"
+  ensure_file "$1" "$2" root "$ROOT_GROUP" 0644
+  record "service $2"
   if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
-    change "load it: launchctl bootstrap system $SERVICE_FILE" true
-    bash "$SRC/launchd/load-job" --dry-run "$SERVICE_NAME" "$SERVICE_FILE"
+    change "load it: launchctl bootstrap system $2" true
+    bash "$SRC/launchd/load-job" --dry-run "$3" "$2"
   elif can_manage_service; then
-    if [[ $CHANGES != "$before" ]] || ! service_running; then
-      change "start $SERVICE_NAME" start_service
+    if [[ $CHANGES != "$before" || $4 == 1 ]] || ! service_running "$3"; then
+      change "start $3" start_service "$3" "$2"
     fi
   elif [[ $DRY_RUN == 0 ]]; then
-    say "($SERVICE_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started)"
-  fi
-fi
-
-# 8. The agent-blind proxy, as the owner. Restarted whenever this run changed anything: its code may have.
-proxy_running() {
-  if [[ $SERVICE_MANAGER == launchd ]]; then
-    "${CLAWGATE_LAUNCHCTL:-/bin/launchctl}" print "system/$PROXY_NAME" >/dev/null 2>&1
-  else
-    systemctl is-active --quiet "$PROXY_NAME" 2>/dev/null
+    say "($3 written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started${5:+; $5})"
   fi
 }
-start_proxy() {
-  if [[ $SERVICE_MANAGER == launchd ]]; then
-    bash "$SRC/launchd/load-job" "$PROXY_NAME" "$PROXY_FILE"
-  else
-    systemctl daemon-reload && systemctl enable "$PROXY_NAME" && systemctl restart "$PROXY_NAME"
-  fi
-}
+[[ $SERVICE == none ]] || put_service "$STAGE/service" "$SERVICE_FILE" "$SERVICE_NAME" 0 ""
+# The proxy restarts whenever this run changed anything: its code may have.
 if [[ $PROXY_OFF == 0 ]]; then
-  ensure_root_dir "$SERVICE_DIR"
-  ensure_file "$STAGE/proxy-service" "$PROXY_FILE" root "$ROOT_GROUP" 0644
-  record "service $PROXY_FILE"
-  if [[ $DRY_RUN == 1 && $FOREIGN == 1 && $SERVICE_MANAGER == launchd ]]; then
-    change "load it: launchctl bootstrap system $PROXY_FILE" true
-    bash "$SRC/launchd/load-job" --dry-run "$PROXY_NAME" "$PROXY_FILE"
-  elif can_manage_service; then
-    if [[ $CHANGES != 0 ]] || ! proxy_running; then
-      change "start $PROXY_NAME" start_proxy
-    fi
-  elif [[ $DRY_RUN == 0 ]]; then
-    say "($PROXY_NAME written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started;"
-    say " run it by hand as $OWNER: $BINDIR/clawgate proxy)"
-  fi
+  put_service "$STAGE/proxy-service" "$PROXY_FILE" "$PROXY_NAME" "$([[ $CHANGES != 0 ]] && echo 1 || echo 0)" \
+    "run it by hand as $OWNER: $BINDIR/clawgate proxy"
 elif [[ -e $PROXY_FILE ]] && manifest_lines service | grep -qxF "$PROXY_FILE"; then
   stop_service "$PROXY_FILE" # --no-proxy on a rerun: the proxy an earlier run installed goes
 fi
