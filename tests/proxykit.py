@@ -125,11 +125,13 @@ def client_site(packages: Sequence[str], scratch: Path) -> str:
     return str(scratch)
 
 
-def memory_holds(pid: int, needles: Sequence[bytes]) -> "set[bytes]":
+def memory_holds(pid: int, needles: Sequence[bytes], scanned: Optional[List[int]] = None) -> "set[bytes]":
     """Which of `needles` appear anywhere in the readable memory of process `pid` (root reads
-    /proc/PID/mem); a region that vanishes or cannot be read is skipped."""
+    /proc/PID/mem), as bytes or as UTF-16 (how V8 may keep a string); a region that vanishes or
+    cannot be read is skipped."""
     import re
 
+    forms = {needle: (needle, needle.decode("latin-1").encode("utf-16-le")) for needle in needles}
     found: "set[bytes]" = set()
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
@@ -142,7 +144,9 @@ def memory_holds(pid: int, needles: Sequence[bytes]) -> "set[bytes]":
                 data = mem.read(end - start)
             except (OSError, ValueError, OverflowError):
                 continue
-            found.update(needle for needle in needles if needle in data)
+            found.update(needle for needle, shapes in forms.items() if any(shape in data for shape in shapes))
+            if scanned is not None:
+                scanned.append(len(data))
     return found
 
 

@@ -2,8 +2,8 @@
 is the block `clawgate openclaw-config --proxy openai` prints (baseUrl the proxy's route, apiKey
 the route's token through clawgate's exec SecretRef provider), and one turn, streamed and then
 answered in plain JSON, reaches the loopback provider with the real key. While the provider holds
-the answer open, root reads the memory of every process of the agent: the token is there (the
-scan works), the key is not. Needs root and the OpenClaw kit (tests/openclawkit.py)."""
+the answer open, root reads the memory of every process of the agent, again and again for the
+whole turn: the key is never there. Needs root and the OpenClaw kit (tests/openclawkit.py)."""
 
 import json
 import subprocess
@@ -59,16 +59,16 @@ def test_the_printed_block_points_openclaw_at_the_proxy_with_the_token_by_secret
 
 
 def run_turn_watching(env: RootEnv, kit, provider: Provider, document: dict) -> "tuple[int, str, set]":
-    """One turn as the agent; while the provider holds its answer open, what the agent's memory holds."""
+    """One turn as the agent, and what the agent's processes held in memory at any scan during it."""
     openclaw_model.write_config(env.agent_home, document, env.agent_name)
     variables = {"HOME": str(env.agent_home), "PATH": f"{kit.bin_dir}:{env.prefix / 'bin'}:/usr/bin:/bin",
                  "LANG": "C.UTF-8", "OPENCLAW_NO_AUTO_UPDATE": "1"}
     argv = [RUNUSER, "-u", env.agent_name, "--", "/usr/bin/env", "-i",
             *(f"{k}={v}" for k, v in variables.items()), *openclaw_model.turn_argv("Say hello.")]
     agent_uid = int(subprocess.run(["id", "-u", env.agent_name], capture_output=True).stdout)
-    token = env.agent("proxy-token", "openai").stdout.strip()
     before = len(provider.seen)
     found: "set[bytes]" = set()
+    scanned: "list[int]" = []
     provider.delay = 1.0  # between events: the turn is in flight, the request already went up
     try:
         turn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -76,18 +76,22 @@ def run_turn_watching(env: RootEnv, kit, provider: Provider, document: dict) -> 
         out: dict = {}
         reader = threading.Thread(target=lambda: out.update(zip(("stdout", "stderr"), turn.communicate(timeout=240))))
         reader.start()
+        # Scanned again and again for the whole turn, every readable region of every process of
+        # the agent's: never the key. (What a scan finds of strings V8 keeps is not steady from one
+        # run to the next, so the check that the scan saw anything is the bytes it read.)
         deadline = time.monotonic() + 200
-        while len(provider.seen) == before and time.monotonic() < deadline and turn.poll() is None:
-            time.sleep(0.2)
-        if len(provider.seen) > before:
+        while turn.poll() is None and time.monotonic() < deadline:
             for pid in proxykit.pids_of(agent_uid):
                 try:
-                    found |= proxykit.memory_holds(pid, [KEY, token])
-                except OSError:
+                    found |= proxykit.memory_holds(pid, [KEY], scanned)
+                except (OSError, MemoryError):
                     continue
+            time.sleep(0.1)
         reader.join()
+        assert len(provider.seen) > before, "the turn never reached the provider"
     finally:
         provider.delay = 0.0
+    assert sum(scanned) > 50 << 20, f"the memory scans read only {sum(scanned)} bytes: they prove nothing"
     return turn.returncode, out.get("stdout", b"").decode(errors="replace"), found
 
 
@@ -108,8 +112,6 @@ def test_openclaw_through_the_proxy_gets_the_answer_and_never_holds_the_key(worl
     seen = provider.last()
     assert seen.headers["authorization"] == "Bearer " + KEY.decode()
     assert seen.path.startswith("/v1/")
-    token = env.agent("proxy-token", "openai").stdout.strip()
-    assert token in in_memory, "the memory scan found not even the token: it proves nothing"
     assert KEY not in in_memory
     for path in env.agent_home.rglob("*"):
         if path.is_file() and not path.is_symlink():
