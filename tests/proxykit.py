@@ -1,5 +1,6 @@
 """Shared pieces of the proxy's tests: a free port, the proxy process, raw HTTP on a socket."""
 
+import os
 import socket
 import subprocess
 import time
@@ -74,6 +75,46 @@ def threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     return 0
+
+
+def tree(pid: int) -> List[int]:
+    """`pid` and every process below it."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19, counted after the command's name
+
+
+def holder(port: int, client_port: int, among: List[int]) -> Optional[int]:
+    """Which of the processes `among` holds the proxy's end of the client's connection from
+    `client_port` to `port` (the kernel's table gives the socket's inode, /proc/PID/fd who has it)."""
+    wanted = f"0100007F:{port:04X}", f"0100007F:{client_port:04X}"
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            inode = fields[9]
+    if inode is None:
+        return None
+    for pid in among:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if f"socket:[{inode}]" in links:
+            return pid
+    return None
 
 
 def readable_by_all(path: Path) -> bool:

@@ -244,11 +244,9 @@ def test_a_hostile_agent_cannot_stop_the_owners_route_nor_grow_the_proxy_without
                             "-H", f"x-api-key: {owner_token}", "-d", "{}",
                             f"http://127.0.0.1:{env.proxy_port}/anthropic/v1/messages")
         assert result.stdout == b"200", result.stderr
-        pid = env.proxy_process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        proxy_pid = int(children[0]) if children else pid  # runuser's child is the proxy
-        assert proxykit.threads(proxy_pid) <= 64 + 16 + 4  # the agent's budget, the owner's, the listener
-        assert proxykit.rss_kb(proxy_pid) < 128 * 1024
+        for pid in proxykit.tree(front(env)):
+            assert proxykit.threads(pid) <= 64 + 4  # a worker's budget and its watcher
+            assert proxykit.rss_kb(pid) < 128 * 1024
     finally:
         attack.kill()
         attack.wait()
@@ -258,6 +256,75 @@ def test_a_hostile_agent_cannot_stop_the_owners_route_nor_grow_the_proxy_without
                       "-H", f"Authorization: Bearer {token(env, 'openai')}",
                       f"http://127.0.0.1:{env.proxy_port}/openai/models")
     assert curl.stdout == b"200"
+
+
+def front(env: RootEnv) -> int:
+    """The proxy's front, below the runuser that started it as the unit would."""
+    pid = env.proxy_process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if children else pid
+
+
+HOLD = """
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+s.sendall(b"GET /openai/models HTTP/1.1\\r\\n")  # a head begun, never ended: held by the proxy
+print(s.getsockname()[1], flush=True)
+time.sleep(30)
+"""
+
+
+def hold(env: RootEnv, user: str) -> "tuple[subprocess.Popen, int]":
+    held = subprocess.Popen([RUNUSER, "-u", user, "--", "/usr/bin/python3", "-c", HOLD, str(env.proxy_port)],
+                            stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+    return held, int(held.stdout.readline())
+
+
+def holder(env: RootEnv, client_port: int) -> int:
+    for _ in range(100):  # the hand-off to the worker takes a moment
+        pid = proxykit.holder(env.proxy_port, client_port, proxykit.tree(front(env))[1:])
+        if pid is not None:
+            return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def test_the_agents_connections_are_served_by_a_process_apart_from_the_owners_and_below_it(world):
+    """What the agent makes its worker do (CPU floods, churn) costs that process, at a lower
+    priority, never the interpreter the owner's requests run in."""
+    env, _provider = world
+    agent, agent_port = hold(env, env.agent_name)
+    owner, owner_port = hold(env, env.owner_name)
+    try:
+        agents, owners = holder(env, agent_port), holder(env, owner_port)
+        assert agents != owners
+        assert proxykit.niceness(agents) == 10 and proxykit.niceness(owners) == 0
+        assert front(env) not in (agents, owners)
+    finally:
+        for held in (agent, owner):
+            held.kill()
+            held.wait()
+
+
+def test_a_dead_agent_worker_leaves_the_owners_connection_and_is_forked_anew(world):
+    env, _provider = world
+    agent, agent_port = hold(env, env.agent_name)
+    owner, owner_port = hold(env, env.owner_name)
+    try:
+        agents, owners = holder(env, agent_port), holder(env, owner_port)
+        os.kill(agents, 9)
+        time.sleep(0.3)
+        assert owner.poll() is None and Path(f"/proc/{owners}").exists()
+        assert holder(env, owner_port) == owners  # the owner's half-sent request still stands
+        curl = env.run_as(env.agent_name, "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+                          "-H", f"Authorization: Bearer {token(env, 'openai')}",
+                          f"http://127.0.0.1:{env.proxy_port}/openai/models")
+        assert curl.stdout == b"200", curl.stderr
+        assert agents not in proxykit.tree(front(env))
+    finally:
+        for held in (agent, owner):
+            held.kill()
+            held.wait()
 
 
 def test_doctor_checks_the_proxy_service_its_loopback_listener_and_each_routes_tls(world):

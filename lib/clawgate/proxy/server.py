@@ -1,26 +1,25 @@
-"""The proxy's server: loopback listeners, who may connect, bounded connections, one exchange.
+"""The proxy's worker: one caller's connections, bounded, and one exchange.
 
-Each connection gets a thread, within a budget per caller (the agent cannot use up the owner's),
-and every read and wait has a deadline (wire.py, upstream.py), so a slow, silent or endless
-client holds one slot of its own budget for a bounded time. One exchange, in order: read the
-head, permit() it (policy.py), open the upstream, stream the body up, stream the answer back
-scrubbed of every form of the value (redact.py), audit one record. A watcher cuts every exchange
-whose grant has ended, wherever it is waiting.
-"""
+Each connection gets a thread, within the caller's budget (front.py gives each caller a worker
+process of its own, so the agent cannot use up the owner's), and every read and wait has a
+deadline (wire.py, upstream.py), so a slow, silent or endless client holds one slot of its own
+budget for a bounded time. One exchange, in order: read the head, permit() it (policy.py), open
+the upstream, stream the body up, stream the answer back scrubbed of every form of the value
+(redact.py), audit one record. A watcher cuts every exchange whose grant has ended, wherever it
+is waiting."""
 
 import hashlib
 import http.client
 import os
-import selectors
 import socket
 import threading
 import time
 import zlib
 
-from .. import context, redact
+from .. import redact
 from ..config import Config
 from ..context import Caller, Context
-from . import peer, policy, upstream, wire
+from . import policy, upstream, wire
 
 MAX_BODY = 32 * 1024 * 1024
 CONNECTIONS_PER_CALLER = 64
@@ -51,92 +50,40 @@ def answer_header_allowed(name: str) -> bool:
     return name in ANSWER_HEADERS or name.startswith(ANSWER_HEADER_PREFIXES)
 
 
-class Server:
-    def __init__(self, cfg: Config, layout, port: int, hosts: "tuple[str, ...]" = ("127.0.0.1", "::1")) -> None:
+class Worker:
+    """One caller's connections (front.py hands them over): a thread each, within the caller's
+    budget, and a watcher that cuts exchanges whose grant has ended."""
+
+    def __init__(self, cfg: Config, layout, caller: Caller) -> None:
         self.cfg = cfg
         self.layout = layout
-        self.listeners = [self._listen(host, port) for host in hosts]
-        self.port = self.listeners[0].getsockname()[1]
-        self.check_peer = peer.available()
+        self.caller = caller
         self.watcher = Watcher()
-        self._open: "dict[int, int]" = {}
+        self._open = 0
         self._lock = threading.Lock()
-        self._strangers = 0  # refused connections of other users since the last journal line
-        self._strangers_said = 0.0
 
-    @staticmethod
-    def _listen(host: str, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(socket.SOMAXCONN)  # a flood of the agent's connects waits here, not in front of the owner's
-        return sock
-
-    def serve_forever(self) -> None:
+    def start(self) -> None:
         threading.Thread(target=self.watcher.run, daemon=True).start()
-        selector = selectors.DefaultSelector()
-        for listener in self.listeners:
-            selector.register(listener, selectors.EVENT_READ)
-        while True:
-            for key, _events in selector.select():
-                try:
-                    conn, _addr = key.fileobj.accept()  # type: ignore[union-attr]
-                except OSError:  # out of descriptors, or the client gave up: the next accept may work
-                    time.sleep(0.01)
-                    continue
-                self._admit(conn)
 
-    def _admit(self, conn: socket.socket) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an event is sent when it comes, not an ACK later
-        caller = self._caller(conn)
-        if caller is None:
-            _refuse_now(conn, 403, "this user may not use the clawgate proxy")
-            self._stranger()
-            return
+    def admit(self, conn: socket.socket) -> None:
         with self._lock:
-            if self._open.get(caller.uid, 0) >= CONNECTIONS_PER_CALLER:
-                busy = True
-            else:
-                busy = False
-                self._open[caller.uid] = self._open.get(caller.uid, 0) + 1
+            busy = self._open >= CONNECTIONS_PER_CALLER
+            if not busy:
+                self._open += 1
         if busy:
-            _refuse_now(conn, 503, f"{caller.name} has {CONNECTIONS_PER_CALLER} connections open; close some")
+            refuse_now(conn, 503, f"{self.caller.name} has {CONNECTIONS_PER_CALLER} connections open; close some")
             return
-        thread = threading.Thread(target=self._connection, args=(conn, caller), daemon=True)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # an event is sent when it comes, not an ACK later
+        thread = threading.Thread(target=self._connection, args=(conn, self.caller), daemon=True)
         try:
             thread.start()
         except RuntimeError:  # no thread to be had: give the slot back, refuse this one
-            self._release(caller)
-            _refuse_now(conn, 503, "the proxy is busy")
+            self._release()
+            refuse_now(conn, 503, "the proxy is busy")
 
-    def _stranger(self) -> None:
-        """Said in the journal, at most once a minute with a count; not in the audit log, since the
-        accept loop never waits on a lock (and a closed socket is a stranger too)."""
-        self._strangers += 1
-        now = time.monotonic()
-        if now - self._strangers_said >= 60:
-            os.write(2, f"clawgate proxy: refused {self._strangers} connection(s) of users who are neither the "
-                        "agent nor the owner\n".encode())
-            self._strangers, self._strangers_said = 0, now
-
-    def _caller(self, conn: socket.socket) -> "Caller | None":
-        """The agent or the owner by the socket's uid (Linux); elsewhere nobody is known, and the
-        caller is taken for the agent: the token still decides, and the agent's rules are the stricter."""
-        if not self.check_peer:
-            return Caller(self.cfg.agent.uid, self.cfg.agent.name, "agent")
-        try:
-            uid = peer.uid_of(conn)
-        except OSError:  # the client left before we could ask about it
-            return None
-        caller = context.known_caller(self.cfg, uid) if uid is not None else None
-        return caller if caller is not None and caller.role in ("agent", "owner") else None
-
-    def _release(self, caller: Caller) -> None:
+    def _release(self) -> None:
         with self._lock:
-            self._open[caller.uid] -= 1
+            self._open -= 1
 
     def _connection(self, conn: socket.socket, caller: Caller) -> None:
         ctx = Context(self.cfg, caller, self.layout)
@@ -159,7 +106,7 @@ class Server:
             pass
         finally:
             _close(conn)
-            self._release(caller)
+            self._release()
 
 
 class Watcher:
@@ -435,7 +382,7 @@ def error_response(status: int, reason: str, kind: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-def _refuse_now(conn: socket.socket, status: int, reason: str) -> None:
+def refuse_now(conn: socket.socket, status: int, reason: str) -> None:
     """From the accept loop: never wait on this client."""
     conn.setblocking(False)
     _send_quietly(conn, error_response(status, reason, "permission_error" if status == 403 else "overloaded_error"))
