@@ -769,7 +769,7 @@ def main() -> int:
             if verify[1] != 0:
                 raise SystemExit(f"bench: audit verify after the bursts failed: {verify[2].decode()}")
             print("bench: the proxy against direct HTTPS, 50 streams ...", flush=True)
-            proxy = proxybench.measure_proxy(env, agent, max(50, rounds * 2))
+            proxy = proxybench.measure_proxy(env, agent, owner, max(50, rounds * 2))
             print("bench: openbao ...", flush=True)
             openbao_cases, openbao_note = measure_openbao(env, agent, owner, rounds)
         finally:
@@ -802,8 +802,9 @@ def proxy_only(rounds: int, quick: bool, strict: bool) -> int:
                 "code": code_version()}
     with RootEnv(proxy=True) as env:
         agent = Principal(env.agent_name, str(env.agent_home))
+        owner = Principal(env.owner_name, "/")
         env.enroll_seed()
-        result = proxybench.measure_proxy(env, agent, max(50, rounds * 2))
+        result = proxybench.measure_proxy(env, agent, owner, max(50, rounds * 2))
     run_info["load_after"] = os.getloadavg()
     values = proxybench.ratios(result)
     verdicts = {key: {"what": what, "value": values[key], "target": f"{op} {limit}", "met": values[key] <= limit}
