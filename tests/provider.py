@@ -23,8 +23,10 @@ import trustme
 
 
 class Seen:
-    def __init__(self, method: str, path: str, headers: Dict[str, str], body: bytes, sni: Optional[str]) -> None:
+    def __init__(self, method: str, path: str, headers: Dict[str, str], body: bytes, sni: Optional[str],
+                 client_port: int = 0) -> None:
         self.method, self.path, self.headers, self.body, self.sni = method, path, headers, body, sni
+        self.client_port = client_port  # which connection it came on
 
 
 def _openai_reply(text: str) -> dict:
@@ -127,7 +129,7 @@ class Provider:
         else:
             body = handler.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in handler.headers.items()}
-        self.seen.append(Seen(handler.command, handler.path, headers, body, handler.sni))
+        self.seen.append(Seen(handler.command, handler.path, headers, body, handler.sni, handler.client_address[1]))
         path, _, query = handler.path.partition("?")
         params = urllib.parse.parse_qs(query)
         wants_stream = b'"stream": true' in body or b'"stream":true' in body

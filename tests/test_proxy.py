@@ -244,6 +244,19 @@ def test_a_chunked_body_is_relayed_whole(world):
     assert provider.last().body == b"hello world"
 
 
+def test_the_upstream_connection_is_kept_for_the_next_request_whatever_frames_the_answer(world):
+    """A TLS handshake per request would cost milliseconds each: an answer of a Content-Length
+    (which http.client leaves open at its end) and a chunked one both give the connection back."""
+    tree, provider, port, _ = world
+    for path in ("/p/chat/completions", "/p/events?n=2&delay=0"):
+        ports = set()
+        for _ in range(3):
+            status, _, _ = request(port, "POST", path, bearer(tree), b'{"model": "m"}')
+            assert status == 200
+            ports.add(provider.last().client_port)
+        assert len(ports) == 1, path
+
+
 def test_hop_by_hop_and_proxy_headers_are_stripped(world):
     tree, provider, port, _ = world
     request(port, "GET", "/p/models", {**bearer(tree), "Proxy-Authorization": "x", "Keep-Alive": "1",

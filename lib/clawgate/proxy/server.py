@@ -252,7 +252,11 @@ class Exchange:
                 raise wire.Refusal(403, "the grant ended", "permission_error")
             response = conn.getresponse()
             outcome = self._relay(allowed, response)
-            reusable = outcome[0] == "ok" and response.isclosed() and not response.will_close and not self.was_cut
+            # Read to its end: chunked answers close themselves there; one of a Content-Length has
+            # its count at 0 (and http.client leaves it open: without this, never reused).
+            ended = response.isclosed() or response.length == 0
+            response.close()
+            reusable = outcome[0] == "ok" and ended and not response.will_close and not self.was_cut
             return outcome
         finally:
             if reusable:
