@@ -11,12 +11,15 @@ and the installer refuses it); close() runs `install.sh --uninstall --purge`, de
 both users and the temp dir. Needs root; mark tests that use it `@pytest.mark.root`.
 """
 
+import json
 import os
+import pwd
 import random
 import shutil
 import string
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -54,6 +57,61 @@ def delete_user(name: str) -> None:
 
 def user_exists(name: str) -> bool:
     return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+
+
+HOLD_LOCK = """import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def approve_while_sudo_is_made_to_kill_it(env: "RootEnv", name: str, code: str, hang: float = 20,
+                                          on_a_terminal: bool = False) -> None:
+    """The agent relays `code` to approve NAME through the real sudo; once the code is spent (and
+    the record waits for the audit log, whose lock is held here), the agent sends its sudo SIGALRM,
+    which sudo takes for its command's timeout: HUP, TERM, then KILL 2 s later (to the command's
+    process group when sudo runs it on a pty of its own: use_pty and a terminal). Returns once the
+    grant's record is in the log; fails if it never comes."""
+    import fcntl
+    import pty
+    import termios
+
+    agent = pwd.getpwnam(env.agent_name)
+    terminal = pty.openpty() if on_a_terminal else None
+
+    def take_terminal() -> None:  # the new session's controlling terminal: sudo sees one
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    streams = dict(stdin=terminal[1], stdout=terminal[1], stderr=terminal[1], preexec_fn=take_terminal) if terminal \
+        else dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    spent_before = json.loads((env.state / "totp.json").read_bytes())["last_step"]
+    holder = subprocess.Popen(["python3", "-c", HOLD_LOCK, str(env.state / "audit.log")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    assert holder.stdin is not None and holder.stdout is not None
+    assert holder.stdout.readline() == b"held\n"
+    try:
+        sudo = subprocess.Popen(["/usr/bin/sudo", "-n", "-u", env.owner_name, str(env.libexec / "approve"), name, code],
+                                user=agent.pw_uid, group=agent.pw_gid, extra_groups=[], cwd="/",
+                                env={"PATH": "/usr/bin:/bin"}, start_new_session=True, **streams)  # type: ignore[call-overload]
+        deadline = time.time() + hang
+        while json.loads((env.state / "totp.json").read_bytes())["last_step"] == spent_before:
+            assert time.time() < deadline, "the code was not spent"
+            time.sleep(0.01)
+        assert env.run_as(env.agent_name, "kill", "-ALRM", str(sudo.pid)).returncode == 0
+        sudo.wait(timeout=hang)  # sudo ends once its command is gone; the pipes may live on
+    finally:
+        holder.stdin.close()
+        holder.wait()
+        for fd in terminal or ():
+            os.close(fd)
+    sudo.communicate(timeout=hang)
+    deadline = time.time() + hang
+    while not any(json.loads(line).get("event") == "grant" and json.loads(line).get("name") == name
+                  for line in (env.state / "audit.log").read_bytes().splitlines()[-5:]):
+        assert time.time() < deadline, "the grant has no record: its approve was killed half-way"
+        time.sleep(0.05)
 
 
 class RootEnv:

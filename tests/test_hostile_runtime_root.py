@@ -13,7 +13,7 @@ import time
 import pytest
 
 from installtree import python_for_install, wrong_code
-from rootenv import RootEnv, run
+from rootenv import approve_while_sudo_is_made_to_kill_it, RootEnv, run
 
 pytestmark = pytest.mark.root
 
@@ -196,6 +196,20 @@ def test_a_guess_killed_after_its_count_was_written_stays_counted(env):
     assert failures(env) == 1
     verify_green(env)
     assert env.owner("unlock", timeout=HANG).returncode == 0
+
+
+def test_sigalrm_to_its_own_sudo_cannot_kill_a_grant_between_its_spent_code_and_its_record(env):
+    """The agent sends its own sudo SIGALRM: sudo takes it for a timeout and sends its command HUP
+    and TERM, then KILL 2 s later, which nothing defers. A gate slower than that (OpenBao, or here
+    an audit log whose lock someone holds) was killed after spending the code and writing the
+    grant, before the record. The gate's work goes on in a session of its own: all of it lands."""
+    assert env.owner("unlock", timeout=HANG).returncode == 0
+    env.owner("revoke", "locked/r", timeout=HANG)
+    approve_while_sudo_is_made_to_kill_it(env, "locked/r", env.code())
+    got = env.agent("get", "locked/r", timeout=HANG)
+    assert got.returncode == 0 and got.stdout == b"value-r", got.stderr
+    verify_green(env)
+    env.owner("revoke", "locked/r", timeout=HANG)
 
 
 # -- elevate under the agent's limits ---------------------------------------------------------------

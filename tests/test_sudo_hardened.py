@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from rootenv import SUDOERS_DIR, TEST_PATH, RootEnv, run
+from rootenv import SUDOERS_DIR, TEST_PATH, RootEnv, approve_while_sudo_is_made_to_kill_it, run
 from clawgate import sudolist
 
 VALUE = b"hardened \t value\r\nwith \xff\xfe bytes and a trailing newline\n"
@@ -168,6 +168,15 @@ def test_elevate_works_without_a_tty(env):
     open_root_session(env)
     result = agent_detached(env, "elevate", "session", "--", "/usr/bin/id", "-u")
     assert (result.returncode, result.stdout) == (0, b"0\n"), result.stderr.decode()
+
+
+@pytest.mark.root
+def test_under_use_pty_sigalrm_to_sudo_cannot_kill_the_gates_work_half_way(env):
+    """use_pty: sudo kills its command's whole process group; the gate's own session is not in it."""
+    approve_while_sudo_is_made_to_kill_it(env, "hardened/restricted", env.code(), on_a_terminal=True)
+    result = agent_detached(env, "get", "hardened/restricted")
+    assert result.returncode == 0 and result.stdout == RESTRICTED_VALUE, result.stderr.decode()
+    env.owner("revoke", "hardened/restricted")
 
 
 # -- use_pty: from a terminal --------------------------------------------------------------------

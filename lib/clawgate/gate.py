@@ -22,7 +22,7 @@ nobody changed the count since (else the record keeps the larger count: failing 
 import json
 from typing import Callable, NamedTuple, NoReturn
 
-from . import durations, fsio, grants, lockout, seed, state, totp
+from . import durations, fsio, grants, guard, lockout, seed, state, totp
 from .context import Context
 from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
 from .store import Conflict, Store, open_store
@@ -142,6 +142,7 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
     before both are audited (its `grant` record carries grant_record too): a failure at any point
     leaves the grant and the records, or neither, and never a code that works twice.
     """
+    guard.beyond_sudo()  # from the first record to the last, out of reach of a kill the agent can aim
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
     with _lock(ctx):

@@ -15,6 +15,8 @@ resource limits and its open or closed descriptors. So, before anything else:
   it ends: the write completes, then the signal acts. Nothing can tear a file or leave a
   guess uncounted short of SIGKILL, which only root or the kernel can send, and against
   which every write is atomic (fsio, audit).
+- beyond_sudo(): what follows runs in a child in a session of its own, which sudo cannot be
+  made to kill (below); the gate calls it before a code is checked.
 - for_exec(): undoes the above for a command we exec (elevate): it starts as sudo would
   start it, with sane limits.
 - root_limits(): elevate's command gets root's standard limits (PID 1's), not the ones the
@@ -272,6 +274,41 @@ class critical:  # noqa: N801 - used as a function: `with guard.critical():`
 
     def __exit__(self, *exc: object) -> None:
         _sig.pthread_sigmask(_sig.SIG_SETMASK, self._old)
+
+
+def beyond_sudo() -> None:
+    """From here on this run goes on in a child that sudo cannot reach; this process waits for it
+    and leaves with its status.
+
+    The agent may send its own sudo SIGALRM, which sudo takes for its command's timeout: it
+    sends the command HUP and TERM, then KILL 2 s later (to the command's pid, or its process
+    group under use_pty). critical() defers the first two; nothing defers KILL. A gate check on a
+    slow store (OpenBao, a lock held by another run) can outlast 2 s, and a kill half-way leaves
+    a spent code with no grant, or a guess counted with no record. The child, in a new session,
+    is neither that pid nor in that group (and the agent cannot signal the owner's processes):
+    what it begins, it finishes and records. Called once, before any gate state is touched; a
+    no-op outside sudo (the owner at a terminal is not the one who would kill it)."""
+    global _beyond
+    if _beyond or "SUDO_UID" not in os.environ:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        quietly(stream.flush)  # or the child would write what was buffered a second time
+    try:
+        pid = os.fork()
+    except OSError as err:  # before the gate: nothing is spent, nothing counted
+        from .errors import unsafe
+
+        raise unsafe(f"cannot start the gate's process ({err.strerror}); nothing was checked") from None
+    if pid == 0:
+        _beyond = True
+        os.setsid()
+        return
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+_beyond = False
 
 
 def for_exec() -> None:

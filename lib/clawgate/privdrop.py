@@ -90,7 +90,10 @@ def _read_answer(fd: int, timeout: "Optional[float]") -> bytes:
 
 
 def _child(who: Principal, fn: Callable[[], object], out: int) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a ^C kills the child; the parent then refuses
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # A session of its own: a ^C, or the kill the agent can make sudo send its process group
+    # (guard.beyond_sudo), ends the root parent, never the owner's work half-way.
+    os.setsid()
     try:
         drop_to(who)
         os.environ.clear()
