@@ -67,9 +67,10 @@ sys.stdin.read()
 """
 
 
-def approve_while_sudo_is_made_to_kill_it(env: "RootEnv", name: str, code: str, hang: float = 20,
-                                          on_a_terminal: bool = False) -> None:
-    """The agent relays `code` to approve NAME through the real sudo; once the code is spent (and
+def relay_while_sudo_is_made_to_kill_it(env: "RootEnv", name: str, code: str, hang: float = 20,
+                                        on_a_terminal: bool = False) -> None:
+    """The agent relays `code` through the real sudo, to `approve NAME CODE`, or to `elevate CODE --
+    /usr/bin/true` when NAME is @root; once the code is spent (and
     the record waits for the audit log, whose lock is held here), the agent sends its sudo SIGALRM,
     which sudo takes for its command's timeout: HUP, TERM, then KILL 2 s later (to the command's
     process group when sudo runs it on a pty of its own: use_pty and a terminal). Returns once the
@@ -92,7 +93,9 @@ def approve_while_sudo_is_made_to_kill_it(env: "RootEnv", name: str, code: str, 
     assert holder.stdin is not None and holder.stdout is not None
     assert holder.stdout.readline() == b"held\n"
     try:
-        sudo = subprocess.Popen(["/usr/bin/sudo", "-n", "-u", env.owner_name, str(env.libexec / "approve"), name, code],
+        program = (["-u", "root", str(env.libexec / "elevate"), code, "--", "/usr/bin/true"] if name == "@root"
+                   else ["-u", env.owner_name, str(env.libexec / "approve"), name, code])
+        sudo = subprocess.Popen(["/usr/bin/sudo", "-n", *program],
                                 user=agent.pw_uid, group=agent.pw_gid, extra_groups=[], cwd="/",
                                 env={"PATH": "/usr/bin:/bin"}, start_new_session=True, **streams)  # type: ignore[call-overload]
         deadline = time.time() + hang

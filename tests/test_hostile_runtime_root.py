@@ -13,7 +13,7 @@ import time
 import pytest
 
 from installtree import python_for_install, wrong_code
-from rootenv import approve_while_sudo_is_made_to_kill_it, RootEnv, run
+from rootenv import relay_while_sudo_is_made_to_kill_it, RootEnv, run
 
 pytestmark = pytest.mark.root
 
@@ -205,7 +205,7 @@ def test_sigalrm_to_its_own_sudo_cannot_kill_a_grant_between_its_spent_code_and_
     grant, before the record. The gate's work goes on in a session of its own: all of it lands."""
     assert env.owner("unlock", timeout=HANG).returncode == 0
     env.owner("revoke", "locked/r", timeout=HANG)
-    approve_while_sudo_is_made_to_kill_it(env, "locked/r", env.code())
+    relay_while_sudo_is_made_to_kill_it(env, "locked/r", env.code())
     got = env.agent("get", "locked/r", timeout=HANG)
     assert got.returncode == 0 and got.stdout == b"value-r", got.stderr
     verify_green(env)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from rootenv import SUDOERS_DIR, TEST_PATH, RootEnv, approve_while_sudo_is_made_to_kill_it, run
+from rootenv import SUDOERS_DIR, TEST_PATH, RootEnv, relay_while_sudo_is_made_to_kill_it, run
 from clawgate import sudolist
 
 VALUE = b"hardened \t value\r\nwith \xff\xfe bytes and a trailing newline\n"
@@ -173,10 +173,20 @@ def test_elevate_works_without_a_tty(env):
 @pytest.mark.root
 def test_under_use_pty_sigalrm_to_sudo_cannot_kill_the_gates_work_half_way(env):
     """use_pty: sudo kills its command's whole process group; the gate's own session is not in it."""
-    approve_while_sudo_is_made_to_kill_it(env, "hardened/restricted", env.code(), on_a_terminal=True)
+    relay_while_sudo_is_made_to_kill_it(env, "hardened/restricted", env.code(), on_a_terminal=True)
     result = agent_detached(env, "get", "hardened/restricted")
     assert result.returncode == 0 and result.stdout == RESTRICTED_VALUE, result.stderr.decode()
     env.owner("revoke", "hardened/restricted")
+
+
+@pytest.mark.root
+def test_under_use_pty_sigalrm_to_sudo_cannot_kill_elevates_owner_side_half_way(env):
+    """elevate CODE: the root parent is what sudo kills; the owner's side that checks the code and
+    opens the session has a session of its own (privdrop), and finishes, records and all."""
+    env.owner("revoke", "@root")
+    relay_while_sudo_is_made_to_kill_it(env, "@root", env.code(), on_a_terminal=True)
+    result = agent_detached(env, "elevate", "session", "--", "/usr/bin/id", "-u")
+    assert (result.returncode, result.stdout) == (0, b"0\n"), result.stderr.decode()
 
 
 # -- use_pty: from a terminal --------------------------------------------------------------------
