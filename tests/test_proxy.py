@@ -5,6 +5,7 @@ test_proxy_root.py."""
 
 import base64
 import json
+import os
 import socket
 import time
 import urllib.parse
@@ -255,6 +256,35 @@ def test_the_upstream_connection_is_kept_for_the_next_request_whatever_frames_th
             assert status == 200
             ports.add(provider.last().client_port)
         assert len(ports) == 1, path
+
+
+@pytest.mark.parametrize("value", [b"sk-abc\r\nX-Evil: 1", b"sk-\x00\xffcd", "sk-h\u00e9llo-\u043a\u043b\u044e\u0447".encode(),
+                                   b" sk-padded "], ids=["crlf", "binary", "utf8", "padded"])
+def test_a_value_that_is_not_header_text_is_refused_by_route_add_and_by_the_proxy(world, value):
+    """A CR or LF would split the header (and made http.client raise with the value in its message);
+    other bytes go out raw and come back in escapes the scrubber does not know."""
+    tree, provider, port, process = world
+    tree.set_secret("bad/value", value, tier="open")
+    added = tree.run("route", "add", "bad", "--upstream", f"https://localhost:{provider.port}/v1", "--secret",
+                     "bad/value", "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path),
+                     "--allow-private")
+    assert added.returncode == 2 and added.stderr.count(b"\n") == 1 and b"not header text" in added.stderr
+    # A route added while the value was good, whose value changed since: refused at each request.
+    tree.set_secret("bad/value", b"sk-good-0123456789", tier="open")
+    assert tree.run("route", "add", "bad", "--upstream", f"https://localhost:{provider.port}/v1", "--secret",
+                    "bad/value", "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path),
+                    "--allow-private", "--force").returncode == 0
+    tree.set_secret("bad/value", value, tier="open")
+    seen = len(provider.seen)
+    status, _, body = request(port, "GET", "/bad/echo", bearer(tree, "bad"))
+    assert status == 502 and b"not header text" in body and value not in body
+    assert len(provider.seen) == seen  # nothing went up
+    record = json.loads((tree.state / "audit.log").read_bytes().splitlines()[-1])
+    assert record["route"] == "bad" and record["result"] == "refused" and record["status"] == 502
+    os.set_blocking(process.stderr.fileno(), False)
+    said = process.stderr.read() or b""
+    assert b"Traceback" not in said and value.strip() not in said
+    assert tree.run("route", "rm", "bad").returncode == 0
 
 
 def test_hop_by_hop_and_proxy_headers_are_stripped(world):

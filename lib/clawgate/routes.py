@@ -88,6 +88,16 @@ class NoSuchRoute(ClawgateError):
         super().__init__(NO_SUCH_SECRET, f"{names.shown(name)}: no such route")
 
 
+def header_text(value: bytes) -> bool:
+    """Whether a value can be sent in a header as it is: visible ASCII, spaces and tabs inside.
+    API keys are; a CR or LF would split the header, and other bytes would go out raw and come
+    back in escapes (JSON's \\u00e9) the scrubber does not know."""
+    return bool(value) and value == value.strip() and all(0x20 <= byte < 0x7F or byte == 0x09 for byte in value)
+
+
+NOT_HEADER_TEXT = "its value is not header text (visible ASCII, as API keys are), so the proxy will not send it"
+
+
 def check_name(name: str) -> str:
     """A route name is one path segment: a secret name's characters without `/`, at most 64."""
     if "/" in name or len(name) > MAX_NAME or not names.is_valid(name):

@@ -96,6 +96,8 @@ def permit(ctx: Context, request: Request, now: "float | None" = None) -> Permit
         value = store.get(route.secret)
     except NoSuchSecret:
         raise Refusal(502, f"route {route.name}: its secret is not stored; ask the owner", "api_error") from None
+    if not routes.header_text(value):  # the value changed since `route add` checked it
+        raise Refusal(502, f"route {route.name}: {routes.NOT_HEADER_TEXT}; ask the owner", "api_error")
     return Permit(route, value, (route.base + rest or "/") + query, tier, token_header)
 
 

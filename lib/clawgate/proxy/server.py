@@ -104,6 +104,9 @@ class Worker:
             _send_quietly(conn, error_response(refusal.status, refusal.reason, refusal.kind))
         except OSError:
             pass
+        except Exception as err:  # noqa: BLE001 - a bug of ours: one record, never a traceback
+            _audit_quietly(ctx, route="-", method="-", path="-", status=0, result="failed",
+                           cause=f"internal error ({type(err).__name__})")
         finally:
             _close(conn)
             self._release()
@@ -201,6 +204,12 @@ class Exchange:
             if not self.sent_down and not self.was_cut:
                 self.status = 502
                 self.tail = error_response(502, "the upstream connection failed", "api_error")
+            return False
+        except Exception as err:  # noqa: BLE001 - a bug of ours: one record, never a traceback (it could hold the value)
+            result, cause = "failed", f"internal error ({type(err).__name__})"
+            if not self.sent_down and not self.was_cut:
+                self.status = 502
+                self.tail = error_response(502, "the proxy failed on this request", "api_error")
             return False
         finally:
             self.watcher.forget(self)
