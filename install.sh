@@ -62,7 +62,7 @@ usage: install.sh [options]
   --service-dir DIR       where the unit or plist goes (default: /etc/systemd/system, /Library/LaunchDaemons)
   --no-service            install no service for the gateway
   --no-proxy              install no agent-blind proxy service
-  --proxy-port PORT       the proxy's loopback port (default: 8217)
+  --proxy-port PORT       the proxy's loopback port, 1024 to 65535 (default: 8217)
   --dry-run               print every action; change nothing
   --target-os darwin|linux  with --dry-run: show the plan for that OS
   --uninstall             remove what install added (keeps state and the agent user)
@@ -213,7 +213,8 @@ if [[ $STORE == openbao ]]; then
 elif [[ -n $BAO_ADDRESS$BAO_CA$BAO_ROLE_ID$BAO_MOUNT$BAO_PREFIX ]]; then
   abort "the --openbao-* options go with --store openbao" "$EX_USAGE"
 fi
-[[ $PROXY_PORT =~ ^[1-9][0-9]{0,4}$ && $PROXY_PORT -le 65535 ]] || abort "--proxy-port must be a number from 1 to 65535" "$EX_USAGE"
+[[ $PROXY_PORT =~ ^[1-9][0-9]{0,4}$ && $PROXY_PORT -ge 1024 && $PROXY_PORT -le 65535 ]] \
+  || abort "--proxy-port must be a number from 1024 to 65535 (the proxy runs as the owner, who cannot listen below 1024)" "$EX_USAGE"
 
 # Names and paths end up in sudoers, the config and the unit: allow only what needs no quoting.
 check_name() {
@@ -513,6 +514,9 @@ uninstall() {
       service) stop_service "$path" ;;
     esac
   done 3<"$MANIFEST"
+  local -a pids
+  read -r -a pids <<<"$(proxy_pids)"
+  [[ ${#pids[@]} == 0 ]] || change "stop the proxy still running from $LIBEXEC (pid ${pids[*]})" kill "${pids[@]}"
   while read -r -u 3 line; do
     local from=${line%% *} to=${line#* }
     if [[ -L $from && $(readlink "$from") == "$to" && -d $to && ! -L $to ]]; then
@@ -584,6 +588,11 @@ delete_user() {
   else
     userdel "$1"
   fi
+}
+
+proxy_pids() { # this install's proxy, however it was started (its unit, or the owner by hand)
+  ps -A -o pid= -o args= 2>/dev/null \
+    | awk -v program="$LIBEXEC/proxy" '{ for (i = 2; i <= NF; i++) if ($i == program) { printf "%s ", $1; next } }'
 }
 
 stop_service() {

@@ -166,7 +166,7 @@ class RootEnv:
                 "--prefix", str(self.prefix), "--state-dir", str(self.state), "--agent-home", str(self.agent_home),
                 "--python", python_for_install(), "--yes"]
         argv += ["--service-dir", str(self.service_dir)]
-        argv += ["--proxy-port", str(self.proxy_port)] if self.proxy else ["--no-proxy"]
+        argv += ["--proxy-port", str(self.proxy_port)] + ([] if self.proxy else ["--no-proxy"])
         if self.service:
             argv += ["--gateway-command", "/bin/sleep infinity"]
         else:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rootenv import RootEnv, run
+from rootenv import INSTALL, RootEnv, run
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -84,3 +84,13 @@ def test_a_dry_run_without_root_names_the_sudoers_file_it_cannot_compare():
         assert re.search(r"dry run: 0 changes would be made \(and maybe \d+ more\); nothing was changed", out), out
         as_root = run(env.install_argv("--dry-run"), input=None).stdout.decode()
         assert "dry run: 0 changes would be made; nothing was changed" in as_root
+
+
+@pytest.mark.parametrize("port", ["22", "0", "65536", "80x"])
+def test_a_proxy_port_the_owner_cannot_listen_on_is_refused_before_anything(port):
+    """The proxy runs as the owner: below 1024 it could never bind, and the install would claim a
+    service that cannot start. Checked before any change, even before root is asked for."""
+    result = run(["bash", str(INSTALL), "--dry-run", "--owner", "nobody", "--proxy-port", port], input=None)
+    assert result.returncode == 2 and result.stdout == b"", result
+    assert result.stderr.decode().count("\n") == 1 and "--proxy-port must be a number from 1024 to 65535" in \
+        result.stderr.decode()

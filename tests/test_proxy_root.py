@@ -381,3 +381,51 @@ def test_uninstall_would_stop_and_remove_the_proxy_unit(world):
     env, _ = world
     plan = run(["bash", str(INSTALL), "--uninstall", "--dry-run", "--prefix", str(env.prefix), "--yes"])
     assert f"would: remove {env.proxy_unit}" in plan.stdout.decode(), plan.stdout
+    stop = [line for line in plan.stdout.decode().splitlines() if line.startswith("would: stop the proxy still running")]
+    assert stop and f"from {env.libexec} (pid " in stop[0], plan.stdout
+    assert str(front(env)) in stop[0].split("(pid ")[1].rstrip(")").split()
+
+
+def test_doctor_fails_a_route_whose_value_is_not_header_text(world):
+    env, provider = world
+    env.set_secret("crlf/key", b"sk-ok-0123456789", "open")
+    assert env.owner("secrets", "use-only", "crlf/key").returncode == 0
+    assert env.owner("route", "add", "crlf", "--upstream", f"https://localhost:{provider.port}", "--secret", "crlf/key",
+                     "--inject", "Authorization: Bearer {secret}", "--ca", str(provider.ca_path),
+                     "--allow-private").returncode == 0
+    try:
+        env.set_secret("crlf/key", b"sk-ok\r\nX-Evil: 1", "open")
+        out = env.doctor().stdout.decode()
+        assert "FAIL  route crlf: its secret crlf/key: its value is not header text" in out, out
+    finally:
+        env.owner("route", "rm", "crlf")
+
+
+def test_without_the_service_doctor_names_routes_that_cannot_work_and_uninstall_stops_a_proxy_run_by_hand():
+    """--no-proxy, or no systemd to start the unit: the owner runs `clawgate proxy` by hand. Doctor
+    says where routes cannot work and how to start it; uninstall leaves no proxy sending the key."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: real users, install.sh and sudo")
+    with RootEnv() as env:  # --no-proxy
+        env.set_secret("k/key", b"sk-0123456789", "open")
+        assert env.owner("route", "add", "k", "--upstream", "https://localhost:9/v1", "--secret", "k/key",
+                         "--inject", "Authorization: Bearer {secret}", "--allow-private").returncode == 0
+        result = env.doctor()
+        out = result.stdout.decode()
+        assert result.returncode != 0
+        assert "FAIL  proxy: routes are set but no proxy is installed or running" in out, out
+        assert "rerun install.sh without it, or as " in out and ": clawgate proxy" in out, out
+        by_hand = proxykit.start([RUNUSER, "-u", env.owner_name, "--", str(env.libexec / "proxy")], env.proxy_port)
+        try:
+            held = proxykit.tree(by_hand.pid)
+            removed = env.uninstall(purge=False)
+            assert removed.returncode == 0, removed.stderr
+            assert f"stop the proxy still running from {env.libexec}" in removed.stdout.decode()
+            by_hand.wait(timeout=10)
+            for _ in range(100):
+                if not any(Path(f"/proc/{pid}").exists() for pid in held[1:]):
+                    break
+                time.sleep(0.05)
+            assert not any(Path(f"/proc/{pid}").exists() for pid in held[1:]), "a worker outlived its front"
+        finally:
+            proxykit.stop(by_hand)
