@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+TESTS ?= tests
 BENCH_ARGS ?=
 
 .PHONY: test lint demo bench install clean
@@ -13,7 +14,7 @@ $(VENV)/.ready: requirements-dev.txt
 	touch $@
 
 test: $(VENV)/.ready lint
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m pytest -q $(PYTEST_ARGS) $(TESTS)
 
 lint: $(VENV)/.ready
 	$(VENV)/bin/shellcheck -x install.sh bin/clawgate launchd/load-job completion/clawgate.bash $(wildcard tests/*.sh tests/fakes/*.sh .ci/run)
