@@ -64,6 +64,65 @@ def test_the_tier_record_with_its_use_only_mark_is_one_record(hosts):
     assert open_store(b.config()).load_tier("api/token") == b"controlled use-only\n"
 
 
+def test_a_use_only_mark_set_on_one_host_while_the_other_changes_the_tier_is_kept(hosts, monkeypatch):
+    """Deterministic race: host b marks the secret use-only between host a's read of the tier
+    record and its write of a new tier. Without check-and-set a's write drops b's mark."""
+    from clawgate import tiers
+
+    a, b = hosts
+    a.set_secret("api/key", b"v", tier="controlled")
+    store = open_store(a.config())
+    real = store._read
+    pending = [lambda: b.run("secrets", "use-only", "api/key")]
+    others = []
+
+    def read_then_let_the_other_host_in(*parts):
+        found = real(*parts)
+        if parts[0] == "tiers":
+            while pending:
+                others.append(pending.pop()())
+        return found
+
+    monkeypatch.setattr(store, "_read", read_then_let_the_other_host_in)
+    tiers.set(a.config(), "api/key", tier="open")
+    assert others[0].returncode == 0, others[0].stderr
+    assert tiers.read(b.config(), "api/key") == ("open", True)
+    got = b.as_agent("broker", "get", "api/key")
+    assert got.returncode != 0 and got.stdout == b"", got.stderr  # use-only: never served to the agent
+
+
+def test_tier_changes_and_use_only_marks_racing_from_both_hosts_all_hold(hosts):
+    """Each of 12 secrets gets a new tier from host a and the use-only mark from host b at the
+    same moment (separate clients, as two hosts are): every secret ends with both."""
+    import threading
+
+    from clawgate import tiers
+
+    a, b = hosts
+    wanted = [f"race/k{i:02d}" for i in range(12)]
+    for name in wanted:
+        open_store(a.config()).put(name, b"v")
+        tiers.set(a.config(), name, tier="controlled")
+    start = threading.Barrier(2 * len(wanted))
+    failures = []
+
+    def change(tree: Tree, name: str, **what) -> None:
+        try:
+            start.wait()
+            tiers.set(tree.config(), name, **what)
+        except BaseException as err:  # noqa: BLE001 - reported by the assert below
+            failures.append((name, err))
+
+    workers = [threading.Thread(target=change, args=(a, name), kwargs={"tier": "open"}) for name in wanted]
+    workers += [threading.Thread(target=change, args=(b, name), kwargs={"use_only": True}) for name in wanted]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert {name: tiers.read(a.config(), name) for name in wanted} == {name: ("open", True) for name in wanted}
+
+
 def test_a_code_accepted_on_one_host_is_refused_on_the_other(hosts):
     a, b = hosts
     a.set_secret("db", b"pw", tier="controlled")

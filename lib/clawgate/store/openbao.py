@@ -7,7 +7,7 @@ check-and-set (`options.cas`): of two hosts writing on the same version, exactly
 
 Layout under MOUNT (KV v2) and PREFIX:
   PREFIX/secrets/<name with / as %>   {"value": base64}       (the % sent as %25)
-  PREFIX/tiers/<name with / as %>     {"record": "TIER[ use-only]"}   absent = restricted
+  PREFIX/tiers/<name with / as %>     {"record": "TIER[ use-only]"}   absent = restricted; changed by CAS
   PREFIX/totp/seed, PREFIX/totp/seed-root   {"record": base64 of seed.py's record}
   PREFIX/totp/gate                    {"record": gate.py's record}, version = the CAS version
 No secret name reaches totp/ or tiers/: every name is under secrets/.
@@ -593,6 +593,15 @@ class OpenBaoStore(Store):
             self._erase("tiers", self._key(name))
         else:
             self._write(("tiers", self._key(name)), {"record": record.decode("ascii")})
+
+    def load_tier_versioned(self, name: str) -> "Tuple[Optional[bytes], int]":
+        found = self._read("tiers", self._key(name))  # never the prefetched copy: its version is what counts
+        if found is None:
+            return None, 0
+        return str(found[0].get("record", "")).encode("ascii", "replace"), found[1]
+
+    def change_tier(self, name: str, record: bytes, version: int) -> None:
+        self._write(("tiers", self._key(name)), {"record": record.decode("ascii")}, cas=version)
 
     def load_gate(self) -> "Tuple[Optional[bytes], int]":
         """The gate record and its version (0: none yet, so the first write is cas=0: create only)."""
