@@ -327,6 +327,42 @@ def test_migrate_is_all_or_nothing(bao_dev, tmp_path):
     assert bao_dev.read_prefix("secret", f"clawgate/{tmp_path.name}-n/secrets") == []
 
 
+def _hint(stderr: bytes, before: str, after: str) -> str:
+    import re
+
+    found = re.search(re.escape(before) + r" (.*?)" + re.escape(after), stderr.decode())
+    assert found, stderr
+    return found.group(1)
+
+
+@pytest.mark.parametrize("keep", ["the fleet's", "this host's"])
+def test_migrate_clash_hint_names_commands_that_resolve_it(bao_dev, tmp_path, keep):
+    """Each way out the refusal names, run as it is written, lets the migration through."""
+    import shlex
+    import subprocess
+
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    tree = _file_host_moving_to(bao_dev, tmp_path, owner)
+    open_store(tree.config()).put("api/token", b"the fleet's value")
+    clash = tree.run("secrets", "migrate", "--to", "openbao")
+    assert clash.returncode == 2 and b"nothing was moved" in clash.stderr, clash.stderr
+    assert clash.stderr.count(b"\n") == 1
+    if keep == "the fleet's":
+        argv = shlex.split(_hint(clash.stderr, "Keep the fleet's value:", "; or keep"))
+        assert argv[:2] == ["rm", "-f"]
+        subprocess.run(argv, check=True)
+        expected = b"the fleet's value"
+    else:
+        argv = shlex.split(_hint(clash.stderr, "keep this host's:", " (removes it"))
+        assert argv[:3] == ["clawgate", "secrets", "rm"]
+        assert tree.run(*argv[1:], "--force").returncode == 0
+        expected = b"file-value-2"
+    moved = tree.run("secrets", "migrate", "--to", "openbao")
+    assert moved.returncode == 0, moved.stderr
+    assert open_store(tree.config()).get("api/token") == expected
+    assert _local_leftovers(tree) == []
+
+
 def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
     import json
 
