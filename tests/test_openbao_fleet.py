@@ -519,3 +519,90 @@ def test_a_rerun_without_store_keeps_an_openbao_install_from_falling_back(bao_de
         assert plan("--store", "file").returncode == 0  # leaving the fleet is said out loud
     finally:
         shutil.rmtree(where)
+
+
+@pytest.fixture
+def small_disk_host(bao_dev, tmp_path):
+    """A host whose whole tree (state included) is a 32 MiB tmpfs, so its disk can be filled."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs",
+                                            str(where)], capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+        tree = Tree(where, store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        assert tree.run("secrets", "init").returncode == 0
+        tree.enroll_seed()
+        tree.set_secret("db", b"pw", tier="controlled")
+        tree.filler = where / "filler"
+        yield tree
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(path) -> None:
+    """Write zeros to `path` until the filesystem has no room left."""
+    with open(path, "ab", buffering=0) as out:
+        block = bytes(1 << 16)
+        while True:
+            try:
+                out.write(block)
+            except OSError:
+                break
+        for size in (4096, 512, 1):
+            try:
+                while True:
+                    out.write(bytes(size))
+            except OSError:
+                pass
+
+
+def test_a_full_disk_refuses_the_code_before_it_is_counted_or_spent_in_openbao(small_disk_host):
+    tree = small_disk_host
+    store = open_store(tree.config())
+    before = store.load_gate()
+    code = tree.code()
+    fill(tree.filler)
+    got = tree.as_agent("approve", "db", code)
+    assert got.returncode == 74, got.stderr
+    assert b"no room for the audit log" in got.stderr and got.stderr.count(b"\n") == 1, got.stderr
+    assert store.load_gate() == before  # nothing counted, nothing spent
+    os.unlink(tree.filler)
+    again = tree.as_agent("approve", "db", code)  # so the same code still works
+    assert again.returncode == 0, again.stderr
+    assert tree.run("audit", "verify").returncode == 0
+
+
+def test_a_disk_that_fills_after_the_check_leaves_the_spent_code_in_the_audit_log(small_disk_host, monkeypatch):
+    """The disk fills just as the guess is counted in OpenBao: the code is spent there and the grant
+    cannot be written; the attempt was recorded before, and the error says the outcome was not."""
+    from clawgate import audit, state, totp
+
+    tree = small_disk_host
+    ctx = coretools.context(tree, role="agent")
+    store = open_store(ctx.cfg)
+    real = store.save_gate
+    pending = [lambda: fill(tree.filler)]
+
+    def fill_then_write(raw, version):
+        while pending:
+            pending.pop()()
+        return real(raw, version)
+
+    monkeypatch.setattr(store, "save_gate", fill_then_write)
+    code, now = tree.code(), time.time()
+    with pytest.raises(ClawgateError) as caught:
+        gate.check(ctx, code, purpose="db", now=now,
+                   grant=grants.Grant("db", "controlled", now, now + 60, "agent"))
+    assert caught.value.code == 74 and "attempt is in the audit log" in caught.value.message, caught.value.message
+    os.unlink(tree.filler)
+    step = totp.match_step(tree.seed, code, now, -1)
+    assert gate.load_state(ctx).last_step == step  # spent in OpenBao...
+    records = [audit.fields_of(line) for line in audit.read_lines(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid)]
+    assert any(r.get("event") == "code" and r.get("purpose") == "db" and r.get("result") == "checking"
+               for r in records), records[-3:]  # ...and in the audit log
+    assert grants_on(tree) == []
