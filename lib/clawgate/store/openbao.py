@@ -231,7 +231,8 @@ class Bao:
         status, _ = self.request("GET", "auth/token/lookup-self", None, token)
         if status == 403:
             return self.fail("refused this host's fresh token on every path, even auth/token/lookup-self",
-                             "check the AppRole's token_bound_cidrs lists this host's address")
+                             "check the AppRole's token_bound_cidrs lists this host's address "
+                             "(and that its tokens keep the default policy)")
         return self._answer_failure(403, {}, path)
 
     def _login_refused(self, body: "Dict[str, object]") -> ClawgateError:
