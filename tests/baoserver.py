@@ -275,3 +275,85 @@ class SlowProxy:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+class ScriptedServer:
+    """A TLS listener on loopback, under its own CA, that misbehaves as `behaviour` says, for the
+    faults a real OpenBao will not stage: "reset" (an RST at once), "drop" (closed mid-handshake),
+    "trickle" (a valid answer a byte every `pace` seconds), or "answer" (the given status and
+    JSON body to every request). `owner` gives a Tree the config that points at it."""
+
+    def __init__(self, root: Path, behaviour: str, status: int = 200, body: bytes = b"{}",
+                 pace: float = 0.5) -> None:
+        import threading
+
+        import trustme
+
+        self.behaviour, self.status, self.body, self.pace = behaviour, status, body, pace
+        authority = trustme.CA()
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        authority.issue_cert("127.0.0.1").configure_cert(self.context)
+        self.ca = str(root / "scripted-ca.pem")
+        authority.cert_pem.write_to_path(self.ca)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"https://127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def owner(self, prefix: str = "clawgate/scripted") -> Owner:
+        return Owner(self, prefix, "r", "role-id", "d2b6a1f0-1111-2222-3333-444455556666")  # type: ignore[arg-type]
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(client,), daemon=True).start()
+
+    def _one(self, client: socket.socket) -> None:
+        import struct
+
+        try:
+            if self.behaviour == "reset":
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            if self.behaviour == "drop":
+                client.recv(512)  # the start of the ClientHello, then nothing more
+                return
+            tls = self.context.wrap_socket(client, server_side=True)
+            while True:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    got = tls.recv(65536)
+                    if not got:
+                        return
+                    head += got
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                rest = head.split(b"\r\n\r\n", 1)[1]
+                while len(rest) < length:
+                    rest += tls.recv(65536)
+                answer = (f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(self.body)}\r\n\r\n").encode() + self.body
+                if self.behaviour == "trickle":
+                    for byte in answer:
+                        if self._closed:
+                            return
+                        tls.sendall(bytes([byte]))
+                        time.sleep(self.pace)
+                else:
+                    tls.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from baoserver import FileServer, SlowProxy
+from baoserver import FileServer, ScriptedServer, SlowProxy
 from installtree import Tree
 
 VALUE = b"fleet-value-\x00\xff-7d1c"
@@ -146,7 +146,9 @@ def test_policy_too_narrow_then_widened(server, host):
     server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": 'path "secret/data/elsewhere/*" '
                                                                    '{ capabilities = ["read"] }'})
     try:
-        refused(host, "permission denied", "policy")
+        line = refused(host, "permission denied", "policy")
+        assert "error occurred" not in line  # summarised: OpenBao's own text is not echoed
+        assert "token_bound_cidrs" not in line  # its token works (lookup-self): the policy's answer
     finally:
         server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": policy})
     served(host)
@@ -159,7 +161,7 @@ def test_a_wrong_ca_is_refused(server, host, tmp_path):
     trustme.CA().cert_pem.write_to_path(str(other))
     text = host.config_path.read_text().replace(server.ca, str(other))
     host.config_path.write_text(text)
-    refused(host, "TLS", "[openbao] ca")
+    refused(host, "TLS certificate not verified", f"[openbao] ca ({other})")
 
 
 def test_a_standby_answering_429_is_refused(tmp_path):
@@ -203,3 +205,92 @@ def test_a_standby_answering_429_is_refused(tmp_path):
         refused(tree, "standby", "active node")
     finally:
         httpd.shutdown()
+
+
+def scripted_host(tmp_path, server: ScriptedServer) -> Tree:
+    (tmp_path / "host").mkdir()
+    tree = Tree(tmp_path / "host", store="openbao", extra_config=server.owner().config())
+    server.owner().give(tree.state)
+    return tree
+
+
+@pytest.mark.parametrize("behaviour", ["reset", "drop"])
+def test_a_connection_reset_or_dropped_is_not_called_a_tls_or_ca_problem(tmp_path, behaviour):
+    server = ScriptedServer(tmp_path, behaviour)
+    try:
+        line = refused(scripted_host(tmp_path, server), "closed or reset the connection", "is OpenBao running")
+        assert "TLS" not in line and "[openbao] ca" not in line, line
+    finally:
+        server.close()
+
+
+def test_a_refused_connection_names_the_address_to_check(tmp_path):
+    from proxykit import free_port
+
+    server = ScriptedServer(tmp_path, "answer")
+    server.close()
+    server.address = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    line = refused(scripted_host(tmp_path, server), "connection refused", "is OpenBao running")
+    assert line.startswith(f"clawgate: OpenBao at {server.address}:"), line
+
+
+def test_a_server_trickling_its_answer_is_cut_off_by_one_deadline_for_the_whole_call(tmp_path):
+    """A byte every 0.4 s never lets one read wait 5 s; the whole answer would take ~40 s."""
+    server = ScriptedServer(tmp_path, "trickle", body=b'{"auth": {"client_token": "t", "lease_duration": 60}}',
+                            pace=0.4)
+    try:
+        line = refused(scripted_host(tmp_path, server), "no answer within 5s")
+        assert "running and reachable" in line
+    finally:
+        server.close()
+
+
+def test_openbao_error_text_is_quoted_bounded_and_escaped(tmp_path):
+    hostile = "\x1b]0;owned\x07\x1b[2J" + "A" * 20000 + "\r\ninjected line"
+    import json
+
+    server = ScriptedServer(tmp_path, "answer", status=500, body=json.dumps({"errors": [hostile]}).encode())
+    try:
+        line = refused(scripted_host(tmp_path, server), "HTTP 500", "\\x1b]0;owned")
+        assert "\x1b" not in line and "\x07" not in line and "\r" not in line
+        assert len(line) < 400 and "AAAA..." in line and "injected" not in line, line
+    finally:
+        server.close()
+
+
+def test_a_login_from_outside_the_roles_cidrs_says_so_not_wrong_secret_id(server, tmp_path):
+    owner = server.owner(f"clawgate/{tmp_path.name}")
+    server.api("POST", f"auth/approle/role/{owner.role}", {"secret_id_bound_cidrs": ["10.0.0.0/8"]})
+    owner.secret_id = server.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+    owner.give(tree.state)
+    line = refused(tree, "AppRole login", "secret_id_bound_cidrs", "this host's address")
+    assert "wrong role id" not in line, line
+
+
+def test_a_wrong_secret_id_says_so_not_cidrs(server, tmp_path):
+    owner = server.owner(f"clawgate/{tmp_path.name}")
+    owner.secret_id = "d2b6a1f0-1111-2222-3333-444455556666"
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+    owner.give(tree.state)
+    line = refused(tree, "AppRole login", "wrong role id", "secret id")
+    assert "cidr" not in line.lower(), line
+
+
+def test_a_token_bound_to_other_addresses_is_not_called_a_policy_gap(server, tmp_path):
+    owner = server.owner(f"clawgate/{tmp_path.name}")
+    server.api("POST", f"auth/approle/role/{owner.role}", {"token_bound_cidrs": ["10.0.0.0/8"]})
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config())
+    owner.give(tree.state)
+    line = refused(tree, "token_bound_cidrs", "this host's address")
+    assert "permission denied on" not in line and "covers the prefix" not in line, line
+
+
+def test_a_missing_kv_mount_is_named_not_a_policy_gap_nor_a_missing_secret(server, tmp_path):
+    owner = server.owner(f"clawgate/{tmp_path.name}", mount="nokv")  # its policy covers the mount
+    tree = Tree(tmp_path, store="openbao", extra_config=owner.config() + "mount = nokv\n")
+    owner.give(tree.state)
+    line = refused(tree, "no secrets engine mounted at nokv/", "[openbao] mount")
+    assert "permission" not in line and "policy" not in line, line
+    init = tree.run("secrets", "init")
+    assert init.returncode == 6 and b"no secrets engine mounted at nokv/" in init.stderr, init.stderr

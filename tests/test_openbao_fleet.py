@@ -64,6 +64,65 @@ def test_the_tier_record_with_its_use_only_mark_is_one_record(hosts):
     assert open_store(b.config()).load_tier("api/token") == b"controlled use-only\n"
 
 
+def test_a_use_only_mark_set_on_one_host_while_the_other_changes_the_tier_is_kept(hosts, monkeypatch):
+    """Deterministic race: host b marks the secret use-only between host a's read of the tier
+    record and its write of a new tier. Without check-and-set a's write drops b's mark."""
+    from clawgate import tiers
+
+    a, b = hosts
+    a.set_secret("api/key", b"v", tier="controlled")
+    store = open_store(a.config())
+    real = store._read
+    pending = [lambda: b.run("secrets", "use-only", "api/key")]
+    others = []
+
+    def read_then_let_the_other_host_in(*parts):
+        found = real(*parts)
+        if parts[0] == "tiers":
+            while pending:
+                others.append(pending.pop()())
+        return found
+
+    monkeypatch.setattr(store, "_read", read_then_let_the_other_host_in)
+    tiers.set(a.config(), "api/key", tier="open")
+    assert others[0].returncode == 0, others[0].stderr
+    assert tiers.read(b.config(), "api/key") == ("open", True)
+    got = b.as_agent("broker", "get", "api/key")
+    assert got.returncode != 0 and got.stdout == b"", got.stderr  # use-only: never served to the agent
+
+
+def test_tier_changes_and_use_only_marks_racing_from_both_hosts_all_hold(hosts):
+    """Each of 12 secrets gets a new tier from host a and the use-only mark from host b at the
+    same moment (separate clients, as two hosts are): every secret ends with both."""
+    import threading
+
+    from clawgate import tiers
+
+    a, b = hosts
+    wanted = [f"race/k{i:02d}" for i in range(12)]
+    for name in wanted:
+        open_store(a.config()).put(name, b"v")
+        tiers.set(a.config(), name, tier="controlled")
+    start = threading.Barrier(2 * len(wanted))
+    failures = []
+
+    def change(tree: Tree, name: str, **what) -> None:
+        try:
+            start.wait()
+            tiers.set(tree.config(), name, **what)
+        except BaseException as err:  # noqa: BLE001 - reported by the assert below
+            failures.append((name, err))
+
+    workers = [threading.Thread(target=change, args=(a, name), kwargs={"tier": "open"}) for name in wanted]
+    workers += [threading.Thread(target=change, args=(b, name), kwargs={"use_only": True}) for name in wanted]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert {name: tiers.read(a.config(), name) for name in wanted} == {name: ("open", True) for name in wanted}
+
+
 def test_a_code_accepted_on_one_host_is_refused_on_the_other(hosts):
     a, b = hosts
     a.set_secret("db", b"pw", tier="controlled")
@@ -268,6 +327,42 @@ def test_migrate_is_all_or_nothing(bao_dev, tmp_path):
     assert bao_dev.read_prefix("secret", f"clawgate/{tmp_path.name}-n/secrets") == []
 
 
+def _hint(stderr: bytes, before: str, after: str) -> str:
+    import re
+
+    found = re.search(re.escape(before) + r" (.*?)" + re.escape(after), stderr.decode())
+    assert found, stderr
+    return found.group(1)
+
+
+@pytest.mark.parametrize("keep", ["the fleet's", "this host's"])
+def test_migrate_clash_hint_names_commands_that_resolve_it(bao_dev, tmp_path, keep):
+    """Each way out the refusal names, run as it is written, lets the migration through."""
+    import shlex
+    import subprocess
+
+    owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+    tree = _file_host_moving_to(bao_dev, tmp_path, owner)
+    open_store(tree.config()).put("api/token", b"the fleet's value")
+    clash = tree.run("secrets", "migrate", "--to", "openbao")
+    assert clash.returncode == 2 and b"nothing was moved" in clash.stderr, clash.stderr
+    assert clash.stderr.count(b"\n") == 1
+    if keep == "the fleet's":
+        argv = shlex.split(_hint(clash.stderr, "Keep the fleet's value:", "; or keep"))
+        assert argv[:2] == ["rm", "-f"]
+        subprocess.run(argv, check=True)
+        expected = b"the fleet's value"
+    else:
+        argv = shlex.split(_hint(clash.stderr, "keep this host's:", " (removes it"))
+        assert argv[:3] == ["clawgate", "secrets", "rm"]
+        assert tree.run(*argv[1:], "--force").returncode == 0
+        expected = b"file-value-2"
+    moved = tree.run("secrets", "migrate", "--to", "openbao")
+    assert moved.returncode == 0, moved.stderr
+    assert open_store(tree.config()).get("api/token") == expected
+    assert _local_leftovers(tree) == []
+
+
 def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
     import json
 
@@ -424,3 +519,90 @@ def test_a_rerun_without_store_keeps_an_openbao_install_from_falling_back(bao_de
         assert plan("--store", "file").returncode == 0  # leaving the fleet is said out loud
     finally:
         shutil.rmtree(where)
+
+
+@pytest.fixture
+def small_disk_host(bao_dev, tmp_path):
+    """A host whose whole tree (state included) is a 32 MiB tmpfs, so its disk can be filled."""
+    import subprocess
+
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0755", "tmpfs",
+                                            str(where)], capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
+        tree = Tree(where, store="openbao", extra_config=owner.config())
+        owner.give(tree.state)
+        assert tree.run("secrets", "init").returncode == 0
+        tree.enroll_seed()
+        tree.set_secret("db", b"pw", tier="controlled")
+        tree.filler = where / "filler"
+        yield tree
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(path) -> None:
+    """Write zeros to `path` until the filesystem has no room left."""
+    with open(path, "ab", buffering=0) as out:
+        block = bytes(1 << 16)
+        while True:
+            try:
+                out.write(block)
+            except OSError:
+                break
+        for size in (4096, 512, 1):
+            try:
+                while True:
+                    out.write(bytes(size))
+            except OSError:
+                pass
+
+
+def test_a_full_disk_refuses_the_code_before_it_is_counted_or_spent_in_openbao(small_disk_host):
+    tree = small_disk_host
+    store = open_store(tree.config())
+    before = store.load_gate()
+    code = tree.code()
+    fill(tree.filler)
+    got = tree.as_agent("approve", "db", code)
+    assert got.returncode == 74, got.stderr
+    assert b"no room for the audit log" in got.stderr and got.stderr.count(b"\n") == 1, got.stderr
+    assert store.load_gate() == before  # nothing counted, nothing spent
+    os.unlink(tree.filler)
+    again = tree.as_agent("approve", "db", code)  # so the same code still works
+    assert again.returncode == 0, again.stderr
+    assert tree.run("audit", "verify").returncode == 0
+
+
+def test_a_disk_that_fills_after_the_check_leaves_the_spent_code_in_the_audit_log(small_disk_host, monkeypatch):
+    """The disk fills just as the guess is counted in OpenBao: the code is spent there and the grant
+    cannot be written; the attempt was recorded before, and the error says the outcome was not."""
+    from clawgate import audit, state, totp
+
+    tree = small_disk_host
+    ctx = coretools.context(tree, role="agent")
+    store = open_store(ctx.cfg)
+    real = store.save_gate
+    pending = [lambda: fill(tree.filler)]
+
+    def fill_then_write(raw, version):
+        while pending:
+            pending.pop()()
+        return real(raw, version)
+
+    monkeypatch.setattr(store, "save_gate", fill_then_write)
+    code, now = tree.code(), time.time()
+    with pytest.raises(ClawgateError) as caught:
+        gate.check(ctx, code, purpose="db", now=now,
+                   grant=grants.Grant("db", "controlled", now, now + 60, "agent"))
+    assert caught.value.code == 74 and "attempt is in the audit log" in caught.value.message, caught.value.message
+    os.unlink(tree.filler)
+    step = totp.match_step(tree.seed, code, now, -1)
+    assert gate.load_state(ctx).last_step == step  # spent in OpenBao...
+    records = [audit.fields_of(line) for line in audit.read_lines(state.path(ctx.cfg, "audit.log"), ctx.cfg.owner.uid)]
+    assert any(r.get("event") == "code" and r.get("purpose") == "db" and r.get("result") == "checking"
+               for r in records), records[-3:]  # ...and in the audit log
+    assert grants_on(tree) == []

@@ -58,9 +58,7 @@ def migrate(ctx: Context, target: str) -> int:
     # Every check before any write.
     clashes = [name for name in moving if remote.exists(name) and remote.get(name) != values[name]]
     if clashes:
-        raise usage(f"OpenBao's prefix already holds {', '.join(names.shown(n) for n in clashes[:5])}"
-                    f"{' ...' if len(clashes) > 5 else ''} with another value; nothing was moved "
-                    "(rename or remove one of them first)")
+        raise _clash(ctx, clashes)
     for root, raw in seeds.items():
         theirs = remote.load_seed(root)
         if raw is not None and theirs is not None and theirs != raw:
@@ -109,6 +107,19 @@ def migrate(ctx: Context, target: str) -> int:
           f"{remote.bao.address} ({ctx.cfg.openbao['mount']}/{ctx.cfg.openbao['prefix']}); read back, "
           "then removed from this host")
     return 0
+
+
+def _clash(ctx: Context, clashes: "List[str]") -> Exception:
+    """The refusal when the prefix holds a name with another value, with the two ways out as commands
+    that work as they stand: drop this host's copy (its files: with store = openbao, `secrets rm`
+    acts on OpenBao), or drop the fleet's (`secrets rm`, for every host); then run it again."""
+    first = clashes[0]
+    files = " ".join(state.path(ctx.cfg, kind, names.to_filename(first)) for kind in ("secrets", "tiers"))
+    more = f" and {len(clashes) - 1} more ({', '.join(names.shown(n) for n in clashes[1:4])}" \
+           f"{' ...' if len(clashes) > 4 else ''}; each alike)" if len(clashes) > 1 else ""
+    return usage(f"OpenBao's prefix already holds {names.shown(first)}{more} with another value; nothing was "
+                 f"moved. Keep the fleet's value: rm -f {files}; or keep this host's: clawgate secrets rm "
+                 f"{names.shown(first)} (removes it from OpenBao for every host); then run this again")
 
 
 def _merge_gate(remote: OpenBaoStore, mine: gate.GateState) -> None:

@@ -17,18 +17,27 @@ first) is retried from a fresh read, at most CAS_TRIES times. Of two hosts spend
 exactly one write lands; the other re-reads a later last step and is denied. A guess counted
 before a lost write stays counted and is not counted twice; on success it is taken back only if
 nobody changed the count since (else the record keeps the larger count: failing closed).
+
+A shared record is written before anything on this host's disk: a full disk would be found only
+after the code was spent or the guess counted, with no audit line. So, as sudo logs a command
+before it runs it, check() first makes sure the audit log's filesystem has room (else exit 74,
+nothing counted or spent) and then records the attempt (`code result=checking`) before the first
+shared write: a disk that fills after that still leaves the spent code or counted guess in the
+log, and the line the caller sees says its outcome is what went unrecorded.
 """
 
 import json
+import os
 from typing import Callable, NamedTuple, NoReturn
 
 from . import durations, fsio, grants, guard, lockout, seed, state, totp
 from .context import Context
-from .errors import LOCKED_OUT, ClawgateError, denied, unsafe, usage
+from .errors import IO_ERROR, LOCKED_OUT, ClawgateError, denied, io_error, unsafe, usage
 from .store import Conflict, Store, open_store
 
 DENIED_MESSAGE = "code denied"
 CAS_TRIES = 10  # lost check-and-set writes before giving up: only other hosts' writes cause one
+ROOM = 64 << 10  # bytes free the audit log's filesystem needs before a shared record is touched
 
 
 class GateState(NamedTuple):
@@ -145,14 +154,21 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
     guard.beyond_sudo()  # from the first record to the last, out of reach of a kill the agent can aim
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
+    shared = _shared(ctx) is not None
+    if shared:
+        _require_room(ctx)
     with _lock(ctx):
         mine = None  # (before, after): the lock state our guess replaced and the one it left, once durable
+        noted = False  # the attempt is in the audit log (a shared record: before it is first written)
         for _ in range(CAS_TRIES):
             current, version = _load(ctx)
             if mine is None:
                 if ctx.caller.is_agent and lockout.is_locked(current.lock, now):
                     ctx.audit("code", purpose=purpose, result="locked", until=until_text(current.lock.locked_until))
                     raise locked_out(current.lock.locked_until)
+                if shared and not noted:
+                    ctx.audit("code", purpose=purpose, result="checking")
+                    noted = True
                 counted = lockout.after_failure(current.lock, now) if ctx.caller.is_agent else current.lock
                 if counted != current.lock:
                     try:  # durable before the guess is checked
@@ -169,8 +185,33 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
                 _accept(ctx, GateState(step, restored), version, purpose, grant, grant_record)
             except Conflict:
                 continue
+            except (OSError, ClawgateError) as err:
+                if noted:
+                    _unrecorded(err)
+                raise
             return step
         raise _busy()
+
+
+def _require_room(ctx: Context) -> None:
+    """Refuse before a shared record is touched when the audit log's filesystem is (nearly) full."""
+    try:
+        fs = os.statvfs(ctx.cfg.state_dir)
+    except OSError:
+        return  # the append itself will say what is wrong, before anything is written
+    free = fs.f_bavail * fs.f_frsize
+    if free < ROOM:
+        raise io_error(f"{ctx.cfg.state_dir}: no room for the audit log ({free // 1024} KiB free); "
+                       "nothing was checked, counted or spent; free some space, then try again")
+
+
+def _unrecorded(err: "OSError | ClawgateError") -> None:
+    """A local write failed after the shared record changed: say so, not "nothing was done"."""
+    if isinstance(err, ClawgateError) and err.code != IO_ERROR:
+        return  # a refusal (denied, a store failure): its own line says it
+    why = (err.strerror or "a write failed") if isinstance(err, OSError) else "the audit log cannot be written"
+    raise io_error(f"cannot record the outcome on this host ({why}); the code was checked "
+                   "against OpenBao's record and the attempt is in the audit log; no grant was made") from None
 
 
 def _deny(ctx: Context, params_: totp.Params, code: str, now: float, purpose: str, refuse_cause: "str | None",

@@ -79,6 +79,14 @@ class Store:
         """Write the tier record; None removes it."""
         raise NotImplementedError
 
+    def load_tier_versioned(self, name: str) -> "Tuple[Optional[bytes], int]":
+        """The tier record and its version (0: none), read afresh, for change_tier."""
+        raise NotImplementedError
+
+    def change_tier(self, name: str, record: bytes, version: int) -> None:
+        """Write the tier record only if it is still at `version` (check-and-set), or Conflict."""
+        raise NotImplementedError
+
     def load_gate(self) -> "Tuple[Optional[bytes], int]":
         """The gate record (gate.py's) and its version; (None, 0) before the first write."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ check-and-set (`options.cas`): of two hosts writing on the same version, exactly
 
 Layout under MOUNT (KV v2) and PREFIX:
   PREFIX/secrets/<name with / as %>   {"value": base64}       (the % sent as %25)
-  PREFIX/tiers/<name with / as %>     {"record": "TIER[ use-only]"}   absent = restricted
+  PREFIX/tiers/<name with / as %>     {"record": "TIER[ use-only]"}   absent = restricted; changed by CAS
   PREFIX/totp/seed, PREFIX/totp/seed-root   {"record": base64 of seed.py's record}
   PREFIX/totp/gate                    {"record": gate.py's record}, version = the CAS version
 No secret name reaches totp/ or tiers/: every name is under secrets/.
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 SECRET_ID_FILE = "openbao-secret-id"
 TOKEN_FILE = "openbao-token"
-TIMEOUT = 5.0  # seconds per call: a slow or stuck server is a refusal, never a hang
+TIMEOUT = 5.0  # seconds per call, all of it (connect, TLS, request, answer): a slow or stuck server is a refusal
+SAID = 120  # characters of OpenBao's own error text a message quotes (escaped): it may be long, or hostile
 EARLY = 30  # seconds: a token this close to its expiry is replaced before use
 APPROLE_LOGIN = "auth/approle/login"
 
@@ -51,6 +52,53 @@ MAX_BODY = 64 << 20  # far above a 1 MiB value in base64 or a list of many names
 
 class _Dropped(Exception):
     """The connection ended before an answer began: a kept-alive one the server closed."""
+
+
+def _left(deadline: float) -> float:
+    """Seconds left before the call's deadline; a timeout once there are none."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("the call's deadline passed")
+    return left
+
+
+class _Timed(io.RawIOBase):
+    """The socket as the answer's raw stream, each read bounded by what is left of the call's
+    deadline: a socket timeout alone bounds each read, so a server trickling a byte at a time
+    could hold a call for as long as it liked."""
+
+    def __init__(self, sock: "ssl.SSLSocket") -> None:
+        self._sock = sock
+        self.deadline = 0.0  # set by each request
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview") -> int:  # type: ignore[override]
+        self._sock.settimeout(_left(self.deadline))
+        return self._sock.recv_into(buffer)
+
+
+def _send(sock: "ssl.SSLSocket", data: bytes, deadline: float) -> None:
+    """sendall within the deadline: sendall's own timeout is per send, as a read's is."""
+    view = memoryview(data)
+    while view:
+        sock.settimeout(_left(deadline))
+        view = view[sock.send(view[:65536]):]
+
+
+def _errors(body: "Dict[str, object]") -> str:
+    """OpenBao's error text, whitespace runs as one space (its `1 error occurred:\n\t* ...`)."""
+    errors = body.get("errors")
+    return " ".join(" ".join(str(e).split()) for e in errors) if isinstance(errors, list) else ""
+
+
+def _excerpt(body: "Dict[str, object]") -> str:
+    """A bounded, escaped excerpt of OpenBao's error text for a message: never the raw text."""
+    from ..display import escape
+
+    text = _errors(body)
+    return escape(text[:SAID]) + ("..." if len(text) > SAID else "")
 
 
 def _line(reader: "io.BufferedReader") -> bytes:
@@ -143,7 +191,7 @@ class Bao:
         self._token_path = os.path.join(state_dir, TOKEN_FILE)
         self.secret_id_path = os.path.join(state_dir, SECRET_ID_FILE)
         self._host, self._port = settings["host"], int(settings["port"])
-        self._conn: "Optional[Tuple[ssl.SSLSocket, io.BufferedReader]]" = None
+        self._conn: "Optional[Tuple[ssl.SSLSocket, io.BufferedReader, _Timed]]" = None
         self._token: "Optional[str]" = None
 
     # -- failures: one line, naming OpenBao and what to check ------------------------------------
@@ -151,44 +199,83 @@ class Bao:
         return unsafe(f"OpenBao at {self.address}: {what}; {check}")
 
     def _answer_failure(self, status: int, body: "Dict[str, object]", path: str) -> ClawgateError:
-        errors = body.get("errors")
-        text = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
         from ..display import escape
 
-        said = escape(text[:200]) or f"HTTP {status}"
-        if status == 503 and "sealed" in text.lower():
+        said = _excerpt(body) or f"HTTP {status}"
+        if status == 503 and "sealed" in _errors(body).lower():
             return self.fail("sealed", "unseal it (bao operator unseal), then try again")
         if status == 429:
             return self.fail("a standby node answered (429)", "point [openbao] address at the active node")
-        if status == 403:
-            return self.fail(f"permission denied on {escape(path)} ({said})",
+        if status == 403:  # summarised: its text says no more than the status (and may be long)
+            return self.fail(f"permission denied on {escape(path)}",
                              "check the policy of the AppRole in [openbao] role_id covers the prefix")
-        return self.fail(f"refused {escape(path)} ({said})", "check the server's log and the [openbao] settings")
+        if status == 404 and "no handler for route" in _errors(body):
+            return self._unrouted(path)
+        return self.fail(f"refused {escape(path)} (HTTP {status}: {said})",
+                         "check the server's log and the [openbao] settings")
+
+    def _unrouted(self, path: str) -> ClawgateError:
+        """A 404 "no handler for route": nothing is mounted there (not a missing record, nor a policy gap)."""
+        from ..display import escape
+
+        if path.startswith("auth/"):
+            return self.fail(f"no auth method at {escape('/'.join(path.split('/')[:2]))}/ (no handler for route)",
+                             "enable AppRole there (bao auth enable approle)")
+        mount = escape(path.split("/", 1)[0])
+        return self.fail(f"no secrets engine mounted at {mount}/ (no handler for route)",
+                         "check [openbao] mount names a KV version 2 mount (bao secrets list)")
+
+    def _forbidden(self, path: str, token: str) -> ClawgateError:
+        """A 403 on a fresh token: the policy's answer, or a token this host may not use at all
+        (the role's token_bound_cidrs): a token that cannot even look itself up is the latter."""
+        status, _ = self.request("GET", "auth/token/lookup-self", None, token)
+        if status == 403:
+            return self.fail("refused this host's fresh token on every path, even auth/token/lookup-self",
+                             "check the AppRole's token_bound_cidrs lists this host's address "
+                             "(and that its tokens keep the default policy)")
+        return self._answer_failure(403, {}, path)
+
+    def _login_refused(self, body: "Dict[str, object]") -> ClawgateError:
+        """A refused AppRole login, told apart by OpenBao's text where it says which; else both causes."""
+        text = _errors(body).lower()
+        if "cidr" in text:
+            return self.fail("refused the AppRole login from this host's address (outside the role's "
+                             "secret_id_bound_cidrs)", "add this host's address to the role's CIDRs")
+        if "invalid role or secret id" in text:
+            return self.fail("refused the AppRole login (wrong role id, or the secret id expired or was revoked)",
+                             "check [openbao] role_id and issue a new secret id (install.sh --store openbao)")
+        return self.fail("refused the AppRole login (a wrong role id or secret id, or this host's address outside "
+                         "the role's secret_id_bound_cidrs)",
+                         "check [openbao] role_id, the role's CIDRs, and issue a new secret id (install.sh --store openbao)")
 
     # -- the connection ---------------------------------------------------------------------------
     # HTTP/1.1 by hand over one kept-alive TLS socket: http.client would add the email package (and
     # urllib.parse, re, datetime) to every `get`, about as much again as a whole file-store `get`.
     # The server is the one the CA vouches for; what it says is bounded all the same.
-    def _connect(self) -> "Tuple[ssl.SSLSocket, io.BufferedReader]":
+    def _connect(self, deadline: float) -> "Tuple[ssl.SSLSocket, io.BufferedReader, _Timed]":
         try:
             context = ssl.create_default_context(cafile=self.ca)
         except (OSError, ssl.SSLError) as err:
             raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
         # The host as bytes: a str would have ssl and getaddrinfo import the idna codec (and stringprep).
         address = (self._host.encode("ascii"), self._port)
-        raw = socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]  # bytes work
+        raw = socket.create_connection(address, timeout=_left(deadline))  # type: ignore[arg-type]  # bytes work
         try:
+            raw.settimeout(_left(deadline))  # the handshake's wait is one deadline in ssl, not one per read
             tls = context.wrap_socket(raw, server_hostname=self._host.encode("ascii"))
         except BaseException:
             raw.close()
             raise
-        return tls, tls.makefile("rb")
+        stream = _Timed(tls)
+        return tls, io.BufferedReader(stream), stream
 
     def request(self, method: str, path: str, body: "Optional[Dict[str, object]]" = None,
                 token: "Optional[str]" = None) -> "Tuple[int, Dict[str, object]]":
         """(status, decoded JSON body) of one call to /v1/PATH; transport failures are exit 6.
 
+        The whole call (connect, TLS, request, the full answer) is bounded by one deadline.
         One thread at a time: open_store gives each thread its own client (and connection)."""
+        deadline = time.monotonic() + TIMEOUT
         data = json.dumps(body).encode() if body is not None else b""
         head = (f"{method} /v1/{path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\nAccept: application/json\r\n"
                 f"Content-Length: {len(data)}\r\n" + ("Content-Type: application/json\r\n" if body is not None else "")
@@ -196,40 +283,53 @@ class Bao:
         for attempt in (1, 2):  # a kept-alive connection the server closed is reopened once
             try:
                 if self._conn is None:
-                    self._conn = self._connect()
-                sock, reader = self._conn
-                sock.sendall(head.encode("ascii") + data)
+                    self._conn = self._connect(deadline)
+                sock, reader, stream = self._conn
+                stream.deadline = deadline
+                _send(sock, head.encode("ascii") + data, deadline)
                 status, raw, keep = _response(reader, method)
                 if not keep:
                     self.close()
                 break
-            except (_Dropped, BrokenPipeError, ConnectionResetError):
+            except (_Dropped, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+                    ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 self.close()
                 if attempt == 2:
-                    raise self.fail("dropped the connection", "check that it is running and healthy") from None
-            except ssl.SSLError as err:
+                    raise self._dropped() from None
+            except (OSError, ValueError) as err:  # ssl.SSLError and socket.timeout are OSErrors
                 self.close()
-                raise self.fail(f"TLS failed ({getattr(err, 'reason', None) or err})",
-                                "check [openbao] ca and the server's certificate") from None
-            except (socket.timeout, TimeoutError):
-                self.close()
-                raise self.fail(f"no answer within {TIMEOUT:g}s", "check that it is running and reachable") from None
-            except OSError as err:
-                self.close()
-                raise self.fail(f"unreachable ({err.strerror or err})",
-                                "check that it is running and [openbao] address") from None
-            except ValueError as err:
-                self.close()
-                raise self.fail(f"answered something that is not HTTP ({err})", "check [openbao] address") from None
+                raise self._transport_failure(err) from None
         try:
             decoded = json.loads(raw) if raw.strip() else {}
         except ValueError:
             decoded = {}
         return status, decoded if isinstance(decoded, dict) else {}
 
+    # What went wrong on the way, told apart: the fix differs (the CA file, the server, the network).
+    def _dropped(self) -> ClawgateError:
+        return self.fail("closed or reset the connection before answering",
+                         "is OpenBao running and healthy at [openbao] address? (its log says why)")
+
+    def _transport_failure(self, err: "OSError | ValueError") -> ClawgateError:
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return self.fail(f"TLS certificate not verified ({err.verify_message or err.reason})",
+                             f"check [openbao] ca ({self.ca}) is the CA that signed the server's certificate")
+        if isinstance(err, ssl.SSLError):
+            return self.fail(f"TLS handshake failed ({err.reason or err})",
+                             "check [openbao] address is OpenBao's TLS listener")
+        if isinstance(err, (socket.timeout, TimeoutError)):
+            return self.fail(f"no answer within {TIMEOUT:g}s", "check that it is running and reachable")
+        if isinstance(err, ConnectionRefusedError):
+            return self.fail("unreachable (connection refused)",
+                             "is OpenBao running, and listening at [openbao] address?")
+        if isinstance(err, OSError):
+            return self.fail(f"unreachable ({err.strerror or err})",
+                             "is OpenBao running and reachable? check [openbao] address and the network")
+        return self.fail(f"answered something that is not HTTP ({err})", "check [openbao] address")
+
     def close(self) -> None:
         if self._conn is not None:
-            sock, reader = self._conn
+            sock, reader, _ = self._conn
             self._conn = None
             reader.close()
             sock.close()
@@ -263,8 +363,7 @@ class Bao:
         status, body = self.request("POST", APPROLE_LOGIN, {"role_id": self.role_id, "secret_id": secret_id})
         auth = body.get("auth")
         if status in (400, 403) or (status == 200 and not isinstance(auth, dict)):
-            raise self.fail("refused the AppRole login (wrong role id, or the secret id expired or was revoked)",
-                            "check [openbao] role_id and issue a new secret id (install.sh --store openbao)")
+            raise self._login_refused(body)
         if status != 200 or not isinstance(auth, dict):
             raise self._answer_failure(status, body, APPROLE_LOGIN)
         token = str(auth.get("client_token") or "")
@@ -317,8 +416,12 @@ class Bao:
             token = self.login(when)
             status, answer = self.request(method, path, body, token)
         self._token = token
+        if status == 404 and "no handler for route" in _errors(answer):
+            raise self._unrouted(path)  # a missing mount, not a missing record
         if status in ok or status == 404:
             return status, answer
+        if status == 403:
+            raise self._forbidden(path, token)
         raise self._answer_failure(status, answer, path)
 
 
@@ -491,6 +594,15 @@ class OpenBaoStore(Store):
             self._erase("tiers", self._key(name))
         else:
             self._write(("tiers", self._key(name)), {"record": record.decode("ascii")})
+
+    def load_tier_versioned(self, name: str) -> "Tuple[Optional[bytes], int]":
+        found = self._read("tiers", self._key(name))  # never the prefetched copy: its version is what counts
+        if found is None:
+            return None, 0
+        return str(found[0].get("record", "")).encode("ascii", "replace"), found[1]
+
+    def change_tier(self, name: str, record: bytes, version: int) -> None:
+        self._write(("tiers", self._key(name)), {"record": record.decode("ascii")}, cas=version)
 
     def load_gate(self) -> "Tuple[Optional[bytes], int]":
         """The gate record and its version (0: none yet, so the first write is cas=0: create only)."""
