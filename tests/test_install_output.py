@@ -84,3 +84,20 @@ def test_a_dry_run_without_root_names_the_sudoers_file_it_cannot_compare():
         assert re.search(r"dry run: 0 changes would be made \(and maybe \d+ more\); nothing was changed", out), out
         as_root = run(env.install_argv("--dry-run"), input=None).stdout.decode()
         assert "dry run: 0 changes would be made; nothing was changed" in as_root
+
+
+@pytest.mark.root
+def test_next_steps_name_the_front_door_by_its_path_when_no_default_path_finds_it():
+    """A --prefix whose bin is not on a default PATH (the login shell's, sudo's secure_path): the
+    next steps give PREFIX/bin/clawgate, on the first run and on a rerun, with the column held."""
+    with RootEnv(install=False) as env:
+        for _first_then_rerun in (1, 2):
+            got = env.install()
+            out = got.stdout.decode()
+            assert got.returncode == 0, got.stderr
+            steps = out.split("==> Next steps\n", 1)[1].splitlines()[:3]
+            door = str(env.door)
+            assert [s.split(": ", 1)[1].split("  ")[0].strip() for s in steps] == [
+                f"{door} enroll", f"{door} secrets set NAME --tier T", f"sudo {door} doctor"], steps
+            assert len({s.index("  (") for s in steps}) == 1, steps  # one column for the comments
+            assert not any(" clawgate " in s.split("  (")[0] for s in steps), steps
