@@ -307,6 +307,9 @@ ETCDIR=$PREFIX/etc/clawgate
 CONF=$ETCDIR/clawgate.conf
 MANIFEST=$ETCDIR/install.manifest
 FRONT_DOOR=$BINDIR/clawgate
+# How the output names the front door: `clawgate` where a default PATH (a login shell's, sudo's
+# secure_path) finds it, else its full path (a --prefix elsewhere).
+case $BINDIR in /usr/local/bin | /usr/bin | /bin) CLAWGATE=clawgate ;; *) CLAWGATE=$FRONT_DOOR ;; esac
 SUDOERS_DIR=/etc/sudoers.d
 SUDOERS_FILE=$SUDOERS_DIR/clawgate-$AGENT
 SERVICE_FILE=$SERVICE_DIR/$SERVICE_FILE_NAME
@@ -827,6 +830,25 @@ if [[ $FOREIGN == 0 ]] || command -v visudo >/dev/null; then
   visudo -cf "$STAGE/sudoers" >/dev/null || abort "the sudoers text does not pass visudo -cf: not installing" "$EX_UNSAFE"
 fi
 
+# OpenBao, before the plan and before any change (a dry run too), AS THE OWNER, whose programs talk
+# to it: the CA readable by the owner, reachable over TLS verified against it, unsealed, an AppRole
+# login with the secret id on stdin (a wrapped one unwrapped; a dry run leaves a wrapped one alone:
+# it works once) or the one the host keeps, and the token's capabilities on the prefix. A failure is
+# one line and exit 6 (2: no secret id), with nothing changed. A new secret id is staged here and
+# written 0600 for the owner in step 4. Without root a dry run cannot become the owner: it says so.
+BAO_CHECKED=''
+if [[ $STORE == openbao ]]; then
+  if [[ $FOREIGN == 1 ]]; then
+    BAO_CHECKED="not checked from here (a plan for $TARGET_OS): the real run checks it as $OWNER first"
+  elif [[ $(id -u) != 0 && $(id -u) != "$(id -u "$OWNER")" ]]; then
+    BAO_CHECKED="not checked: the check runs as $OWNER, which needs root"
+  else
+    BAO_CHECKED=$(helper openbao-check "$([[ $DRY_RUN == 1 ]] && echo dry-run || echo install)" "$OWNER" \
+      "${BAO_ADDRESS%/}" "$BAO_CA" "$BAO_ROLE_ID" "$BAO_MOUNT" "$BAO_PREFIX" "$STATE_DIR" \
+      "$STAGE/openbao-secret-id") || exit # the helper said why, in one line
+  fi
+fi
+
 # row LABEL VALUE: one line of the plan; what varies (names, modes) goes in VALUE, so the column holds.
 row() { printf '    %-41s %s\n' "$1:" "$2"; }
 ohai "This script will install clawgate for $TARGET_OS:"
@@ -851,6 +873,7 @@ fi
 if [[ $STORE == openbao ]]; then
   row "OpenBao (KV v2, check-and-set)" "${BAO_ADDRESS%/} $BAO_MOUNT/$BAO_PREFIX, AppRole $BAO_ROLE_ID"
   row "its secret id (from stdin)" "$STATE_DIR/openbao-secret-id ($OWNER 0600)"
+  row "checked first, as the owner" "$BAO_CHECKED"
 fi
 
 if [[ $DRY_RUN == 1 ]]; then
@@ -868,20 +891,6 @@ fi
 # ---------------------------------------------------------------------------------------------
 # install: the actions, each skipped when already done
 # ---------------------------------------------------------------------------------------------
-# The AppRole secret id, before any change: read from stdin (a wrapped one unwrapped), checked by a
-# login and the token's capabilities; written 0600 for the owner in step 4. A rerun may give none.
-BAO_SECRET=''
-if [[ $STORE == openbao && $DRY_RUN == 0 ]]; then
-  have_secret_id=0
-  [[ ! -f $STATE_DIR/openbao-secret-id ]] || have_secret_id=1
-  BAO_SECRET=$(helper openbao-secret-id "$OWNER" "${BAO_ADDRESS%/}" "$BAO_CA" "$BAO_ROLE_ID" "$BAO_MOUNT" \
-    "$BAO_PREFIX" "$have_secret_id") || exit # the helper said why
-  if [[ -n $BAO_SECRET ]]; then
-    (umask 077 && printf '%s\n' "$BAO_SECRET" >"$STAGE/openbao-secret-id") || abort "cannot stage the secret id"
-  fi
-  BAO_SECRET=''
-fi
-
 CONFIRM_FIRST_CHANGE=1
 # What only root can read is not guessed at in a dry run by another user: it is named instead.
 UNCOMPARED=()
@@ -1027,7 +1036,8 @@ for sub in secrets tiers grants; do [[ -d $STATE_DIR/$sub ]] || store_ready=0; d
 [[ $STORE != keychain && $STORE != openbao ]] || store_ready=0 # its init is idempotent and cheap to ask
 if [[ $store_ready == 0 ]]; then
   if [[ $STORE != file && $DRY_RUN == 0 && -d $STATE_DIR/grants ]]; then
-    init_store || abort "secrets init failed for the $STORE store"
+    init_said=$(init_store 2>&1) \
+      || abort "setting up the $STORE store as $OWNER failed: ${init_said##*$'\n'}" "$EX_UNSAFE"
   else
     change "set up the $STORE store as $OWNER ($LIBEXEC/secrets init)" init_store
   fi
@@ -1079,7 +1089,7 @@ if [[ -n $MIGRATE_FROM ]]; then
     record "migrated $MIGRATE_FROM $target"
   fi
   [[ ! -d $target/credentials ]] \
-    || say "then move the credentials into the store: clawgate secrets import --shred $target/credentials/*"
+    || say "then move the credentials into the store: $CLAWGATE secrets import --shred $target/credentials/*"
 fi
 
 # 6b. The agent's own files: the OpenClaw provider launcher and the clawgate skill. Written AS the
@@ -1160,7 +1170,7 @@ put_service() { # STAGED FILE NAME RESTART(1: restart even if its file is unchan
 # The proxy restarts whenever this run changed anything: its code may have.
 if [[ $PROXY_OFF == 0 ]]; then
   put_service "$STAGE/proxy-service" "$PROXY_FILE" "$PROXY_NAME" "$([[ $CHANGES != 0 ]] && echo 1 || echo 0)" \
-    "run it by hand as $OWNER: $BINDIR/clawgate proxy"
+    "run it by hand as $OWNER: $CLAWGATE proxy"
 elif [[ -e $PROXY_FILE ]] && manifest_lines service | grep -qxF "$PROXY_FILE"; then
   stop_service "$PROXY_FILE" # --no-proxy on a rerun: the proxy an earlier run installed goes
 fi
@@ -1183,12 +1193,15 @@ else
 fi
 if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE != file && $CHANGES != 0 ]]; then
   ohai "Next steps"
-  say "as $OWNER: clawgate enroll                     (scan the QR code with your authenticator)"
-  say "as $OWNER: clawgate secrets set NAME --tier T  (value from stdin or a hidden prompt)"
-  say "as $OWNER: sudo clawgate doctor                (checks this install; without sudo, root's checks are skipped)"
+  steps=("$CLAWGATE enroll" "$CLAWGATE secrets set NAME --tier T" "sudo $CLAWGATE doctor")
+  width=0
+  for step in "${steps[@]}"; do [[ ${#step} -le $width ]] || width=${#step}; done
+  say "as $OWNER: $(printf '%-*s' "$width" "${steps[0]}")  (scan the QR code with your authenticator)"
+  say "as $OWNER: $(printf '%-*s' "$width" "${steps[1]}")  (value from stdin or a hidden prompt)"
+  say "as $OWNER: $(printf '%-*s' "$width" "${steps[2]}")  (checks this install; without sudo, root's checks are skipped)"
 fi
 if [[ $CHANGES != 0 && -x $PREFIX/bin/clawgate ]]; then
-  ohai "OpenClaw: the provider block for openclaw.json (also: clawgate openclaw-config)"
+  ohai "OpenClaw: the provider block for openclaw.json (also: $CLAWGATE openclaw-config)"
   "$PREFIX/bin/clawgate" openclaw-config || true
 fi
 exit 0

@@ -94,3 +94,20 @@ def test_a_proxy_port_the_owner_cannot_listen_on_is_refused_before_anything(port
     assert result.returncode == 2 and result.stdout == b"", result
     assert result.stderr.decode().count("\n") == 1 and "--proxy-port must be a number from 1024 to 65535" in \
         result.stderr.decode()
+
+
+@pytest.mark.root
+def test_next_steps_name_the_front_door_by_its_path_when_no_default_path_finds_it():
+    """A --prefix whose bin is not on a default PATH (the login shell's, sudo's secure_path): the
+    next steps give PREFIX/bin/clawgate, on the first run and on a rerun, with the column held."""
+    with RootEnv(install=False) as env:
+        for _first_then_rerun in (1, 2):
+            got = env.install()
+            out = got.stdout.decode()
+            assert got.returncode == 0, got.stderr
+            steps = out.split("==> Next steps\n", 1)[1].splitlines()[:3]
+            door = str(env.door)
+            assert [s.split(": ", 1)[1].split("  ")[0].strip() for s in steps] == [
+                f"{door} enroll", f"{door} secrets set NAME --tier T", f"sudo {door} doctor"], steps
+            assert len({s.index("  (") for s in steps}) == 1, steps  # one column for the comments
+            assert not any(" clawgate " in s.split("  (")[0] for s in steps), steps

@@ -294,3 +294,69 @@ def test_a_missing_kv_mount_is_named_not_a_policy_gap_nor_a_missing_secret(serve
     assert "permission" not in line and "policy" not in line, line
     init = tree.run("secrets", "init")
     assert init.returncode == 6 and b"no secrets engine mounted at nokv/" in init.stderr, init.stderr
+
+
+# -- doctor: each OpenBao finding's fix says who fixes it and how (never "rerun install.sh" for a
+# server-side fault: a sealed OpenBao needs its operators, not a reinstall) -------------------------
+
+def doctor_lines(tree: Tree) -> "list[str]":
+    out = tree.run("doctor").stdout.decode()
+    return [line for line in out.splitlines() if line[6:].split(":")[0] == "seed" or "openbao" in line.split(":")[0]]
+
+
+def finding(lines: "list[str]", what: str) -> str:
+    found = [line for line in lines if line.startswith(f"FAIL  {what}:")]
+    assert len(found) == 1, lines
+    assert "install.sh --owner" not in found[0].split("(fix: ")[0]
+    return found[0].split("(fix: ", 1)[1]
+
+
+def test_doctor_sealed_says_unseal_not_reinstall(server, host):
+    server.seal()
+    try:
+        lines = doctor_lines(host)
+    finally:
+        server.unseal()
+    fix = finding(lines, "openbao unsealed")
+    assert "unseal" in fix and "operator" in fix and "install.sh" not in fix, fix
+    assert not any("install.sh" in line for line in lines if line.startswith("FAIL")), lines
+    assert any(line.startswith("skip  seed:") for line in lines), lines  # its seed is in OpenBao: not a second FAIL
+    assert sum(line.startswith("FAIL") for line in lines) == 1, lines
+
+
+def test_doctor_unreachable_says_check_the_address_and_network(server, host):
+    server.stop()
+    try:
+        lines = doctor_lines(host)
+    finally:
+        server.start()
+        server.unseal()
+    fix = finding(lines, "openbao reachable")
+    assert "[openbao] address" in fix and "network" in fix and "install.sh" not in fix, fix
+    assert sum(line.startswith("FAIL") for line in lines) == 1, lines
+
+
+def test_doctor_revoked_secret_id_says_issue_a_new_one_with_the_documented_command(server, host):
+    served(host)
+    owner = host.bao_owner
+    server.api("POST", f"auth/approle/role/{owner.role}/secret-id/destroy", {"secret_id": owner.secret_id})
+    lines = doctor_lines(host)  # the cached token still works: doctor checks the secret id itself
+    fix = finding(lines, "openbao token")
+    assert "bao write -wrap-ttl=5m -f -field=wrapping_token auth/approle/role/" in fix, fix
+    assert f"--openbao-role-id {owner.role_id}" in fix and "docs/OPENBAO.md" in fix, fix
+    owner.secret_id = server.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
+    owner.give(host.state)
+    assert not any(line.startswith("FAIL") for line in doctor_lines(host) if "openbao" in line)
+
+
+def test_doctor_policy_too_narrow_points_at_the_documented_policy(server, host):
+    owner = host.bao_owner
+    policy = server.api("GET", f"sys/policies/acl/{owner.role}")["data"]["policy"]
+    server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": 'path "secret/data/elsewhere/*" '
+                                                                   '{ capabilities = ["read"] }'})
+    try:
+        lines = doctor_lines(host)
+    finally:
+        server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": policy})
+    fix = finding(lines, "openbao policy")
+    assert "docs/OPENBAO.md" in fix and "policy" in fix and owner.role_id in fix and "install.sh" not in fix, fix

@@ -8,6 +8,7 @@ race through install.sh, real users and sudo.
 
 import concurrent.futures
 import os
+import pwd
 import time
 
 import pytest
@@ -231,15 +232,27 @@ def test_doctor_fails_a_policy_too_narrow_and_warns_of_one_far_too_wide(bao_dev,
         assert any(line.startswith(expect) for line in lines), lines
 
 
-def _setup_check(server, owner, given: str, have_one: str = "0"):
+def _setup_check(server, owner, given: str, tmp_path, kept: bool = False, mode: str = "install"):
+    """installcheck.py openbao-check as install.sh runs it (here as root checking for root's own uid:
+    the owner is this process's user); the secret id it accepts lands in tmp_path/staged."""
     import subprocess
     import sys
 
     from installtree import REPO
 
-    return subprocess.run([sys.executable, "-I", str(REPO / "lib" / "clawgate" / "installcheck.py"),
-                           "openbao-secret-id", "alice", server.address, server.ca, owner.role_id, "secret",
-                           owner.prefix, have_one], input=given + "\n", capture_output=True, text=True, timeout=30)
+    state, staged = tmp_path / "state", tmp_path / "staged"
+    state.mkdir(exist_ok=True)
+    staged.unlink(missing_ok=True)
+    if kept:
+        owner.give(state)
+    else:
+        (state / "openbao-secret-id").unlink(missing_ok=True)
+    got = subprocess.run([sys.executable, "-I", str(REPO / "lib" / "clawgate" / "installcheck.py"), "openbao-check",
+                          mode, pwd.getpwuid(os.geteuid()).pw_name, server.address, server.ca, owner.role_id, "secret",
+                          owner.prefix, str(state), str(staged)], input=given + "\n", capture_output=True, text=True,
+                         timeout=30)
+    got.staged = staged.read_text().strip() if staged.exists() else ""  # type: ignore[attr-defined]
+    return got
 
 
 def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(bao_dev, tmp_path):
@@ -248,21 +261,25 @@ def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(b
     import urllib.request
 
     owner = bao_dev.owner(f"clawgate/{tmp_path.name}")
-    plain = _setup_check(bao_dev, owner, owner.secret_id)
-    assert (plain.returncode, plain.stdout.strip()) == (0, owner.secret_id), plain.stderr
+    plain = _setup_check(bao_dev, owner, owner.secret_id, tmp_path)
+    assert (plain.returncode, plain.staged) == (0, owner.secret_id), plain.stderr
     request = urllib.request.Request(f"{bao_dev.address}/v1/auth/approle/role/{owner.role}/secret-id", data=b"{}",
                                      method="POST", headers={"X-Vault-Token": bao_dev.token, "X-Vault-Wrap-TTL": "60s"})
     with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=bao_dev.ca)) as answer:
         wrapping_token = json.load(answer)["wrap_info"]["token"]
-    unwrapped = _setup_check(bao_dev, owner, wrapping_token)
-    assert unwrapped.returncode == 0 and len(unwrapped.stdout.strip()) == 36, unwrapped.stderr
-    again = _setup_check(bao_dev, owner, wrapping_token)  # a wrapping token works once
-    assert again.returncode == 6 and "did not unwrap" in again.stderr and again.stdout == ""
-    assert _setup_check(bao_dev, owner, "", have_one="1").returncode == 0  # a rerun keeps the one it has
-    assert _setup_check(bao_dev, owner, "").returncode == 2
+    dry = _setup_check(bao_dev, owner, wrapping_token, tmp_path, mode="dry-run")  # a dry run leaves it unspent
+    assert dry.returncode == 0 and dry.staged == "" and "real run only" in dry.stdout, dry.stderr
+    unwrapped = _setup_check(bao_dev, owner, wrapping_token, tmp_path)
+    assert unwrapped.returncode == 0 and len(unwrapped.staged) == 36, unwrapped.stderr
+    again = _setup_check(bao_dev, owner, wrapping_token, tmp_path)  # a wrapping token works once
+    assert again.returncode == 6 and "did not unwrap" in again.stderr and again.staged == ""
+    kept = _setup_check(bao_dev, owner, "", tmp_path, kept=True)  # a rerun: the kept one is checked, none staged
+    assert kept.returncode == 0 and kept.staged == "" and "the one kept in" in kept.stdout, kept.stderr
+    assert _setup_check(bao_dev, owner, "", tmp_path).returncode == 2
     narrow = bao_dev.owner(f"clawgate/{tmp_path.name}-n", policy='path "secret/data/x/*" { capabilities = ["read"] }')
-    refused = _setup_check(bao_dev, narrow, narrow.secret_id)
-    assert refused.returncode == 6 and "policy lacks" in refused.stderr and refused.stdout == ""
+    refused = _setup_check(bao_dev, narrow, narrow.secret_id, tmp_path)
+    assert refused.returncode == 6 and "policy lacks" in refused.stderr and refused.staged == ""
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("clawgate install: ")
 
 
 def _file_host_moving_to(bao_dev, tmp_path, owner):
@@ -386,32 +403,46 @@ def test_resolve_on_openbao_answers_each_id_as_the_file_store_does(hosts):
 
 
 def test_install_dry_run_plans_the_openbao_store_and_checks_its_flags(bao_dev, tmp_path):
+    import shutil
+    import tempfile
+
+    where = f"/opt/clawgate-dry-{tmp_path.name}"  # never made: a plan only (and /tmp is refused)
+    shared = tempfile.mkdtemp(prefix="clawgate-dryca-", dir="/opt")  # nobody, the owner here, reads the CA:
+    os.chmod(shared, 0o755)  # the dry run checks OpenBao as nobody (as root; without root it says it did not)
+    ca = shutil.copy(bao_dev.ca, f"{shared}/ca.pem")
+    os.chmod(ca, 0o644)
+    try:
+        _dry_run_plans(bao_dev, where, ca)
+    finally:
+        shutil.rmtree(shared)
+
+
+def _dry_run_plans(bao_dev, where: str, ca: str) -> None:
     import subprocess
 
     from installtree import REPO
 
-    where = f"/opt/clawgate-dry-{tmp_path.name}"  # never made: a plan only (and /tmp is refused)
-
     def plan(*flags: str) -> subprocess.CompletedProcess:
         argv = ["bash", str(REPO / "install.sh"), "--owner", "nobody", "--agent-user", "cgdryrun",
-                "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--no-service",
-                "--dry-run", *flags]
+                "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--agent-home", f"{where}/home",
+                "--no-service", "--dry-run", *flags]
         return subprocess.run(argv, input=b"must not be read\n", capture_output=True, timeout=120)
 
-    good = plan("--store", "openbao", "--openbao-address", bao_dev.address, "--openbao-ca", bao_dev.ca,
+    good = plan("--store", "openbao", "--openbao-address", bao_dev.address, "--openbao-ca", ca,
                 "--openbao-role-id", "role-1", "--openbao-prefix", "clawgate/team")
     out = good.stdout.decode()
     assert good.returncode == 0, good.stderr
-    assert (f"[openbao]\naddress = {bao_dev.address}\nca = {bao_dev.ca}\nrole_id = role-1\nmount = secret\n"
+    assert (f"[openbao]\naddress = {bao_dev.address}\nca = {ca}\nrole_id = role-1\nmount = secret\n"
             "prefix = clawgate/team\n") in out
     assert f"would: write {where}/state/openbao-secret-id (nobody 0600) from stdin" in out
+    assert "checked first, as the owner:" in out and "reachable, unsealed" in out  # (that stdin is no secret id)
     assert not os.path.exists(where)
     for flags, says in ((["--store", "openbao"], "needs --openbao-address"),
-                        (["--openbao-ca", bao_dev.ca], "go with --store openbao"),
+                        (["--openbao-ca", ca], "go with --store openbao"),
                         (["--store", "openbao", "--openbao-address", "http://127.0.0.1:1", "--openbao-ca",
-                          bao_dev.ca, "--openbao-role-id", "r"], "TLS always"),
+                          ca, "--openbao-role-id", "r"], "TLS always"),
                         (["--store", "openbao", "--openbao-address", bao_dev.address, "--openbao-ca",
-                          bao_dev.ca, "--openbao-role-id", "r", "--openbao-prefix", "a/../b"], "KV path")):
+                          ca, "--openbao-role-id", "r", "--openbao-prefix", "a/../b"], "KV path")):
         bad = plan(*flags)
         assert bad.returncode == 2 and says in bad.stderr.decode(), bad.stderr
 
@@ -511,8 +542,8 @@ def test_a_rerun_without_store_keeps_an_openbao_install_from_falling_back(bao_de
 
         def plan(*flags: str) -> subprocess.CompletedProcess:
             return subprocess.run(["bash", str(REPO / "install.sh"), "--owner", "nobody", "--agent-user", "cgrerun",
-                                   "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--no-service",
-                                   "--dry-run", *flags], capture_output=True, timeout=120)
+                                   "--prefix", f"{where}/prefix", "--state-dir", f"{where}/state", "--agent-home",
+                                   f"{where}/home", "--no-service", "--dry-run", *flags], capture_output=True, timeout=120)
 
         kept = plan()
         assert kept.returncode == 2 and b"says store = openbao" in kept.stderr, kept.stderr

@@ -9,6 +9,8 @@ from run to run, each a placeholder the README may use:
 - a 6-digit code: the code the test hands out (the same README code is the same real code);
 - `HH:MM:SS UTC` times, and the base32 seed inside `secret=` (enrolment);
 - the installer's change count (which the options and what already exists decide), shown as 70;
+- the front door's path under the test's throwaway PREFIX, which the installer prints (no default
+  PATH finds it there), shown as `clawgate`;
 - a line `...` : any number of lines (an excerpt: the installer's plan, the QR code);
 - `(exit N...)`, on its own line or after an output line: the command's exit status (default 0);
 - `# comment` after a command, and text after two or more spaces following `CMD`: not run.
@@ -97,6 +99,11 @@ class Session:
         text = re.sub(r"\x1b\[[0-9;]*m", "", TIME.sub("HH:MM:SS UTC", text))
         text = re.sub(r"%40[^?]+\?", "%40host?", text)
         text = re.sub(r"\(\d+ changes\)", "(70 changes)", text)  # the install's options and what exists decide it
+        # The installer names the front door by its path when a default PATH would not find it (the
+        # test's PREFIX): shown as `clawgate`, its column of comments moved back by the difference.
+        door = str(self.env.door)
+        text = re.sub(re.escape(door) + r"(.*?) {%d}(  \()" % (len(door) - len("clawgate")), r"clawgate\1\2", text)
+        text = text.replace(door, "clawgate")
         return [line.rstrip() for line in text.replace("\r\n", "\n").splitlines()]
 
     def run(self, who: str, command: str, expected: "list[str]") -> "tuple[int, str]":

@@ -478,40 +478,106 @@ def cmd_linked(path: str) -> int:
     return 1 if linked else 0
 
 
-def cmd_openbao_secret_id(owner: str, address: str, ca: str, role_id: str, mount: str, prefix: str,
-                          have_one: str) -> int:
-    """install.sh --store openbao, before any change: the AppRole secret id from stdin (a prompt at a
-    terminal), checked by a login and the token's capabilities on the prefix, printed on stdout for
-    install.sh to write 0600. A response-wrapped one is unwrapped: anything not shaped as a UUID is
-    taken for a wrapping token. Nothing given and have_one=1 (a rerun): nothing printed, exit 0."""
+# How the installer names what the config calls [openbao] KEY: its lines speak of the flags given.
+FLAG_NAMES = (("[openbao] address", "--openbao-address"), ("[openbao] ca", "--openbao-ca"),
+              ("[openbao] role_id", "--openbao-role-id"), ("[openbao] mount", "--openbao-mount"),
+              ("[openbao] prefix", "--openbao-prefix"))
+
+
+def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str, mount: str, prefix: str,
+                      state_dir: str, out: str) -> int:
+    """install.sh --store openbao, before any change (and its --dry-run): check OpenBao AS THE OWNER,
+    whose programs will talk to it: the CA file readable by the owner, the server reachable over TLS
+    verified against it, unsealed and active, an AppRole login with the secret id, and the token's
+    capabilities on the prefix. The secret id is the one on stdin (a prompt at a terminal; anything
+    not shaped as a UUID is a response-wrapped one, unwrapped here), else the one the host keeps in
+    STATE/openbao-secret-id (read by the owner). mode "install": a new secret id is written to `out`
+    (0600, root's; install.sh installs it for the owner); nothing given and none kept is exit 2.
+    mode "dry-run": nothing is written, no prompt, and a wrapped secret id is not unwrapped (it
+    works once): the rest is checked all the same. Prints what was checked, one line; a failure is
+    one line on stderr and its exit code (6: OpenBao or the CA; 2: no secret id)."""
+    from clawgate import config, fsio
     from clawgate.config import openbao_settings
     from clawgate.errors import ClawgateError
-    from clawgate.store.openbao import Bao, OpenBaoStore
+    from clawgate.store.openbao import SECRET_ID_FILE, Bao, OpenBaoStore
 
+    dry = mode == "dry-run"
+    given = ""
     if sys.stdin.isatty():
-        import getpass
+        if not dry:
+            import getpass
 
-        given = getpass.getpass("AppRole secret id (or a response-wrapped one): ").strip()
-    else:
+            given = getpass.getpass("AppRole secret id (or a response-wrapped one): ").strip()
+    elif sys.stdin is not None:
         given = sys.stdin.readline().strip()
+    kept_path = os.path.join(state_dir, SECRET_ID_FILE)
     try:
         settings = openbao_settings("install.sh", {"openbao": {
             "address": address, "ca": ca, "role_id": role_id, "mount": mount, "prefix": prefix}}, owner)
-        if not given:
-            if have_one == "1":
-                return 0
-            raise ClawgateError(2, "--store openbao: give the AppRole secret id on stdin (a wrapped one is fine)")
-        bao = Bao(settings, os.getuid(), "/nonexistent")
-        secret_id = given if _is_uuid(given) else bao.unwrap(given)
-        bao.use(bao.authenticate(secret_id)[0])
-        missing, _beyond = OpenBaoStore(settings, bao).policy()
-        if missing:
-            raise ClawgateError(6, f"OpenBao at {address}: the AppRole's policy lacks {'; '.join(missing)}; "
-                                   "grant it (README: the policy for one owner's prefix)")
+        who = config.principal(owner, "owner")
+
+        def check() -> "Dict[str, str]":
+            try:
+                with open(ca, "rb") as handle:
+                    handle.read(1)
+            except OSError as err:
+                raise ClawgateError(6, f"--openbao-ca {ca}: {owner} cannot read it ({err.strerror}); "
+                                       f"clawgate talks to OpenBao as {owner}: make the file and every "
+                                       f"directory above it readable by {owner}") from None
+            bao = Bao(settings, who.uid, state_dir)
+            status, body = bao.request("GET", "sys/health?standbyok=false&sealedcode=503&uninitcode=501")
+            if status == 503 or body.get("sealed") is True:
+                raise bao.fail("sealed", "its operators unseal it (bao operator unseal), then run me again")
+            if status == 429:
+                raise bao.fail("a standby node answered (429)", "point --openbao-address at the active node")
+            if status != 200:
+                raise bao.fail(f"sys/health answered {status}", "check the server (bao status)")
+            if given and not _is_uuid(given) and dry:
+                return {"checked": "reachable, unsealed; a wrapped secret id is unwrapped and logged in "
+                                   "with by the real run only (it works once)"}
+            if given:
+                secret_id, whose = (given if _is_uuid(given) else bao.unwrap(given)), "the one given"
+            else:
+                raw = fsio.read_checked(kept_path, who.uid)
+                if raw is None:
+                    if dry:
+                        return {"checked": "reachable, unsealed; no secret id given to this dry run "
+                                           "(the real run reads it on stdin)"}
+                    raise ClawgateError(2, "--store openbao: give the AppRole secret id on stdin "
+                                           "(a wrapped one is fine)")
+                secret_id, whose = raw.decode("utf-8", "replace").strip(), f"the one kept in {kept_path}"
+            try:
+                bao.use(bao.authenticate(secret_id)[0])
+            except ClawgateError as err:
+                raise ClawgateError(err.code, f"{err.message} (secret id: {whose})") from None
+            missing, _beyond = OpenBaoStore(settings, bao).policy()
+            if missing:
+                raise bao.fail(f"the AppRole's policy lacks {'; '.join(missing)}",
+                               "grant it the policy in docs/OPENBAO.md for this prefix")
+            return {"checked": f"reachable, unsealed, AppRole login ({whose}), policy covers {mount}/{prefix}/",
+                    "secret_id": secret_id if given else ""}
+
+        if os.geteuid() == 0 and who.uid != 0:
+            from clawgate import privdrop
+
+            answer = privdrop.call_as(who, check, timeout=60)
+        elif os.geteuid() == who.uid:
+            answer = check()
+        else:
+            raise ClawgateError(6, f"OpenBao is checked as {owner}: run me as root")
+        if not isinstance(answer, dict):
+            raise ClawgateError(6, "the OpenBao check did not finish")
     except ClawgateError as err:
-        print(f"clawgate: {err.message}", file=sys.stderr)
+        message = err.message
+        for key, flag in FLAG_NAMES:
+            message = message.replace(key, flag)
+        print(f"clawgate install: {message}; nothing was changed", file=sys.stderr)
         return err.code
-    print(secret_id)
+    if answer.get("secret_id") and not dry:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(answer["secret_id"] + "\n")
+    print(answer.get("checked", ""))
     return 0
 
 
@@ -524,7 +590,7 @@ COMMANDS: "Dict[str, Callable[..., int]]" = {
     "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep, "store": cmd_store,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
-    "shared-files": cmd_shared_files, "linked": cmd_linked, "openbao-secret-id": cmd_openbao_secret_id,
+    "shared-files": cmd_shared_files, "linked": cmd_linked, "openbao-check": cmd_openbao_check,
 }
 
 
