@@ -538,11 +538,14 @@ class OpenBaoStore(Store):
         def work() -> None:
             client = self.bao.clone()
             try:
-                while pending and not stop:
-                    key = pending.pop()
+                while not stop:
+                    try:
+                        key = pending.pop()  # another worker may have taken the last one since
+                    except IndexError:
+                        return
                     try:
                         status, body = client.request("GET", self._data(kind, key), None, token)
-                    except ClawgateError:
+                    except Exception:  # noqa: BLE001 - left to the one-by-one call to meet and report, never a traceback
                         stop.append(True)
                         return
                     inner = body.get("data")
