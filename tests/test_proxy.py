@@ -287,6 +287,43 @@ def test_a_value_that_is_not_header_text_is_refused_by_route_add_and_by_the_prox
     assert tree.run("route", "rm", "bad").returncode == 0
 
 
+def test_a_kept_upstream_connection_serves_one_route_only_and_never_follows_a_bodyless_answer(world):
+    """Kept connections are a route's own (an answer out of step would meet an exchange scrubbing
+    for another value), and one that answered HEAD is not kept (a body sent anyway would be read
+    as the next answer)."""
+    tree, provider, port, _ = world
+    request(port, "POST", "/p/chat/completions", bearer(tree), b"{}")
+    first = provider.last().client_port
+    request(port, "POST", "/a/chat/completions", {"x-api-key": token(tree, "a")}, b"{}")
+    assert provider.last().client_port != first  # same host, port, CA and secret; another route
+    request(port, "HEAD", "/p/models", bearer(tree))
+    after_head = provider.last().client_port
+    request(port, "GET", "/p/models", bearer(tree))
+    assert provider.last().client_port != after_head
+
+
+def test_a_connection_gone_before_it_is_identified_costs_no_scan_of_the_kernels_tables(monkeypatch):
+    """With TIME_WAIT full of the agent's closed connections, /proc/net/tcp holds 131,072 lines:
+    once sock_diag is seen to answer, a connection it does not know is gone, never a scan."""
+    from clawgate.proxy import peer
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        owners = peer.Owners(listener)
+        if not owners.by_diag:
+            pytest.skip("sock_diag does not answer on this host")
+        client = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+        with conn:
+            assert owners.uid_of(conn) == os.geteuid()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            client.close()  # a reset: the client's socket is gone at once
+            time.sleep(0.05)
+            monkeypatch.setattr(peer, "_from_table", lambda sock: pytest.fail("scanned the kernel's table"))
+            assert owners.uid_of(conn) is None
+
+
 def test_hop_by_hop_and_proxy_headers_are_stripped(world):
     tree, provider, port, _ = world
     request(port, "GET", "/p/models", {**bearer(tree), "Proxy-Authorization": "x", "Keep-Alive": "1",

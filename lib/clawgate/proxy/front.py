@@ -36,9 +36,10 @@ class Front:
         self.layout = layout
         self.listeners = [self._listen(host, port) for host in hosts]
         self.port = self.listeners[0].getsockname()[1]
-        self.check_peer = peer.available()
+        self.owners = peer.Owners(self.listeners[0]) if peer.available() else None
         self._workers: "dict[int, tuple[int, socket.socket]]" = {}  # uid: (pid, the front's end)
         self._strangers = 0  # refused connections of other users since the last journal line
+        self._gone = 0  # connections closed before they could be told apart, since then
         self._strangers_said = 0.0
 
     @staticmethod
@@ -54,7 +55,7 @@ class Front:
 
     def serve_forever(self) -> None:
         alone = None
-        if not self.check_peer:
+        if self.owners is None:
             alone = Worker(self.cfg, self.layout, Caller(self.cfg.agent.uid, self.cfg.agent.name, "agent"))
             alone.start()
         selector = selectors.DefaultSelector()
@@ -76,10 +77,17 @@ class Front:
                     conn.close()  # the worker holds its own copy
 
     def _route(self, conn: socket.socket) -> None:
-        caller = self._caller(conn)
-        if caller is None:
+        try:
+            uid = self.owners.uid_of(conn) if self.owners is not None else None
+        except OSError:  # the client left before we could ask about it
+            uid = None
+        if uid is None:  # gone before it could be told apart: nobody to answer
+            self._note(gone=1)
+            return
+        caller = context.known_caller(self.cfg, uid)
+        if caller is None or caller.role not in ("agent", "owner"):  # root too: nobody here
             refuse_now(conn, 403, "this user may not use the clawgate proxy")
-            self._stranger()
+            self._note(strangers=1)
             return
         for _attempt in range(2):
             pid, channel = self._workers.get(caller.uid) or self._spawn(caller)
@@ -127,24 +135,17 @@ class Front:
         except ChildProcessError:
             pass
 
-    def _stranger(self) -> None:
-        """Said in the journal, at most once a minute with a count; not in the audit log, since the
-        accept loop never waits on a lock (and a closed socket is a stranger too)."""
-        self._strangers += 1
+    def _note(self, strangers: int = 0, gone: int = 0) -> None:
+        """Said in the journal, at most once a minute with counts; not in the audit log, since the
+        accept loop never waits on a lock. Connections closed before the kernel could say whose
+        they were are counted apart: they are nobody's to blame (the agent's churn, most likely)."""
+        self._strangers += strangers
+        self._gone += gone
         now = time.monotonic()
         if now - self._strangers_said >= 60:
-            os.write(2, f"clawgate proxy: refused {self._strangers} connection(s) of users who are neither the "
-                        "agent nor the owner\n".encode())
-            self._strangers, self._strangers_said = 0, now
-
-    def _caller(self, conn: socket.socket) -> "Caller | None":
-        """The agent or the owner by the socket's uid; anyone else (root included) is nobody here."""
-        try:
-            uid = peer.uid_of(conn)
-        except OSError:  # the client left before we could ask about it
-            return None
-        caller = context.known_caller(self.cfg, uid) if uid is not None else None
-        return caller if caller is not None and caller.role in ("agent", "owner") else None
+            os.write(2, f"clawgate proxy: refused {self._strangers} connection(s) of users who are neither the agent "
+                        f"nor the owner; {self._gone} closed before they could be identified\n".encode())
+            self._strangers, self._gone, self._strangers_said = 0, 0, now
 
 
 def _work(worker: Worker, channel: socket.socket) -> None:

@@ -38,8 +38,7 @@ def _diag_address(family: int, host: str) -> bytes:
     return packed + b"\0" * (16 - len(packed))
 
 
-def uid_by_diag(sock: socket.socket) -> "int | None":
-    """The peer socket's uid from sock_diag; None if the kernel has no answer (or no netlink here)."""
+def _diag_request(sock: socket.socket, seq: int) -> bytes:
     family = sock.family
     peer, ours = sock.getpeername(), sock.getsockname()
     # struct inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid (ports and
@@ -47,31 +46,70 @@ def uid_by_diag(sock: socket.socket) -> "int | None":
     sockid = struct.pack("!HH", peer[1], ours[1]) + _diag_address(family, peer[0]) + _diag_address(family, ours[0])
     sockid += struct.pack("=III", 0, _NOCOOKIE, _NOCOOKIE)
     request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
-    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
-    try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as diag:
-            diag.settimeout(1.0)
-            diag.sendto(header + request, (0, 0))
-            reply = diag.recv(8192)
-    except (OSError, AttributeError):
-        return None
-    if len(reply) < 16:
-        return None
-    _length, kind = struct.unpack_from("=IH", reply, 0)
-    if kind != SOCK_DIAG_BY_FAMILY or len(reply) < 16 + 72:
-        return None  # NLMSG_ERROR: no such socket (it closed meanwhile), or sock_diag is absent
-    # struct inet_diag_msg: family, state, timer, retrans (4), sockid (48), expires, rqueue, wqueue, uid
-    return struct.unpack_from("=I", reply, 16 + 4 + 48 + 12)[0]
+    return struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + request
 
 
-def uid_of(sock: socket.socket) -> "int | None":
-    """The uid owning the peer's end of `sock`, or None if the kernel does not list it."""
+class Owners:
+    """Who owns the other end of a connection, asked the cheapest way this host answers truly.
+
+    sock_diag is used only once a probe (a connection of our own to our own listener) showed it
+    answers here; then a connection it does not know is one already gone (refused, at no cost),
+    never a reason to scan /proc/net/tcp: with the kernel's table full of the agent's closed
+    connections (TIME_WAIT, 131072 of them by default) a scan costs half a second, and the front
+    would do it for every connection the agent opens and closes. Where sock_diag does not answer
+    (no netlink), the table is all there is."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self._seq = 0
+        self._diag: "socket.socket | None" = None
+        try:
+            self._diag = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+            self._diag.settimeout(1.0)
+        except (OSError, AttributeError):
+            return
+        if self._probe(listener) != os.geteuid():
+            self._diag.close()
+            self._diag = None
+
+    @property
+    def by_diag(self) -> bool:
+        return self._diag is not None
+
+    def _probe(self, listener: socket.socket) -> "int | None":
+        try:
+            with socket.create_connection(listener.getsockname()[:2], timeout=2.0):
+                conn, _addr = listener.accept()
+                with conn:
+                    return self._ask(conn)
+        except OSError:
+            return None
+
+    def _ask(self, sock: socket.socket) -> "int | None":
+        assert self._diag is not None
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        try:
+            self._diag.send(_diag_request(sock, self._seq))
+            while True:
+                reply = self._diag.recv(8192)
+                if len(reply) >= 16 and struct.unpack_from("=I", reply, 8)[0] == self._seq:
+                    break  # an answer to an earlier question, cut off by its timeout, is passed over
+        except OSError:
+            return None
+        _length, kind = struct.unpack_from("=IH", reply, 0)
+        if kind != SOCK_DIAG_BY_FAMILY or len(reply) < 16 + 72:
+            return None  # NLMSG_ERROR: no such socket; it closed meanwhile
+        # struct inet_diag_msg: family, state, timer, retrans (4), sockid (48), expires, rqueue, wqueue, uid
+        return struct.unpack_from("=I", reply, 16 + 4 + 48 + 12)[0]
+
+    def uid_of(self, sock: socket.socket) -> "int | None":
+        """The uid owning the peer's end of `sock`; None if it is gone (or the kernel does not list it)."""
+        if sock.family not in TABLES:
+            return None
+        return self._ask(sock) if self._diag is not None else _from_table(sock)
+
+
+def _from_table(sock: socket.socket) -> "int | None":
     family = sock.family
-    if family not in TABLES:
-        return None
-    found = uid_by_diag(sock)
-    if found is not None:
-        return found
     peer = sock.getpeername()
     ours = sock.getsockname()
     local = _hex_address(family, peer[0], peer[1])

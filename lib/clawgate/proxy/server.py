@@ -265,7 +265,10 @@ class Exchange:
             # its count at 0 (and http.client leaves it open: without this, never reused).
             ended = response.isclosed() or response.length == 0
             response.close()
-            reusable = outcome[0] == "ok" and ended and not response.will_close and not self.was_cut
+            # After an answer that has no body by rule (HEAD, 204, 304), an upstream that sent one
+            # anyway would have it read as the next answer: such a connection is not kept.
+            bodyless = request.method == "HEAD" or response.status in (204, 304)
+            reusable = outcome[0] == "ok" and ended and not bodyless and not response.will_close and not self.was_cut
             return outcome
         finally:
             if reusable:

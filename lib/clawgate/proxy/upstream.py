@@ -86,8 +86,10 @@ _idle_lock = threading.Lock()
 
 
 def _key(route: Route) -> tuple:
-    """Connections are shared only where everything that vouched for them is the same."""
-    return route.host, route.port, route.allow_private, hashlib.sha256((route.ca or "").encode()).digest()
+    """A route's connections are its own: should an answer ever come out of step on a kept
+    connection, it reaches an exchange that scrubs for the same value, never another route's."""
+    return route.name, route.secret, route.host, route.port, route.allow_private, \
+        hashlib.sha256((route.ca or "").encode()).digest()
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
