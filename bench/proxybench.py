@@ -9,9 +9,10 @@ difference is the proxy's own work:
   first byte   a streamed answer: time to its first event, direct and through the proxy
   streams      50 concurrent streams through the proxy; its memory (the PSS of its processes, summed),
                sampled meanwhile
-  flood        the owner's small requests, timed while nothing else runs and while the agent floods
-               the proxy (bodies of one-byte chunks on every connection its budget allows, and
-               connect/close churn): what the agent's CPU costs the owner
+  flood        the owner's small requests, on a kept connection and on a new one each time, timed
+               while nothing else runs and while the agent floods the proxy from 4 processes
+               (bodies of one-byte chunks on every connection its budget allows, and connect/close
+               churn): what the agent's CPU costs the owner
 """
 
 import json
@@ -107,11 +108,13 @@ for t in threads:
 
 OWNER = r'''
 import http.client, json, sys, time
-port, token, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, token, count, fresh = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "fresh"
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 took = []
 for _ in range(count):
     start = time.perf_counter()
+    if fresh:  # a new connection each time: through the front, which the agent's churn reaches too
+        conn.close()
     conn.request("POST", "/bench/chat/completions", body="{}", headers={"Authorization": "Bearer " + token})
     response = conn.getresponse()
     response.read()
@@ -121,8 +124,9 @@ print(json.dumps(took), flush=True)
 '''
 
 
-def _owner_times(owner, port: int, token: str, count: int) -> "list[float]":
-    proc = owner.popen(["/usr/bin/python3", "-I", "-c", OWNER, str(port), token, str(count)], stdin=subprocess.DEVNULL)
+def _owner_times(owner, port: int, token: str, count: int, fresh: bool) -> "list[float]":
+    proc = owner.popen(["/usr/bin/python3", "-I", "-c", OWNER, str(port), token, str(count),
+                        "fresh" if fresh else "kept"], stdin=subprocess.DEVNULL)
     out, err = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"bench: the owner's proxy client failed: {err.decode()[-2000:]}")
@@ -139,6 +143,10 @@ time.sleep(3600)
 '''
 
 
+HOW = ("kept", "fresh")  # the owner's connection: kept alive (its worker only), or new each time (the front too)
+FLOOD_PROCESSES = 4  # each: 24 connections sending one-byte chunks, 4 threads opening and closing connections
+
+
 def measure_flood(env, agent, owner, owner_token: str, count: int = 40) -> dict:
     """The flood goes to a route of its own, whose upstream is a provider in a process of its own:
     what is measured is the proxy, not a provider shared with the owner's requests."""
@@ -149,7 +157,7 @@ def measure_flood(env, agent, owner, owner_token: str, count: int = 40) -> dict:
     sink_dir.chmod(0o755)
     sink = subprocess.Popen([sys.executable, "-c", SINK, str(sink_dir)], stdout=subprocess.PIPE,
                             env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent / "tests")})
-    flood = None
+    floods: "list[subprocess.Popen]" = []
     try:
         assert sink.stdout is not None
         sink_port = int(sink.stdout.readline())
@@ -158,19 +166,20 @@ def measure_flood(env, agent, owner, owner_token: str, count: int = 40) -> dict:
                           "--ca", str(sink_dir / "provider-ca.pem"), "--allow-private")
         assert added.returncode == 0, added.stderr
         token = env.agent("proxy-token", "flood").stdout.decode().strip()
-        quiet = _owner_times(owner, env.proxy_port, owner_token, count)
-        flood = agent.popen(["/usr/bin/python3", "-I", "-c", FLOOD, str(env.proxy_port), token, "600"],
-                            stdin=subprocess.DEVNULL)
-        assert flood.stdout is not None
-        flood.stdout.readline()
+        quiet = {how: _owner_times(owner, env.proxy_port, owner_token, count, how == "fresh") for how in HOW}
+        for _ in range(FLOOD_PROCESSES):
+            floods.append(agent.popen(["/usr/bin/python3", "-I", "-c", FLOOD, str(env.proxy_port), token, "600"],
+                                      stdin=subprocess.DEVNULL))
+        for flood in floods:
+            assert flood.stdout is not None
+            flood.stdout.readline()
         time.sleep(1)  # every flooding connection open and sending
-        loud = _owner_times(owner, env.proxy_port, owner_token, count)
+        loud = {how: _owner_times(owner, env.proxy_port, owner_token, count, how == "fresh") for how in HOW}
     finally:
-        for proc in (flood, sink):
-            if proc is not None:
-                proc.kill()
-                proc.wait()
-    return {"quiet": _pcts(quiet), "flooded": _pcts(loud)}
+        for proc in floods + [sink]:
+            proc.kill()
+            proc.wait()
+    return {f"{when}_{how}": _pcts(times[how]) for when, times in (("quiet", quiet), ("flooded", loud)) for how in HOW}
 
 
 def _pcts(samples):
@@ -252,7 +261,7 @@ def measure_proxy(env, agent, owner, rounds: int, streams: int = 50) -> dict:
         "added_p99_ms": (proxy["p99"] - direct["p99"]) * 1000,
         "added_first_byte_ms": (first_proxy["median"] - first_direct["median"]) * 1000,
         "streams": streams, "streams_ok": out["streams_ok"], "rss_mb_peak": peak[0] / 1024,
-        "owner_quiet": flood["quiet"], "owner_flooded": flood["flooded"], "samples": out,
+        "owner": flood, "samples": out,
     }
 
 
@@ -277,7 +286,9 @@ def show(result: dict) -> None:
         print(f"{label:58} {s['median'] * 1000:8.2f}  p99 {s['p99'] * 1000:8.2f}  n {s['n']}")
     print(f"{'50 concurrent streams through the proxy':58} {result['streams_ok']}/{result['streams']} ok, "
           f"peak memory {result['rss_mb_peak']:.1f} MB")
-    for key, label in (("owner_quiet", "the owner's request, nothing else running"),
-                       ("owner_flooded", "the owner's request, the agent flooding")):
-        s = result[key]
+    for key, label in (("quiet_kept", "the owner's request, kept connection, alone"),
+                       ("flooded_kept", "the owner's request, kept connection, agent flooding"),
+                       ("quiet_fresh", "the owner's request, new connection, alone"),
+                       ("flooded_fresh", "the owner's request, new connection, agent flooding")):
+        s = result["owner"][key]
         print(f"{label:58} {s['median'] * 1000:8.2f}  p99 {s['p99'] * 1000:8.2f}  n {s['n']}")
