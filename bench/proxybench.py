@@ -250,6 +250,9 @@ def measure_proxy(env, agent, owner, rounds: int, streams: int = 50) -> dict:
         out = json.loads(line)
         owner_token = env.owner("proxy-token", "bench").stdout.decode().strip()
         flood = measure_flood(env, agent, owner, owner_token)
+        from proxykit import journal
+
+        lost = journal(env.proxy_process).count(b"audit record not written")
     finally:
         env.stop_proxy()
         provider.close()
@@ -261,7 +264,7 @@ def measure_proxy(env, agent, owner, rounds: int, streams: int = 50) -> dict:
         "added_p99_ms": (proxy["p99"] - direct["p99"]) * 1000,
         "added_first_byte_ms": (first_proxy["median"] - first_direct["median"]) * 1000,
         "streams": streams, "streams_ok": out["streams_ok"], "rss_mb_peak": peak[0] / 1024,
-        "owner": flood, "samples": out,
+        "owner": flood, "records_lost": lost, "samples": out,
     }
 
 
@@ -270,13 +273,14 @@ TARGETS = {
     "proxy_added_p99_ms": ("proxy: added latency, p99 (ms)", "<=", 10.0),
     "proxy_added_first_byte_ms": ("proxy: added time to first byte (ms)", "<=", 5.0),
     "proxy_rss_mb_50_streams": ("proxy: memory (PSS) with 50 streams (MB)", "<=", 64.0),
+    "proxy_records_lost": ("proxy: audit records lost while the agent floods", "<=", 0),
 }
 
 
 def ratios(result: dict) -> dict:
     return {"proxy_added_median_ms": result["added_median_ms"], "proxy_added_p99_ms": result["added_p99_ms"],
             "proxy_added_first_byte_ms": result["added_first_byte_ms"],
-            "proxy_rss_mb_50_streams": result["rss_mb_peak"]}
+            "proxy_rss_mb_50_streams": result["rss_mb_peak"], "proxy_records_lost": result["records_lost"]}
 
 
 def show(result: dict) -> None:

@@ -18,7 +18,8 @@ def wait_listening(port: int, process: Optional[subprocess.Popen] = None, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"the proxy exited ({process.returncode}): {process.stderr.read() if process.stderr else ''}")
+            said = journal(process) if hasattr(process, "journal") else b""
+            raise AssertionError(f"the proxy exited ({process.returncode}): {said!r}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -28,10 +29,23 @@ def wait_listening(port: int, process: Optional[subprocess.Popen] = None, timeou
 
 
 def start(argv: Sequence[str], port: int, env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
-    process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    """The proxy, its output in a file as the journal would take it (a pipe nobody reads would
+    fill, and block the proxy at its 64 KiB'th byte of complaints): journal(process) reads it."""
+    import tempfile
+
+    journal = tempfile.TemporaryFile()
+    process = subprocess.Popen(list(argv), stdout=journal, stderr=journal,
                                env=env or {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/")
+    process.journal = journal  # type: ignore[attr-defined]
     wait_listening(port, process)
     return process
+
+
+def journal(process: subprocess.Popen) -> bytes:
+    """Everything the proxy has said so far."""
+    held = process.journal  # type: ignore[attr-defined]
+    held.seek(0)
+    return held.read()
 
 
 def stop(process: subprocess.Popen) -> None:

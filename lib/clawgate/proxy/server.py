@@ -420,10 +420,58 @@ def _close(conn: socket.socket) -> None:
     conn.close()
 
 
+class _Record:
+    __slots__ = ("ctx", "fields", "outcome")
+
+    def __init__(self, ctx: Context, fields: "dict[str, object]") -> None:
+        self.ctx, self.fields = ctx, fields
+        self.outcome: "str | None" = None  # "" once written, else why not
+
+
+class Recorder:
+    """The worker's audit records, appended in batches: each exchange's record is written before
+    its client sees the answer end, but the records of exchanges ending together share one lock
+    and one write. With a thread per exchange each taking the log's lock for itself, a flood of
+    the agent's short exchanges kept the lock so busy that a waiter (the owner's record among
+    them) gave up after the lock's bound and its record was lost; now one thread of a worker at a
+    time asks for the lock, and whatever queued meanwhile goes with it."""
+
+    def __init__(self) -> None:
+        self._writing = threading.Lock()  # one writer at a time in this process
+        self._queue_lock = threading.Lock()
+        self._queue: "list[_Record]" = []
+
+    def write(self, ctx: Context, fields: "dict[str, object]") -> None:
+        record = _Record(ctx, fields)
+        with self._queue_lock:
+            self._queue.append(record)
+        with self._writing:
+            if record.outcome is None:  # no writer took it while we waited: write all that waits
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._flush(batch)
+        if record.outcome:
+            os.write(2, f"clawgate proxy: audit record not written ({record.outcome})\n".encode())
+
+    @staticmethod
+    def _flush(batch: "list[_Record]") -> None:
+        by_caller: "dict[Caller, list[_Record]]" = {}
+        for record in batch:  # a worker serves one caller; grouped all the same
+            by_caller.setdefault(record.ctx.caller, []).append(record)
+        for records in by_caller.values():
+            try:
+                records[0].ctx.audit_all([("proxy", record.fields) for record in records])
+                outcome = ""
+            except Exception as err:  # noqa: BLE001 - said on stderr (the journal), never a reason to stop serving
+                outcome = type(err).__name__
+            for record in records:
+                record.outcome = outcome
+
+
+RECORDER = Recorder()
+
+
 def _audit_quietly(ctx: Context, **fields: object) -> None:
-    """Every use is one record; a record that cannot be written is said on stderr (the journal),
-    never a reason to stop serving the other connections."""
-    try:
-        ctx.audit("proxy", **fields)
-    except Exception as err:  # noqa: BLE001
-        os.write(2, f"clawgate proxy: audit record not written ({type(err).__name__})\n".encode())
+    """Every use is one record (in a batch: Recorder); one that cannot be written is said on
+    stderr (the journal), never a reason to stop serving the other connections."""
+    RECORDER.write(ctx, fields)
