@@ -593,6 +593,12 @@ delete_user() {
   fi
 }
 
+refuse_foreign_unit() { # FILE
+  [[ -e $1 || -L $1 ]] || return 0
+  [[ -f $MANIFEST ]] && grep -qxF "service $1" "$MANIFEST" && return 0
+  abort "$1 exists and is not this install's (another clawgate install's, or another service of that name); give this install units of its own: --service-dir DIR (nothing was changed)" "$EX_UNSAFE"
+}
+
 proxy_pids() { # this install's proxy, however it was started (its unit, or the owner by hand)
   ps -A -o pid= -o args= 2>/dev/null \
     | awk -v program="$LIBEXEC/proxy" '{ for (i = 2; i <= NF; i++) if ($i == program) { printf "%s ", $1; next } }'
@@ -692,6 +698,10 @@ if [[ $FOREIGN == 0 ]]; then
   refuse_writable "--state-dir" "$(dirname "$STATE_DIR")" "$OWNER"
   refuse_writable "--agent-home" "$(dirname "$AGENT_HOME")"
   [[ $NO_SERVICE == 1 && $PROXY_OFF == 1 ]] || refuse_writable "--service-dir" "$SERVICE_DIR"
+  # A unit of that name this install did not write (another install's on this machine, its owner
+  # and prefix in it) is never taken over: its install would run this one's, and remove it.
+  [[ $NO_SERVICE == 1 ]] || refuse_foreign_unit "$SERVICE_FILE"
+  [[ $PROXY_OFF == 1 ]] || refuse_foreign_unit "$PROXY_FILE"
   [[ ! -e $STATE_DIR || -d $STATE_DIR ]] || abort "$STATE_DIR: exists and is not a directory" "$EX_UNSAFE"
   # The home is handed to the agent: only one made now, or one that is the agent's already.
   home_info=$(stat_of "$AGENT_HOME")

@@ -8,6 +8,7 @@ and unsealed once); each test has its own prefix and AppRole.
 """
 
 import base64
+import signal
 import time
 
 import pytest
@@ -360,3 +361,17 @@ def test_doctor_policy_too_narrow_points_at_the_documented_policy(server, host):
         server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": policy})
     fix = finding(lines, "openbao policy")
     assert "docs/OPENBAO.md" in fix and "policy" in fix and owner.role_id in fix and "install.sh" not in fix, fix
+
+
+def test_doctor_on_a_server_that_stopped_answering_says_check_it_runs_not_the_ca(server, host):
+    """A frozen server (connected, silent) times out mid-handshake: that is a server to look at,
+    not a CA file to change."""
+    served(host)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        lines = doctor_lines(host)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    fix = finding(lines, "openbao reachable")
+    assert "running" in fix and "[openbao] ca" not in fix, fix
+    served(host)

@@ -386,6 +386,21 @@ def test_uninstall_would_stop_and_remove_the_proxy_unit(world):
     assert str(front(env)) in stop[0].split("(pid ")[1].rstrip(")").split()
 
 
+def test_a_second_install_never_takes_over_the_first_ones_proxy_unit(world):
+    """Two installs on one machine (two prefixes, owners, agents): the second, pointed at the
+    first's unit directory, is refused before anything changes; the first's unit stays its own."""
+    env, _ = world
+    before = env.proxy_unit.read_bytes()
+    with RootEnv(install=False, proxy=True) as second:
+        result = run(second.install_argv("--service-dir", str(env.proxy_unit.parent)), input=None)
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert result.stderr.decode().count("\n") == 1, result.stderr
+        assert f"{env.proxy_unit} exists and is not this install's" in result.stderr.decode()
+        assert "--service-dir DIR (nothing was changed)" in result.stderr.decode()
+        assert not (second.prefix / "etc" / "clawgate" / "install.manifest").exists()
+    assert env.proxy_unit.read_bytes() == before
+
+
 def test_doctor_fails_a_route_whose_value_is_not_header_text(world):
     env, provider = world
     env.set_secret("crlf/key", b"sk-ok-0123456789", "open")

@@ -203,7 +203,7 @@ class Bao:
 
         said = _excerpt(body) or f"HTTP {status}"
         if status == 503 and "sealed" in _errors(body).lower():
-            return self.fail("sealed", "unseal it (bao operator unseal), then try again")
+            return self.fail("sealed", "its operators must unseal it (bao operator unseal); try again then")
         if status == 429:
             return self.fail("a standby node answered (429)", "point [openbao] address at the active node")
         if status == 403:  # summarised: its text says no more than the status (and may be long)
