@@ -1199,7 +1199,7 @@ fi
 if [[ $CHANGES == 0 ]]; then
   echo "clawgate: already installed as asked; nothing to do"
 else
-  ohai "Installation successful ($CHANGES changes)"
+  ohai "Installation successful ($CHANGES change$([[ $CHANGES == 1 ]] || echo s))"
 fi
 if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE != file && $CHANGES != 0 ]]; then
   ohai "Next steps"
@@ -1209,6 +1209,9 @@ if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE != file && $CH
   say "as $OWNER: $(printf '%-*s' "$width" "${steps[0]}")  (scan the QR code with your authenticator)"
   say "as $OWNER: $(printf '%-*s' "$width" "${steps[1]}")  (value from stdin or a hidden prompt)"
   say "as $OWNER: $(printf '%-*s' "$width" "${steps[2]}")  (checks this install; without sudo, root's checks are skipped)"
+  if [[ $PROXY_OFF == 0 ]] && ! can_manage_service; then
+    say "as $OWNER: $(printf '%-*s' "$width" "$CLAWGATE proxy")  (no $SERVICE_MANAGER here to start the proxy: it stays in the foreground)"
+  fi
 fi
 if [[ $CHANGES != 0 && -x $PREFIX/bin/clawgate ]]; then
   ohai "OpenClaw: the provider block for openclaw.json (also: $CLAWGATE openclaw-config)"
