@@ -518,8 +518,8 @@ uninstall() {
     esac
   done 3<"$MANIFEST"
   local -a pids
-  read -r -a pids <<<"$(proxy_pids)"
-  [[ ${#pids[@]} == 0 ]] || change "stop the proxy still running from $LIBEXEC (pid ${pids[*]})" kill "${pids[@]}"
+  read -r -a pids <<<"$(proxy_pids "$owner")"
+  [[ ${#pids[@]} == 0 ]] || change "stop the proxy still running from $LIBEXEC (pid ${pids[*]})" stop_pids "${pids[@]}"
   while read -r -u 3 line; do
     local from=${line%% *} to=${line#* }
     if [[ -L $from && $(readlink "$from") == "$to" && -d $to && ! -L $to ]]; then
@@ -599,10 +599,15 @@ refuse_foreign_unit() { # FILE
   abort "$1 exists and is not this install's (another clawgate install's, or another service of that name); give this install units of its own: --service-dir DIR (nothing was changed)" "$EX_UNSAFE"
 }
 
-proxy_pids() { # this install's proxy, however it was started (its unit, or the owner by hand)
-  ps -A -o pid= -o args= 2>/dev/null \
-    | awk -v program="$LIBEXEC/proxy" '{ for (i = 2; i <= NF; i++) if ($i == program) { printf "%s ", $1; next } }'
+proxy_pids() { # OWNER: this install's proxy, however it was started (its unit, or the owner by hand)
+  # The owner's processes only: anyone can put the proxy's path in an argv of their own.
+  local uid
+  uid=$(id -u "$1" 2>/dev/null) || return 0
+  ps -A -o pid= -o uid= -o args= 2>/dev/null | awk -v uid="$uid" -v program="$LIBEXEC/proxy" \
+    '$2 == uid { for (i = 3; i <= NF; i++) if ($i == program) { printf "%s ", $1; next } }'
 }
+
+stop_pids() { kill "$@" 2>/dev/null || true; } # one that ended meanwhile has stopped already
 
 stop_service() {
   local path=$1

@@ -212,6 +212,24 @@ def test_sigalrm_to_its_own_sudo_cannot_kill_a_grant_between_its_spent_code_and_
     env.owner("revoke", "locked/r", timeout=HANG)
 
 
+def test_an_ignored_sigchld_passed_through_sudo_cannot_turn_a_grant_into_an_error(env):
+    """A disposition the agent sets survives sudo and exec: with SIGCHLD ignored, the kernel reaps
+    children itself and every waitpid fails (after beyond_sudo's child granted, the parent said 74)."""
+    import pwd
+
+    agent = pwd.getpwnam(env.agent_name)
+    assert env.owner("unlock", timeout=HANG).returncode == 0
+    env.owner("revoke", "locked/r", timeout=HANG)
+    result = subprocess.run(["/usr/bin/sudo", "-n", "-u", env.owner_name, str(env.libexec / "approve"), "locked/r",
+                             env.code()], capture_output=True, timeout=HANG, user=agent.pw_uid, group=agent.pw_gid,
+                            extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                            preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+    assert result.returncode == 0 and b"granted" in result.stdout, result.stderr
+    got = env.agent("get", "locked/r", timeout=HANG)
+    assert got.returncode == 0 and got.stdout == b"value-r", got.stderr
+    env.owner("revoke", "locked/r", timeout=HANG)
+
+
 # -- elevate under the agent's limits ---------------------------------------------------------------
 
 def test_elevate_under_a_file_size_limit_counts_and_audits_or_refuses_before_anything(env):

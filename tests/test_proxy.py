@@ -310,7 +310,7 @@ def test_a_connection_gone_before_it_is_identified_costs_no_scan_of_the_kernels_
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        owners = peer.Owners(listener)
+        owners = peer.Owners()
         if not owners.by_diag:
             pytest.skip("sock_diag does not answer on this host")
         client = socket.create_connection(listener.getsockname())

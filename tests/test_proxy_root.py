@@ -378,12 +378,23 @@ def test_the_unit_is_sandboxed_to_an_exposure_of_at_most_2(world):
 
 
 def test_uninstall_would_stop_and_remove_the_proxy_unit(world):
+    """And stop the proxy's processes, the owner's only: a decoy of the agent's naming the proxy's
+    path in its argv is not the proxy."""
     env, _ = world
-    plan = run(["bash", str(INSTALL), "--uninstall", "--dry-run", "--prefix", str(env.prefix), "--yes"])
+    decoy = subprocess.Popen([RUNUSER, "-u", env.agent_name, "--", "/usr/bin/python3", "-c",
+                              "import time; time.sleep(60)", str(env.libexec / "proxy")])
+    try:
+        time.sleep(0.5)
+        plan = run(["bash", str(INSTALL), "--uninstall", "--dry-run", "--prefix", str(env.prefix), "--yes"])
+        decoys = proxykit.tree(decoy.pid)
+    finally:
+        decoy.kill()
+        decoy.wait()
     assert f"would: remove {env.proxy_unit}" in plan.stdout.decode(), plan.stdout
     stop = [line for line in plan.stdout.decode().splitlines() if line.startswith("would: stop the proxy still running")]
     assert stop and f"from {env.libexec} (pid " in stop[0], plan.stdout
-    assert str(front(env)) in stop[0].split("(pid ")[1].rstrip(")").split()
+    stopped = stop[0].split("(pid ")[1].rstrip(")").split()
+    assert str(front(env)) in stopped and not set(map(str, decoys)) & set(stopped), (stopped, decoys)
 
 
 def test_a_second_install_never_takes_over_the_first_ones_proxy_unit(world):
@@ -399,6 +410,40 @@ def test_a_second_install_never_takes_over_the_first_ones_proxy_unit(world):
         assert "--service-dir DIR (nothing was changed)" in result.stderr.decode()
         assert not (second.prefix / "etc" / "clawgate" / "install.manifest").exists()
     assert env.proxy_unit.read_bytes() == before
+
+
+KNOCK = """
+import socket, sys, time
+port, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        pass
+"""
+
+
+def test_an_agent_knocking_while_the_proxy_starts_cannot_turn_its_socket_lookups_off(world):
+    """The probe that decides how callers are told apart uses a listener of its own: on the proxy's,
+    the agent's knock could be the connection it asked about, and every later connection would
+    cost a scan of the kernel's tables in the front both callers share."""
+    env, _ = world
+    env.stop_proxy()
+    knockers = [subprocess.Popen([RUNUSER, "-u", env.agent_name, "--", "/usr/bin/python3", "-c", KNOCK,
+                                  str(env.proxy_port), "6"]) for _ in range(2)]
+    try:
+        time.sleep(1)
+        env.start_proxy()
+        for knocker in knockers:
+            knocker.wait(timeout=30)
+        said = proxykit.journal(env.proxy_process)
+        assert b"callers told apart by sock_diag" in said, said
+    finally:
+        for knocker in knockers:
+            knocker.kill()
+            knocker.wait()
+        if env.proxy_process is None or env.proxy_process.poll() is not None:
+            env.start_proxy()
 
 
 def test_doctor_fails_a_route_whose_value_is_not_header_text(world):

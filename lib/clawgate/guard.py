@@ -6,7 +6,7 @@ sudo relays TSTP, TERM, HUP, INT, QUIT, USR1, USR2... to us. It also hands us it
 resource limits and its open or closed descriptors. So, before anything else:
 
 - start(): closed descriptors 0/1/2 are reopened on /dev/null (or the first file we open
-  becomes our stdout); job-control signals are ignored (a stop while a lock is held would
+  becomes our stdout); SIGCHLD is set back to its default; job-control signals are ignored (a stop while a lock is held would
   freeze every owner-side program); RLIMIT_FSIZE and RLIMIT_NOFILE are raised to sane
   values (and RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA lifted, RLIMIT_NPROC to its hard limit, core
   files off), or, where only root
@@ -62,6 +62,9 @@ def start(owner_side: bool = True) -> None:
         return
     for sig in JOB_CONTROL:
         _sig.signal(sig, _sig.SIG_IGN)
+    # An ignored SIGCHLD survives sudo and exec: children would be reaped by the kernel, and every
+    # waitpid (beyond_sudo, privdrop, a notification's fork) would fail after the child's work.
+    _sig.signal(_sig.SIGCHLD, _sig.SIG_DFL)
     _sane_limits()
     _usual_priority()
 

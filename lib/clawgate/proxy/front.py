@@ -36,7 +36,7 @@ class Front:
         self.layout = layout
         self.listeners = [self._listen(host, port) for host in hosts]
         self.port = self.listeners[0].getsockname()[1]
-        self.owners = peer.Owners(self.listeners[0]) if peer.available() else None
+        self.owners = peer.Owners() if peer.available() else None
         self._workers: "dict[int, tuple[int, socket.socket]]" = {}  # uid: (pid, the front's end)
         self._strangers = 0  # refused connections of other users since the last journal line
         self._gone = 0  # connections closed before they could be told apart, since then

@@ -52,14 +52,14 @@ def _diag_request(sock: socket.socket, seq: int) -> bytes:
 class Owners:
     """Who owns the other end of a connection, asked the cheapest way this host answers truly.
 
-    sock_diag is used only once a probe (a connection of our own to our own listener) showed it
+    sock_diag is used only once a probe (a connection of our own to a listener of our own) showed it
     answers here; then a connection it does not know is one already gone (refused, at no cost),
     never a reason to scan /proc/net/tcp: with the kernel's table full of the agent's closed
     connections (TIME_WAIT, 131072 of them by default) a scan costs half a second, and the front
     would do it for every connection the agent opens and closes. Where sock_diag does not answer
     (no netlink), the table is all there is."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self) -> None:
         self._seq = 0
         self._diag: "socket.socket | None" = None
         try:
@@ -67,7 +67,7 @@ class Owners:
             self._diag.settimeout(1.0)
         except (OSError, AttributeError):
             return
-        if self._probe(listener) != os.geteuid():
+        if self._probe() != os.geteuid():
             self._diag.close()
             self._diag = None
 
@@ -75,14 +75,28 @@ class Owners:
     def by_diag(self) -> bool:
         return self._diag is not None
 
-    def _probe(self, listener: socket.socket) -> "int | None":
+    @property
+    def how(self) -> str:
+        return "sock_diag" if self._diag is not None else "/proc/net/tcp"
+
+    def _probe(self) -> "int | None":
+        """Our own connection to a listener of our own: on the proxy's, the first connection
+        accepted could be the agent's (connecting in a loop while the proxy starts), and its
+        answer would turn sock_diag off for good."""
         try:
-            with socket.create_connection(listener.getsockname()[:2], timeout=2.0):
-                conn, _addr = listener.accept()
-                with conn:
-                    return self._ask(conn)
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(8)
+                listener.settimeout(2.0)
+                with socket.create_connection(listener.getsockname(), timeout=2.0) as ours:
+                    for _ in range(64):  # someone else's, connecting to any port it finds: not asked about
+                        conn, addr = listener.accept()
+                        with conn:
+                            if addr == ours.getsockname():
+                                return self._ask(conn)
         except OSError:
-            return None
+            pass
+        return None
 
     def _ask(self, sock: socket.socket) -> "int | None":
         assert self._diag is not None
