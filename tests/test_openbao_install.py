@@ -111,9 +111,9 @@ def test_a_rerun_whose_kept_secret_id_was_revoked_is_refused_before_any_change(b
     with RootEnv(install_args=bao_args(bao, owner), install_input=f"{owner.secret_id}\n".encode()) as env:
         bao.api("POST", f"auth/approle/role/{owner.role}/secret-id/destroy", {"secret_id": owner.secret_id})
         env.extra_args = []
-        err = refused(env, env.install_argv(*bao_args(bao, owner), "--proxy-port", "1"), b"",
+        err = refused(env, env.install_argv(*bao_args(bao, owner), "--proxy-port", "18217"), b"",
                       "refused the AppRole login", "openbao-secret-id")
-        assert "--proxy-port 1" not in err
+        assert "--proxy-port 18217" not in err
         fresh = bao.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
         again = run(env.install_argv(*bao_args(bao, owner)), input=f"{fresh}\n".encode())
         assert again.returncode == 0, again.stderr
