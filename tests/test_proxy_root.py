@@ -4,6 +4,7 @@ agent: the openai and anthropic SDKs and curl, plain and streamed, against a loo
 provider with its own CA. The agent gets answers; the real key reaches only the provider.
 Needs root."""
 
+import contextlib
 import json
 import os
 import re
@@ -289,29 +290,33 @@ def holder(env: RootEnv, client_port: int) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-def test_the_agents_connections_are_served_by_a_process_apart_from_the_owners_and_below_it(world):
-    """What the agent makes its worker do (CPU floods, churn) costs that process, at a lower
-    priority, never the interpreter the owner's requests run in."""
-    env, _provider = world
+@contextlib.contextmanager
+def held_by_both(env: RootEnv):
+    """A connection of the agent's and one of the owner's, each held open by the proxy: (the pid
+    holding the agent's, the pid holding the owner's, the owner's client, its port)."""
     agent, agent_port = hold(env, env.agent_name)
     owner, owner_port = hold(env, env.owner_name)
     try:
-        agents, owners = holder(env, agent_port), holder(env, owner_port)
-        assert agents != owners
-        assert proxykit.niceness(agents) == 10 and proxykit.niceness(owners) == 0
-        assert front(env) not in (agents, owners)
+        yield holder(env, agent_port), holder(env, owner_port), owner, owner_port
     finally:
         for held in (agent, owner):
             held.kill()
             held.wait()
 
 
+def test_the_agents_connections_are_served_by_a_process_apart_from_the_owners_and_below_it(world):
+    """What the agent makes its worker do (CPU floods, churn) costs that process, at a lower
+    priority, never the interpreter the owner's requests run in."""
+    env, _provider = world
+    with held_by_both(env) as (agents, owners, _owner, _owner_port):
+        assert agents != owners
+        assert proxykit.niceness(agents) == 10 and proxykit.niceness(owners) == 0
+        assert front(env) not in (agents, owners)
+
+
 def test_a_dead_agent_worker_leaves_the_owners_connection_and_is_forked_anew(world):
     env, _provider = world
-    agent, agent_port = hold(env, env.agent_name)
-    owner, owner_port = hold(env, env.owner_name)
-    try:
-        agents, owners = holder(env, agent_port), holder(env, owner_port)
+    with held_by_both(env) as (agents, owners, owner, owner_port):
         os.kill(agents, 9)
         time.sleep(0.3)
         assert owner.poll() is None and Path(f"/proc/{owners}").exists()
@@ -321,10 +326,6 @@ def test_a_dead_agent_worker_leaves_the_owners_connection_and_is_forked_anew(wor
                           f"http://127.0.0.1:{env.proxy_port}/openai/models")
         assert curl.stdout == b"200", curl.stderr
         assert agents not in proxykit.tree(front(env))
-    finally:
-        for held in (agent, owner):
-            held.kill()
-            held.wait()
 
 
 def test_doctor_checks_the_proxy_service_its_loopback_listener_and_each_routes_tls(world):
