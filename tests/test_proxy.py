@@ -150,6 +150,38 @@ def test_a_route_to_plain_http_cannot_be_added(world):
     assert result.returncode == 2 and b"https://" in result.stderr
 
 
+def test_two_route_adds_at_once_make_one_route_and_tell_the_other_it_exists(world):
+    """Without the lock both saw no route and both wrote one, each with its own token: the token
+    the first printed stopped working."""
+    import threading
+
+    tree, provider, _port, _ = world
+    codes = []
+
+    def add():
+        codes.append(tree.run("route", "add", "twice", "--upstream", f"https://localhost:{provider.port}/v1",
+                              "--secret", "openai/key", "--inject", "Authorization: Bearer {secret}").returncode)
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes) == [0] + [2] * 7
+    assert tree.run("route", "rm", "twice").returncode == 0
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--upstream", "https://" + "a" * 300 + "/v1"], b"at most 253 characters"),
+    (["--upstream", "https://localhost/v1", "--path-prefix", "/a\x01b"], b"control characters"),
+])
+def test_a_route_with_a_host_no_dns_could_hold_or_a_control_character_in_a_path_is_refused(world, args, said):
+    tree = world[0]
+    result = tree.run("route", "add", "odd", "--secret", "openai/key", "--inject", "Authorization: Bearer {secret}",
+                      *args)
+    assert result.returncode == 2 and said in result.stderr and result.stderr.count(b"\n") == 1, result.stderr
+
+
 def test_a_private_address_needs_the_routes_allow_private(world):
     tree, provider, port, _ = world
     literal = tree.run("route", "add", "priv", "--upstream", f"https://127.0.0.1:{provider.port}", "--secret",

@@ -119,8 +119,8 @@ def parse_upstream(text: str) -> "tuple[str, int, str]":
     except ValueError:
         raise usage("--upstream: bad port") from None
     host = (parts.hostname or "").rstrip(".")
-    if not host or not all(c.isalnum() or c in ".-:" for c in host):
-        raise usage("--upstream: bad host")
+    if not host or len(host) > 253 or not all(c.isalnum() or c in ".-:" for c in host):
+        raise usage("--upstream: bad host (a DNS name or an address, at most 253 characters)")
     return host.lower(), port, normal_path(parts.path, "--upstream")
 
 
@@ -133,8 +133,8 @@ def normal_path(path: str, what: str) -> str:
     if not path.startswith("/"):
         raise usage(f"{what}: a path must start with /")
     for segment in path[1:].split("/"):
-        if segment in ("", ".", "..") or unquote(segment) != segment or "\\" in segment:
-            raise usage(f"{what}: {names.shown(path)}: no empty, `.` or `..` segments and no %-escapes")
+        if segment in ("", ".", "..") or unquote(segment) != segment or "\\" in segment or not segment.isprintable():
+            raise usage(f"{what}: {names.shown(path)}: no empty, `.` or `..` segments, no %-escapes or control characters")
     return path
 
 
@@ -166,6 +166,11 @@ def new_token() -> str:
 
 def _path(cfg: Config, name: str) -> str:
     return state.path(cfg, DIR, check_name(name))
+
+
+def locked(cfg: Config):
+    """`with routes.locked(cfg):` a check and the write it decides, with no other route add between."""
+    return fsio.locked(state.path(cfg, "routes.lock"))
 
 
 def save(cfg: Config, route: Route) -> None:
