@@ -90,7 +90,10 @@ class Front:
             self._note(strangers=1)
             return
         for _attempt in range(2):
-            pid, channel = self._workers.get(caller.uid) or self._spawn(caller)
+            try:
+                _pid, channel = self._workers.get(caller.uid) or self._spawn(caller)
+            except OSError:  # no process to be had now (a task limit): this connection is refused, the front goes on
+                break
             try:
                 socket.send_fds(channel, [b"c"], [conn.fileno()])
                 return
@@ -103,7 +106,12 @@ class Front:
 
     def _spawn(self, caller: Caller) -> "tuple[int, socket.socket]":
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            raise
         if pid == 0:  # the worker: nothing of the front's but the config
             status = 1
             try:
@@ -123,7 +131,7 @@ class Front:
         return pid, ours
 
     def _bury(self, uid: int) -> None:
-        pid, channel = self._workers.pop(uid)
+        _pid, channel = self._workers.pop(uid)
         channel.close()
         self._reap()
 
