@@ -334,6 +334,31 @@ def test_a_kept_upstream_connection_serves_one_route_only_and_never_follows_a_bo
     assert provider.last().client_port != after_head
 
 
+def test_a_worker_that_cannot_be_forked_costs_that_connection_a_503_and_never_the_front(world, monkeypatch):
+    """A task limit reached (the unit's TasksMax) must not end the process both callers share."""
+    from clawgate.proxy import front
+
+    tree = world[0]
+    server = front.Front(tree.config(), None, 0, ("127.0.0.1",))
+    if server.owners is None:
+        pytest.skip("no socket owner table here: one worker in the front's process")
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(front.os, "fork", no_fork)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as client:
+            conn, _ = server.listeners[0].accept()
+            with conn:
+                server._route(conn)  # must return, not raise
+            client.settimeout(5)
+            assert proxykit.status_of(client.recv(4096)) == 503
+    finally:
+        for listener in server.listeners:
+            listener.close()
+
+
 def test_a_connection_gone_before_it_is_identified_costs_no_scan_of_the_kernels_tables(monkeypatch):
     """With TIME_WAIT full of the agent's closed connections, /proc/net/tcp holds 131,072 lines:
     once sock_diag is seen to answer, a connection it does not know is gone, never a scan."""
