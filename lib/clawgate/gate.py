@@ -31,7 +31,7 @@ import os
 from typing import Callable, NamedTuple, NoReturn
 
 from . import durations, fsio, grants, guard, lockout, seed, state, totp
-from .context import Context
+from .context import Context, sudo_uid
 from .errors import IO_ERROR, LOCKED_OUT, ClawgateError, denied, io_error, unsafe, usage
 from .store import Conflict, Store, open_store
 
@@ -151,7 +151,8 @@ def check(ctx: Context, code: str, purpose: str, now: float, root: bool = False,
     before both are audited (its `grant` record carries grant_record too): a failure at any point
     leaves the grant and the records, or neither, and never a code that works twice.
     """
-    guard.beyond_sudo()  # from the first record to the last, out of reach of a kill the agent can aim
+    if sudo_uid() is not None:
+        guard.beyond_sudo()  # from the first record to the last, out of reach of a kill the agent can aim
     params_ = params(ctx, root)
     refuse_malformed(ctx, code, params_, purpose)
     shared = _shared(ctx) is not None

@@ -289,10 +289,10 @@ def beyond_sudo() -> None:
     slow store (OpenBao, a lock held by another run) can outlast 2 s, and a kill half-way leaves
     a spent code with no grant, or a guess counted with no record. The child, in a new session,
     is neither that pid nor in that group (and the agent cannot signal the owner's processes):
-    what it begins, it finishes and records. Called once, before any gate state is touched; a
-    no-op outside sudo (the owner at a terminal is not the one who would kill it)."""
+    what it begins, it finishes and records. Called once, under sudo (context.sudo_uid), before
+    any gate state is touched: the owner at a terminal is not the one who would kill it."""
     global _beyond
-    if _beyond or "SUDO_UID" not in os.environ:
+    if _beyond:
         return
     for stream in (sys.stdout, sys.stderr):
         quietly(stream.flush)  # or the child would write what was buffered a second time
