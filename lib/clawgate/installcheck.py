@@ -499,7 +499,8 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
     from clawgate import config, fsio
     from clawgate.config import openbao_settings
     from clawgate.errors import ClawgateError
-    from clawgate.store.openbao import SECRET_ID_FILE, Bao, OpenBaoStore
+    from clawgate.store.baoclient import SECRET_ID_FILE, Bao
+    from clawgate.store.openbao import OpenBaoStore
 
     dry = mode == "dry-run"
     given = ""

@@ -1,0 +1,257 @@
+"""The owner's OpenBao session: one long-lived owner process that keeps the TLS connection and
+the token warm, so a `get` (a fresh broker under sudo) need not import ssl nor shake hands.
+
+It is a connection, not a cache: each question is asked of OpenBao then and there, so a value
+changed or removed on another host is seen at once, and nothing is kept after the answer. It
+answers two questions, a secret's value and its tier record, by a validated name; never a seed,
+the gate record, the token or anything by path. It decides nothing: access.py does, in the
+broker, as on the direct path.
+
+Who may talk to whom: the socket is STATE/openbao.sock, in the owner's 0700 state directory, and
+both ends ask the kernel who the other is (SO_PEERCRED): the session answers the owner's processes
+only, and a broker believes only a session run by the owner. Where any of that is missing (no
+session running, another platform, a busy session) the broker talks to OpenBao itself: slower,
+never different. A session that answers with a failure (sealed, refused, slow) is believed:
+that is OpenBao's answer, and it is exit 6 as on the direct path.
+
+The proxy service hosts it (store = openbao, Linux): start() forks it from the proxy's front,
+and it ends when the front does.
+
+Wire, one connection, any number of questions:
+  -> "value NAME\\n" | "tier NAME\\n"
+  <- "found LEN\\n" + LEN bytes | "none\\n" | "fail CODE LEN\\n" + LEN bytes of a one-line message
+"""
+
+import os
+import struct
+import sys
+
+from .. import names
+from ..errors import ClawgateError, unsafe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import BinaryIO, Optional, Tuple
+
+    from ..config import Config
+
+SOCKET = "openbao.sock"
+WORKERS = 4  # OpenBao connections the session keeps: questions beyond these wait for one
+WAITING = 32  # connections that may wait for a worker; past that a broker is turned away (it goes direct)
+ANSWER_WITHIN = 11.0  # seconds: two of OpenBao's 5 s calls (a login, then the read), and a margin
+MAX_MESSAGE = 1000
+MAX_VALUE = 64 << 20
+QUESTIONS = {b"value": "secrets", b"tier": "tiers"}
+
+
+class Refused(Exception):
+    """The session would not or could not answer (absent, not the owner's, busy, broken): go direct."""
+
+
+def path(cfg: "Config") -> str:
+    return os.path.join(cfg.state_dir, SOCKET)
+
+
+def available() -> bool:
+    """The kernel can say who is at the other end of a Unix socket: Linux's SO_PEERCRED (asked
+    without importing socket, which a `get` that finds no session never needs)."""
+    return sys.platform.startswith("linux")
+
+
+def peer_uid(sock: "socket.socket") -> int:
+    import socket
+
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
+
+
+# -- the broker's end -------------------------------------------------------------------------------
+class Client:
+    """One connection to the owner's session, opened at the first question and kept for the rest."""
+
+    def __init__(self, where: str, owner_uid: int) -> None:
+        self._where = where
+        self._owner_uid = owner_uid
+        self._sock: "Optional[socket.socket]" = None
+        self._reader: "Optional[BinaryIO]" = None
+
+    def ask(self, question: bytes, name: str) -> "Tuple[bool, bytes]":
+        """(found, bytes) for a valid name; Refused to go direct; ClawgateError for OpenBao's refusal."""
+        if self._sock is None:
+            self._open()
+        assert self._sock is not None and self._reader is not None
+        import socket  # imported by _open already: only the name
+
+        try:
+            self._sock.sendall(question + b" " + names.check(name).encode("ascii") + b"\n")
+            head = self._reader.readline(64)
+        except socket.timeout:  # it took the question and OpenBao's answer did not come: not a reason to ask twice
+            self.close()
+            raise unsafe(f"OpenBao session ({self._where}): no answer within {ANSWER_WITHIN:g}s; "
+                         "check that OpenBao is running and answers (the proxy service's journal says more)") from None
+        except OSError:  # the session went, or turned us away: nothing answered yet
+            self.close()
+            raise Refused() from None
+        if not head:  # closed before answering: turned away (busy), or gone
+            self.close()
+            raise Refused()
+        return self._answer(head)
+
+    def _open(self) -> None:
+        if not os.path.exists(self._where):  # before importing socket: no session, no cost
+            raise Refused()
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(ANSWER_WITHIN)
+            sock.connect(self._where)
+            if peer_uid(sock) != self._owner_uid:  # only the owner's session is believed
+                raise OSError("not the owner's")
+        except OSError:
+            sock.close()
+            raise Refused() from None
+        self._sock, self._reader = sock, sock.makefile("rb")
+
+    def _answer(self, head: bytes) -> "Tuple[bool, bytes]":
+        parts = head.split()
+        try:
+            if head == b"none\n":
+                return False, b""
+            if len(parts) == 2 and parts[0] == b"found" and head.endswith(b"\n"):
+                return True, self._body(int(parts[1]), MAX_VALUE)
+            if len(parts) == 3 and parts[0] == b"fail" and head.endswith(b"\n"):
+                code = int(parts[1])
+                message = self._body(int(parts[2]), MAX_MESSAGE).decode("utf-8", "replace")
+                raise ClawgateError(code if 0 < code < 126 else 6, " ".join(message.split()) or "OpenBao: a failure")
+        except (ValueError, OSError):
+            pass
+        self.close()  # a session that answers nonsense is a fault to report, not a reason to guess
+        raise unsafe(f"OpenBao session ({self._where}): an answer it should not give; restart the proxy service")
+
+    def _body(self, length: int, most: int) -> bytes:
+        assert self._reader is not None
+        if not 0 <= length <= most:
+            raise ValueError("too long")
+        body = self._reader.read(length)
+        if len(body) != length:
+            raise ValueError("cut short")
+        return body
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._reader = None
+
+
+# -- the session's end ------------------------------------------------------------------------------
+def start(cfg: "Config") -> "Optional[int]":
+    """Fork the session from the proxy's front (pid), or None where there is none to run."""
+    if cfg.store != "openbao" or not available():
+        return None
+    alive_r, alive_w = os.pipe()  # the front holds the write end: its end is the session's
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(alive_w)
+            _close_inherited(keep=alive_r)
+            _serve(cfg, alive_r)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(alive_r)
+    return pid
+
+
+def _close_inherited(keep: int) -> None:
+    """Nothing of the front's (its listeners, its workers' channels) is the session's."""
+    most = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
+    os.closerange(3, keep)
+    os.closerange(keep + 1, most)
+
+
+def _serve(cfg: "Config", alive: int) -> None:
+    import queue
+    import socket
+    import threading
+    import time
+
+    where = path(cfg)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.unlink(where)  # a session that was killed leaves its socket: the front that started us owns the port
+    except FileNotFoundError:
+        pass
+    listener.bind(where)
+    os.chmod(where, 0o600)
+    listener.listen(WAITING)
+    mine = os.stat(where).st_ino
+    waiting: "queue.Queue[socket.socket]" = queue.Queue(WAITING)
+
+    def front_gone() -> None:
+        while os.read(alive, 1):
+            pass
+        try:
+            if os.stat(where).st_ino == mine:
+                os.unlink(where)
+        finally:
+            os._exit(0)
+
+    threading.Thread(target=front_gone, daemon=True).start()
+    for _ in range(WORKERS):
+        threading.Thread(target=_worker, args=(cfg, waiting), daemon=True).start()
+    os.write(2, f"clawgate proxy: OpenBao session on {where} (the owner's processes only)\n".encode())
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # out of descriptors: the next accept may work
+            time.sleep(0.01)
+            continue
+        try:
+            if peer_uid(conn) != cfg.owner.uid:
+                raise OSError("not the owner")
+            waiting.put_nowait(conn)
+        except (OSError, queue.Full):  # a stranger, or more than we hold: closed at once (the broker goes direct)
+            conn.close()
+
+
+def _worker(cfg: "Config", waiting: "object") -> None:
+    """One OpenBao connection (its own client), serving one broker's connection at a time."""
+    from .openbao import OpenBaoStore
+
+    store = OpenBaoStore.direct(cfg)
+    while True:
+        conn = waiting.get()  # type: ignore[attr-defined]
+        try:
+            _serve_one(store, conn)
+        except Exception:  # noqa: BLE001 - one broker's trouble ends its connection, never the worker
+            pass
+        finally:
+            conn.close()
+
+
+def _serve_one(store: "object", conn: "socket.socket") -> None:
+    from . import NoSuchSecret
+
+    conn.settimeout(ANSWER_WITHIN)  # a broker asks at once: one that stalls loses its place
+    reader = conn.makefile("rb")
+    while True:
+        line = reader.readline(names.MAX_LEN + 16)
+        if not line:
+            return
+        verb, _, name = line.rstrip(b"\n").partition(b" ")
+        kind = QUESTIONS.get(verb)
+        text = name.decode("ascii", "replace")
+        if kind is None or not line.endswith(b"\n") or not names.is_valid(text):
+            return  # not ours to guess at: the broker sees the connection close and goes direct
+        try:
+            found = store.get(text) if kind == "secrets" else store.load_tier(text)  # type: ignore[attr-defined]
+        except NoSuchSecret:
+            found = None
+        except ClawgateError as err:
+            message = " ".join(err.message.split())[:MAX_MESSAGE].encode("utf-8", "replace")
+            conn.sendall(b"fail %d %d\n" % (err.code, len(message)) + message)
+            continue
+        conn.sendall(b"none\n" if found is None else b"found %d\n" % len(found) + found)
