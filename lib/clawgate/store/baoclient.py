@@ -165,6 +165,7 @@ class Bao:
         self._host, self._port = settings["host"], int(settings["port"])
         self._conn: "Optional[Tuple[ssl.SSLSocket, io.BufferedReader, _Timed]]" = None
         self._token: "Optional[str]" = None
+        self._context: "Optional[ssl.SSLContext]" = None
 
     # -- failures: one line, naming OpenBao and what to check ------------------------------------
     def fail(self, what: str, check: str) -> ClawgateError:
@@ -224,11 +225,18 @@ class Bao:
     # HTTP/1.1 by hand over one kept-alive TLS socket: http.client would add the email package (and
     # urllib.parse, re, datetime) to every `get`, about as much again as a whole file-store `get`.
     # The server is the one the CA vouches for; what it says is bounded all the same.
+    def trust(self) -> "ssl.SSLContext":
+        """The TLS context that trusts [openbao] ca alone, loaded once per client (a long-lived
+        one, the owner's session, reads the CA file when it starts)."""
+        if self._context is None:
+            try:
+                self._context = ssl.create_default_context(cafile=self.ca)
+            except (OSError, ssl.SSLError) as err:
+                raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
+        return self._context
+
     def _connect(self, deadline: float) -> "Tuple[ssl.SSLSocket, io.BufferedReader, _Timed]":
-        try:
-            context = ssl.create_default_context(cafile=self.ca)
-        except (OSError, ssl.SSLError) as err:
-            raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
+        context = self.trust()
         # The host as bytes: a str would have ssl and getaddrinfo import the idna codec (and stringprep).
         address = (self._host.encode("ascii"), self._port)
         raw = socket.create_connection(address, timeout=_left(deadline))  # type: ignore[arg-type]  # bytes work

@@ -178,6 +178,14 @@ def _serve(cfg: "Config", alive: int) -> None:
     import threading
     import time
 
+    from .openbao import OpenBaoStore
+
+    stores = [OpenBaoStore.direct(cfg) for _ in range(WORKERS)]  # one OpenBao connection each
+    for store in stores:  # the CA is read now, before the socket says the session is there
+        try:
+            store.bao.trust()
+        except ClawgateError:  # each question will meet it again, and say so
+            pass
     where = path(cfg)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -200,8 +208,8 @@ def _serve(cfg: "Config", alive: int) -> None:
             os._exit(0)
 
     threading.Thread(target=front_gone, daemon=True).start()
-    for _ in range(WORKERS):
-        threading.Thread(target=_worker, args=(cfg, waiting), daemon=True).start()
+    for store in stores:
+        threading.Thread(target=_worker, args=(store, waiting), daemon=True).start()
     os.write(2, f"clawgate proxy: OpenBao session on {where} (the owner's processes only)\n".encode())
     while True:
         try:
@@ -217,11 +225,8 @@ def _serve(cfg: "Config", alive: int) -> None:
             conn.close()
 
 
-def _worker(cfg: "Config", waiting: "object") -> None:
-    """One OpenBao connection (its own client), serving one broker's connection at a time."""
-    from .openbao import OpenBaoStore
-
-    store = OpenBaoStore.direct(cfg)
+def _worker(store: "object", waiting: "object") -> None:
+    """One OpenBao connection (its store's client), serving one broker's connection at a time."""
     while True:
         conn = waiting.get()  # type: ignore[attr-defined]
         try:

@@ -1,0 +1,235 @@
+"""The owner's OpenBao session (store = openbao; hosted by the proxy service): through the real
+install.sh, the proxy as its unit runs it, real users and sudo, and a real OpenBao dev server.
+
+What it must hold: a `get` asks through it (and goes to OpenBao itself when it is gone); it is a
+connection, not a cache; it answers a value or a tier by a valid name and nothing else (never
+the seed); the agent cannot talk to it, even with the socket opened to it; a broker believes
+only the owner's session; OpenBao's refusal through it is the same exit 6 line; it ends with the
+proxy. Its speed is `make bench`'s (the openbao rows), never asserted here.
+"""
+
+import os
+import shutil
+import socket
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+import proxykit
+from baoserver import DevServer
+from rootenv import RootEnv
+
+pytestmark = pytest.mark.root
+NAME = "openclaw/session-key"
+VALUE = b"session-value-\x01\xfe-77"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    server = DevServer(tmp_path_factory.mktemp("bao"))
+    shared = Path(tempfile.mkdtemp(prefix="clawgate-bao-", dir="/opt"))
+    env = None
+    try:
+        shared.chmod(0o755)  # the owner's programs read the CA from here
+        ca = shared / "ca.pem"
+        shutil.copy(server.ca, ca)
+        ca.chmod(0o644)
+        prefix = f"clawgate/session-{os.getpid()}"
+        owner = server.owner(prefix)
+        env = RootEnv(install_args=["--store", "openbao", "--openbao-address", server.address, "--openbao-ca",
+                                    str(ca), "--openbao-role-id", owner.role_id, "--openbao-prefix", prefix],
+                      install_input=f"{owner.secret_id}\n".encode(), proxy=True)
+        env.enroll_seed()
+        env.set_secret(NAME, VALUE, tier="open")
+        env.start_proxy()
+        proxykit_wait_for(env.state / "openbao.sock")
+        yield server, env, ca, prefix
+    finally:
+        if env is not None:
+            env.close()
+        shutil.rmtree(shared, ignore_errors=True)
+        server.stop()
+
+
+def proxykit_wait_for(path: Path, timeout: float = 15) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"no session socket at {path}"
+        time.sleep(0.05)
+
+
+def as_user(env: RootEnv, user: str, script: str, *args: str):
+    """A Python program as `user` (no sudo): what that user's own process can do."""
+    return env.run_as(user, "/usr/bin/python3", "-I", "-c", textwrap.dedent(script), *args)
+
+
+ASK = """
+    import socket, sys
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(sys.argv[1])
+    except OSError as err:
+        print("connect:", type(err).__name__); raise SystemExit(0)
+    got = b""
+    try:
+        s.sendall(sys.argv[2].encode("latin-1").replace(b"|", b"\\n").replace(b"~", b"\\0"))
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            part = s.recv(65536)
+            if not part:
+                break
+            got += part
+    except OSError as err:
+        print("io:", type(err).__name__); raise SystemExit(0)
+    sys.stdout.buffer.write(b"answer:" + got)
+"""
+
+
+def ask_raw(env: RootEnv, user: str, questions: str):
+    """Questions (`|` for a newline, `~` for a NUL) sent as they are to the session socket, as `user`."""
+    return as_user(env, user, ASK, str(env.state / "openbao.sock"), questions)
+
+
+# -- it is used, and it is a connection, not a cache ---------------------------------------------
+def test_a_get_asks_through_the_session_and_goes_to_openbao_itself_when_it_is_gone(host):
+    """The session loaded the CA when it started: with the CA file moved away, a broker that talks
+    to OpenBao itself cannot verify it, so a `get` that still works went through the session."""
+    server, env, ca, _prefix = host
+    aside = ca.with_name("ca.aside")
+    ca.rename(aside)
+    try:
+        got = env.agent("get", NAME)
+        assert (got.returncode, got.stdout) == (0, VALUE), got.stderr + proxykit.journal(env.proxy_process)
+        env.stop_proxy()
+        gone = env.agent("get", NAME)
+        assert gone.returncode == 6 and b"CA file" in gone.stderr and gone.stdout == b"", gone.stderr
+        assert not (env.state / "openbao.sock").exists()  # the session went with the proxy, and took its socket
+    finally:
+        aside.rename(ca)
+        if env.proxy_process is None:
+            env.start_proxy()
+            proxykit_wait_for(env.state / "openbao.sock")
+    direct = env.agent("get", NAME)
+    assert (direct.returncode, direct.stdout) == (0, VALUE), direct.stderr
+
+
+def test_a_value_changed_in_openbao_is_served_at_once_through_the_session(host):
+    """Another host (here: the root token, straight to OpenBao) changes the value and then the tier:
+    the next `get` through the session sees each at once."""
+    import base64
+
+    server, env, _ca, prefix = host
+    env.set_secret("fleet/rotated", b"before", tier="open")
+    assert env.agent("get", "fleet/rotated").stdout == b"before"
+    server.api("POST", f"secret/data/{prefix}/secrets/fleet%25rotated",
+               {"data": {"value": base64.b64encode(b"after").decode()}})
+    assert env.agent("get", "fleet/rotated").stdout == b"after"
+    server.api("DELETE", f"secret/metadata/{prefix}/tiers/fleet%25rotated")  # no tier record: restricted
+    assert env.agent("get", "fleet/rotated").returncode == 3
+
+
+# -- what it answers --------------------------------------------------------------------------------
+def test_it_answers_a_value_and_a_tier_by_valid_name_on_one_connection(host):
+    _server, env, _ca, _prefix = host
+    got = ask_raw(env, env.owner_name, f"tier {NAME}|value {NAME}|")
+    assert got.stdout == b"answer:found 5\nopen\nfound %d\n" % len(VALUE) + VALUE, got.stdout + got.stderr
+
+
+@pytest.mark.parametrize("question", ["seed|", "value ../x|", "value /etc/passwd|", "token x|", "value a~b|",
+                                      "tier a b|", "value " + "a" * 200 + "|"])
+def test_it_answers_nothing_but_a_value_or_a_tier_by_valid_name(host, question):
+    _server, env, _ca, _prefix = host
+    got = ask_raw(env, env.owner_name, question)
+    assert got.stdout == b"answer:", got.stdout + got.stderr  # closed, unanswered
+
+
+def test_the_seed_is_not_a_secret_name_it_can_be_asked_for(host):
+    """`totp/seed` is a valid secret name, and the seed's record is PREFIX/totp/seed: asked as a
+    value it is looked up under secrets/, where nothing is."""
+    _server, env, _ca, _prefix = host
+    got = ask_raw(env, env.owner_name, "value totp/seed|tier totp/seed|")
+    assert got.stdout == b"answer:none\nnone\n", got.stdout + got.stderr
+
+
+# -- who may talk to it -------------------------------------------------------------------------------
+def test_the_agent_cannot_reach_the_session(host):
+    _server, env, _ca, _prefix = host
+    got = ask_raw(env, env.agent_name, f"value {NAME}|")
+    assert got.stdout == b"connect: PermissionError\n", got.stdout + got.stderr
+
+
+def test_the_session_answers_the_owner_only_even_with_its_socket_opened_to_the_agent(host):
+    """The state directory keeps the agent out; SO_PEERCRED is the second wall: with the directory
+    and the socket opened to everyone, the agent's question is closed unanswered."""
+    _server, env, _ca, _prefix = host
+    sock = env.state / "openbao.sock"
+    modes = env.state.stat().st_mode & 0o777, sock.stat().st_mode & 0o777
+    env.state.chmod(0o711)
+    sock.chmod(0o666)
+    try:
+        got = ask_raw(env, env.agent_name, f"value {NAME}|")
+    finally:
+        env.state.chmod(modes[0])
+        sock.chmod(modes[1])
+    assert VALUE not in got.stdout
+    assert got.stdout in (b"answer:", b"io: ConnectionResetError\n", b"io: BrokenPipeError\n"), got.stdout + got.stderr
+
+
+def test_a_broker_believes_only_a_session_the_owner_runs(host):
+    """A socket at the session's path served by someone else (root here: only root could put one
+    in the owner's 0700 directory) is not asked: the broker goes to OpenBao itself."""
+    _server, env, _ca, _prefix = host
+    sock = env.state / "openbao.sock"
+    real = sock.with_name("openbao.sock.real")
+    sock.rename(real)
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(str(sock))
+    fake.listen(8)
+    asked = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = fake.accept()
+            except OSError:
+                return
+            asked.append(conn.recv(200))
+            conn.sendall(b"found 7\nforged!")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        got = env.agent("get", NAME)
+    finally:
+        fake.close()
+        sock.unlink()
+        real.rename(sock)
+    assert (got.returncode, got.stdout) == (0, VALUE), got.stdout + got.stderr
+    assert not any(asked)  # not even asked: the peer's uid was looked at first
+
+
+# -- failing closed through it ----------------------------------------------------------------------
+def test_openbaos_refusal_through_the_session_is_its_exit_6_line(host):
+    """A value OpenBao holds damaged: the session's store refuses it, and the broker prints that
+    line (one line, exit 6), as it would have talking to OpenBao itself."""
+    server, env, _ca, prefix = host
+    env.set_secret("fleet/damaged", b"x", tier="open")
+    server.api("POST", f"secret/data/{prefix}/secrets/fleet%25damaged", {"data": {"value": "%%% not base64"}})
+    got = env.agent("get", "fleet/damaged")
+    assert got.returncode == 6 and got.stdout == b"", got.stderr
+    assert got.stderr.count(b"\n") == 1 and b"damaged (not base64)" in got.stderr, got.stderr
+    assert b"session" not in got.stderr  # OpenBao's answer, not the session's trouble
+    again = ask_raw(env, env.owner_name, "value fleet/damaged|")
+    assert again.stdout.startswith(b"answer:fail 6 "), again.stdout  # and the connection lived on to say it
+
+
+def test_the_session_is_the_proxys_child_and_leaves_no_socket_behind(host):
+    _server, env, _ca, _prefix = host
+    assert len(proxykit.tree(env.proxy_process.pid)) >= 2  # runuser, the front, and the session
+    assert b"OpenBao session on" in proxykit.journal(env.proxy_process)
