@@ -237,3 +237,37 @@ def test_the_session_is_the_proxys_child_and_leaves_no_socket_behind(host):
     _server, env, _ca, _prefix = host
     assert len(proxykit.tree(env.proxy_process.pid)) >= 2  # runuser, the front, and the session
     assert b"OpenBao session on" in proxykit.journal(env.proxy_process)
+
+
+def test_brokers_that_stall_without_asking_do_not_hold_up_the_next_one(host):
+    """The agent can stop its own sudo's broker after it connected. Ten such brokers (here: the
+    owner's connections that never ask) must not stand between the next `get` and its answer:
+    with the CA file moved away it can only be the session's answer, and it comes."""
+    import subprocess
+
+    from rootenv import RUNUSER
+
+    _server, env, ca, _prefix = host
+    stall = textwrap.dedent("""
+        import socket, sys, time
+        held = []
+        for _ in range(10):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sys.argv[1])
+            held.append(s)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    stalled = subprocess.Popen([RUNUSER, "-u", env.owner_name, "--", "/usr/bin/python3", "-I", "-c", stall,
+                                str(env.state / "openbao.sock")], stdout=subprocess.PIPE)
+    aside = ca.with_name("ca.aside")
+    try:
+        assert stalled.stdout.readline() == b"ready\n"
+        ca.rename(aside)
+        got = env.agent("get", NAME)
+    finally:
+        stalled.kill()
+        stalled.wait()
+        if aside.exists():
+            aside.rename(ca)
+    assert (got.returncode, got.stdout) == (0, VALUE), got.stderr

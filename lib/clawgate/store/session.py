@@ -32,13 +32,14 @@ from ..errors import ClawgateError, unsafe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
-    from typing import BinaryIO, Optional, Tuple
+    from typing import BinaryIO, List, Optional, Tuple
 
     from ..config import Config
+    from .openbao import OpenBaoStore
 
 SOCKET = "openbao.sock"
-WORKERS = 4  # OpenBao connections the session keeps: questions beyond these wait for one
-WAITING = 32  # connections that may wait for a worker; past that a broker is turned away (it goes direct)
+BROKERS = 64  # brokers served at once, a thread each; past that one is turned away (it goes direct)
+BETWEEN = 2.0  # seconds a broker may take to ask (its questions come a few ms apart)
 ANSWER_WITHIN = 11.0  # seconds: two of OpenBao's 5 s calls (a login, then the read), and a margin
 MAX_MESSAGE = 1000
 MAX_VALUE = 64 << 20
@@ -172,20 +173,53 @@ def _close_inherited(keep: int) -> None:
     os.closerange(keep + 1, most)
 
 
+class _Clients:
+    """OpenBao clients, each with its own kept connection, lent for one question at a time: a
+    broker that stalls between its questions (the agent can stop its own sudo's child) holds
+    its thread, never a connection another broker could use."""
+
+    def __init__(self, cfg: "Config") -> None:
+        import threading
+
+        from .openbao import OpenBaoStore
+
+        self._first = OpenBaoStore.direct(cfg)
+        self._cfg = cfg
+        self._idle: "List[OpenBaoStore]" = [self._first]
+        self._lock = threading.Lock()
+
+    def trust(self) -> None:
+        """Read the CA now, before the socket says the session is there (clients made later share it)."""
+        try:
+            self._first.bao.trust()
+        except ClawgateError:  # each question will meet it again, and say so
+            pass
+
+    def ask(self, kind: str, name: str) -> "Optional[bytes]":
+        from . import NoSuchSecret
+        from .openbao import OpenBaoStore
+
+        with self._lock:
+            store = self._idle.pop() if self._idle else None
+        if store is None:
+            cfg = self._cfg
+            store = OpenBaoStore(cfg.openbao, self._first.bao.clone(), cfg.owner.uid, cfg.state_dir)
+        try:
+            return store.get(name) if kind == "secrets" else store.load_tier(name)
+        except NoSuchSecret:
+            return None
+        finally:
+            with self._lock:
+                self._idle.append(store)
+
+
 def _serve(cfg: "Config", alive: int) -> None:
-    import queue
     import socket
     import threading
     import time
 
-    from .openbao import OpenBaoStore
-
-    stores = [OpenBaoStore.direct(cfg) for _ in range(WORKERS)]  # one OpenBao connection each
-    for store in stores:  # the CA is read now, before the socket says the session is there
-        try:
-            store.bao.trust()
-        except ClawgateError:  # each question will meet it again, and say so
-            pass
+    clients = _Clients(cfg)
+    clients.trust()
     where = path(cfg)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -194,9 +228,9 @@ def _serve(cfg: "Config", alive: int) -> None:
         pass
     listener.bind(where)
     os.chmod(where, 0o600)
-    listener.listen(WAITING)
+    listener.listen(BROKERS)
     mine = os.stat(where).st_ino
-    waiting: "queue.Queue[socket.socket]" = queue.Queue(WAITING)
+    room = threading.BoundedSemaphore(BROKERS)
 
     def front_gone() -> None:
         while os.read(alive, 1):
@@ -207,9 +241,16 @@ def _serve(cfg: "Config", alive: int) -> None:
         finally:
             os._exit(0)
 
+    def serve(conn: "socket.socket") -> None:
+        try:
+            _serve_one(clients, conn)
+        except Exception:  # noqa: BLE001 - one broker's trouble ends its connection, never the session
+            pass
+        finally:
+            conn.close()
+            room.release()
+
     threading.Thread(target=front_gone, daemon=True).start()
-    for store in stores:
-        threading.Thread(target=_worker, args=(store, waiting), daemon=True).start()
     os.write(2, f"clawgate proxy: OpenBao session on {where} (the owner's processes only)\n".encode())
     while True:
         try:
@@ -220,27 +261,21 @@ def _serve(cfg: "Config", alive: int) -> None:
         try:
             if peer_uid(conn) != cfg.owner.uid:
                 raise OSError("not the owner")
-            waiting.put_nowait(conn)
-        except (OSError, queue.Full):  # a stranger, or more than we hold: closed at once (the broker goes direct)
+        except OSError:  # a stranger: closed unanswered
             conn.close()
-
-
-def _worker(store: "object", waiting: "object") -> None:
-    """One OpenBao connection (its store's client), serving one broker's connection at a time."""
-    while True:
-        conn = waiting.get()  # type: ignore[attr-defined]
+            continue
+        if not room.acquire(blocking=False):  # as many brokers as we hold: this one goes direct
+            conn.close()
+            continue
         try:
-            _serve_one(store, conn)
-        except Exception:  # noqa: BLE001 - one broker's trouble ends its connection, never the worker
-            pass
-        finally:
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        except RuntimeError:  # no thread to be had: this one goes direct
             conn.close()
+            room.release()
 
 
-def _serve_one(store: "object", conn: "socket.socket") -> None:
-    from . import NoSuchSecret
-
-    conn.settimeout(ANSWER_WITHIN)  # a broker asks at once: one that stalls loses its place
+def _serve_one(clients: _Clients, conn: "socket.socket") -> None:
+    conn.settimeout(BETWEEN)  # a broker asks at once: one that stalls loses its place
     reader = conn.makefile("rb")
     while True:
         line = reader.readline(names.MAX_LEN + 16)
@@ -252,9 +287,7 @@ def _serve_one(store: "object", conn: "socket.socket") -> None:
         if kind is None or not line.endswith(b"\n") or not names.is_valid(text):
             return  # not ours to guess at: the broker sees the connection close and goes direct
         try:
-            found = store.get(text) if kind == "secrets" else store.load_tier(text)  # type: ignore[attr-defined]
-        except NoSuchSecret:
-            found = None
+            found = clients.ask(kind, text)
         except ClawgateError as err:
             message = " ".join(err.message.split())[:MAX_MESSAGE].encode("utf-8", "replace")
             conn.sendall(b"fail %d %d\n" % (err.code, len(message)) + message)
