@@ -54,13 +54,20 @@ def host(tmp_path_factory):
         server.stop()
 
 
-def proxykit_wait_for(path: Path, timeout: float = 15) -> None:
+def proxykit_wait_for(path: Path, timeout: float = 15, gone: bool = False) -> None:
+    """Until the session's socket is there (or, gone=True, no longer there)."""
     import time
 
     end = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < end, f"no session socket at {path}"
+    while path.exists() == gone:
+        assert time.monotonic() < end, f"the session socket at {path} is {'still' if gone else 'not'} there"
         time.sleep(0.05)
+
+
+def stop_proxy(env: RootEnv) -> None:
+    """The proxy stopped, and the session with it (it goes when the front's pipe closes)."""
+    env.stop_proxy()
+    proxykit_wait_for(env.state / "openbao.sock", gone=True)
 
 
 def as_user(env: RootEnv, user: str, script: str, *args: str):
@@ -106,10 +113,9 @@ def test_a_get_asks_through_the_session_and_goes_to_openbao_itself_when_it_is_go
     try:
         got = env.agent("get", NAME)
         assert (got.returncode, got.stdout) == (0, VALUE), got.stderr + proxykit.journal(env.proxy_process)
-        env.stop_proxy()
+        stop_proxy(env)  # the session goes with the proxy, and takes its socket
         gone = env.agent("get", NAME)
         assert gone.returncode == 6 and b"CA file" in gone.stderr and gone.stdout == b"", gone.stderr
-        assert not (env.state / "openbao.sock").exists()  # the session went with the proxy, and took its socket
     finally:
         aside.rename(ca)
         if env.proxy_process is None:
@@ -271,3 +277,17 @@ def test_brokers_that_stall_without_asking_do_not_hold_up_the_next_one(host):
         if aside.exists():
             aside.rename(ca)
     assert (got.returncode, got.stdout) == (0, VALUE), got.stderr
+
+
+def test_doctor_says_whether_the_session_answers(host):
+    _server, env, _ca, _prefix = host
+    lines = env.doctor().stdout.decode().splitlines()
+    assert any(line.startswith("ok    openbao session: ") for line in lines), lines
+    stop_proxy(env)
+    try:
+        lines = env.doctor().stdout.decode().splitlines()
+    finally:
+        env.start_proxy()
+        proxykit_wait_for(env.state / "openbao.sock")
+    said = next(line for line in lines if line.startswith("skip  openbao session: "))
+    assert "each get talks to OpenBao itself" in said and "clawgate proxy" in said, said
