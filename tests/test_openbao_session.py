@@ -283,6 +283,7 @@ def test_doctor_says_whether_the_session_answers(host):
     _server, env, _ca, _prefix = host
     lines = env.doctor().stdout.decode().splitlines()
     assert any(line.startswith("ok    openbao session: ") for line in lines), lines
+    assert not [line for line in lines if line.startswith(("FAIL", "warn"))], lines  # its socket is no stranger
     stop_proxy(env)
     try:
         lines = env.doctor().stdout.decode().splitlines()
