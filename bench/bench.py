@@ -709,7 +709,8 @@ def main() -> int:
     parser.add_argument("--rotated", type=int, default=ROTATED_LOG,
                         help=f"records in rotated audit files for the rotation cases (default {ROTATED_LOG:,})")
     parser.add_argument("--openbao-only", action="store_true", help="only the openbao rows (and the file get they "
-                                                                     "are compared with)")
+                                                                     "are compared with; bench/results/openbao-*.json "
+                                                                     "and bench/openbao-latest.json)")
     args = parser.parse_args()
     if os.geteuid() != 0 or sys.platform != "linux":
         print("bench: make bench needs root on Linux (it installs into a temp prefix with throwaway users)",
@@ -734,6 +735,13 @@ def main() -> int:
             assert env.agent("approve", GET_NAME, env.code()).returncode == 0
             print("bench: openbao ...", flush=True)
             found = report_openbao(*measure_openbao(env, agent, owner, rounds))
+        run_info["load_after"] = os.getloadavg()
+        text = json.dumps({"run": run_info, "openbao": found}, indent=1) + "\n"
+        results = REPO / "bench" / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"openbao-{started.replace('-', '').replace(':', '').rstrip('Z')}.json").write_text(text)
+        if not args.quick:
+            (REPO / "bench" / "openbao-latest.json").write_text(text)
         missed = [v["what"] for v in found.get("targets", {}).values() if not v["met"]]
         return 1 if args.strict and missed else 0
     with RootEnv(proxy=True) as env:

@@ -12,10 +12,12 @@ The admin side speaks the same HTTP API (urllib), with the root token; clawgate 
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +61,17 @@ class Owner:
         path.chmod(0o600)
         if uid is not None:
             os.chown(path, uid, -1)
+
+
+def readable_ca(server: "Server") -> Path:
+    """A copy of the server's CA that every user can read (each owner's programs load it), alone
+    in a 0755 directory under /opt; the caller removes that directory (the copy's parent)."""
+    shared = Path(tempfile.mkdtemp(prefix="clawgate-bao-", dir="/opt"))
+    shared.chmod(0o755)
+    ca = shared / "ca.pem"
+    shutil.copy(server.ca, ca)
+    ca.chmod(0o644)
+    return ca
 
 
 class Server:

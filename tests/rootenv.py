@@ -229,6 +229,27 @@ class RootEnv:
         assert result.returncode == 0, result.stderr
         return params
 
+    def enroll_at_a_terminal(self) -> "tuple[int, str, str]":
+        """`clawgate enroll` at a terminal, as a person: the secret read off the URI, the current
+        code typed. (exit status, what the terminal showed, the code typed); the seed is kept."""
+        import io
+
+        import pexpect
+
+        child = pexpect.spawn(RUNUSER, ["-u", self.owner_name, "--", str(self.door), "enroll"],
+                              timeout=30, encoding="utf-8", dimensions=(60, 200))
+        child.logfile_read = io.StringIO()
+        child.expect(r"secret=([A-Z2-7]+)")
+        params = totp.Params(totp.from_base32(child.match.group(1)))
+        child.expect_exact("to confirm: ")
+        step = totp.step_at(time.time(), params.period)
+        code = totp.hotp(params.secret, step, params.digits, params.algorithm)
+        child.sendline(code)
+        child.expect(pexpect.EOF)
+        child.close()
+        self.seed, self.last_step = params, step
+        return child.exitstatus, child.logfile_read.getvalue(), code
+
     def set_secret(self, name: str, value: bytes, tier: Optional[str] = None) -> None:
         result = self.owner("secrets", "set", name, "--raw", "--force", *(["--tier", tier] if tier else []), input=value)
         assert result.returncode == 0, result.stderr

@@ -9,20 +9,15 @@ RootEnv arguments). "The same for host2" is host1's command with host2 in it. Th
 starts with neither a KV mount nor AppRole, so the recipe's own commands make them.
 """
 
-import io
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-from baoserver import DevServer, bao_binary
-from clawgate import totp
+from baoserver import DevServer, bao_binary, readable_ca
 from installtree import REPO
 from rootenv import RootEnv
 
@@ -48,13 +43,10 @@ def commands(shell: str) -> "list[str]":
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     server = DevServer(tmp_path_factory.mktemp("bao"))
-    shared = Path(tempfile.mkdtemp(prefix="clawgate-recipe-", dir="/opt"))
     hosts = []
+    ca = readable_ca(server)
+    shared = ca.parent  # the admin's working directory too: the policy file is written there
     try:
-        shared.chmod(0o755)
-        ca = shared / "bao-ca.pem"
-        shutil.copy(server.ca, ca)
-        ca.chmod(0o644)
         server.api("DELETE", "sys/mounts/secret")  # the recipe makes these itself
         server.api("DELETE", "sys/auth/approle")
         hosts = [RootEnv(install=False), RootEnv(install=False)]
@@ -64,22 +56,6 @@ def fleet(tmp_path_factory):
             env.close()
         shutil.rmtree(shared, ignore_errors=True)
         server.stop()
-
-
-def enroll_at_a_terminal(env: RootEnv) -> "tuple[totp.Params, int]":
-    """(the seed, the step whose code confirmed it), as a person does it: the URI read, a code typed."""
-    child = pexpect.spawn("runuser", ["-u", env.owner_name, "--", str(env.door), "enroll"],
-                          timeout=30, encoding="utf-8", dimensions=(60, 200))
-    child.logfile_read = io.StringIO()
-    child.expect(r"secret=([A-Z2-7]+)")
-    params = totp.Params(totp.from_base32(child.match.group(1)))
-    child.expect_exact("to confirm: ")
-    step = totp.step_at(time.time(), params.period)
-    child.sendline(totp.hotp(params.secret, step, params.digits, params.algorithm))
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.logfile_read.getvalue()
-    return params, step
 
 
 def test_the_readme_fleet_recipe_runs_as_written_and_one_code_serves_both_hosts_once(fleet):
@@ -109,8 +85,9 @@ def test_the_readme_fleet_recipe_runs_as_written_and_one_code_serves_both_hosts_
         assert not (env.state / "secrets").exists() or not any((env.state / "secrets").iterdir())
     assert b"metadata" not in ran.stdout  # the secret ids went to install.sh's stdin, wrapped, never printed
 
-    host1.seed, spent = enroll_at_a_terminal(host1)  # `alice@host1$ clawgate enroll`: once, for the fleet
-    host2.seed, host1.last_step, host2.last_step = host1.seed, spent, spent
+    status, shown, _code = host1.enroll_at_a_terminal()  # `alice@host1$ clawgate enroll`: once, for the fleet
+    assert status == 0, shown
+    host2.seed, host2.last_step = host1.seed, host1.last_step
     host1.set_secret("db/password", b"fleet-pw", tier="controlled")
     code = host2.code()
     assert host2.agent("approve", "db/password", code).returncode == 0  # host2 takes host1's enrolment's code

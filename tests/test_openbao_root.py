@@ -10,12 +10,10 @@ secret id nor the token; nothing of a value lands on either host's disk.
 import concurrent.futures
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from baoserver import DevServer
+from baoserver import DevServer, readable_ca
 from installtree import python_for_install, wrong_code
 from rootenv import RootEnv
 from clawgate import lockout, totp
@@ -27,13 +25,10 @@ VALUE = b"fleet-secret-\x01\xfe-91aa"
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     server = DevServer(tmp_path_factory.mktemp("bao"))
-    shared = Path(tempfile.mkdtemp(prefix="clawgate-bao-", dir="/opt"))
     envs = []
+    ca = readable_ca(server)
+    shared = ca.parent
     try:
-        shared.chmod(0o755)  # the owners' programs read the CA from here
-        ca = shared / "ca.pem"
-        shutil.copy(server.ca, ca)
-        ca.chmod(0o644)
         prefix = f"clawgate/fleet-{os.getpid()}"
         owner = server.owner(prefix)
         for _ in range(2):

@@ -11,7 +11,6 @@ proxy. Its speed is `make bench`'s (the openbao rows), never asserted here.
 import os
 import shutil
 import socket
-import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import proxykit
-from baoserver import DevServer
+from baoserver import DevServer, readable_ca
 from rootenv import RootEnv
 
 pytestmark = pytest.mark.root
@@ -30,13 +29,9 @@ VALUE = b"session-value-\x01\xfe-77"
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     server = DevServer(tmp_path_factory.mktemp("bao"))
-    shared = Path(tempfile.mkdtemp(prefix="clawgate-bao-", dir="/opt"))
     env = None
+    ca = readable_ca(server)
     try:
-        shared.chmod(0o755)  # the owner's programs read the CA from here
-        ca = shared / "ca.pem"
-        shutil.copy(server.ca, ca)
-        ca.chmod(0o644)
         prefix = f"clawgate/session-{os.getpid()}"
         owner = server.owner(prefix)
         env = RootEnv(install_args=["--store", "openbao", "--openbao-address", server.address, "--openbao-ca",
@@ -50,7 +45,7 @@ def host(tmp_path_factory):
     finally:
         if env is not None:
             env.close()
-        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(ca.parent, ignore_errors=True)
         server.stop()
 
 
