@@ -313,11 +313,18 @@ def finding(lines: "list[str]", what: str) -> str:
 
 
 def test_doctor_sealed_says_unseal_not_reinstall(server, host):
+    host.set_secret("api/key", b"sk-routed-0123")
+    added = host.run("route", "add", "r", "--upstream", "https://localhost:9/v1", "--secret", "api/key",
+                     "--inject", "Authorization: Bearer {secret}", "--ca", server.ca, "--allow-private")
+    assert added.returncode == 0, added.stderr
     server.seal()
     try:
+        everything = host.run("doctor").stdout.decode().splitlines()
         lines = doctor_lines(host)
     finally:
         server.unseal()
+    assert not [line for line in everything if line.startswith("FAIL  route")], everything  # its secret is in OpenBao
+    assert any(line.startswith("skip  proxy routes: not checked") for line in everything), everything
     fix = finding(lines, "openbao unsealed")
     assert "unseal" in fix and "operator" in fix and "install.sh" not in fix, fix
     assert not any("install.sh" in line for line in lines if line.startswith("FAIL")), lines
