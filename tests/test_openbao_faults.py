@@ -14,7 +14,7 @@ import time
 import pytest
 
 from baoserver import FileServer, ScriptedServer, SlowProxy
-from installtree import Tree
+from installtree import REPO, Tree
 
 VALUE = b"fleet-value-\x00\xff-7d1c"
 BOUND = 8.0  # seconds: the store's 5 s call timeout and the interpreter's start, with room to spare
@@ -78,10 +78,12 @@ def test_sealed_then_unsealed(server, host):
     served(host)
     server.seal()
     try:
-        refused(host, "sealed", "unseal")
+        line = refused(host, "sealed", "unseal")
     finally:
         server.unseal()
     served(host)
+    documented = line.replace(server.address, "https://bao.example:8200").rstrip("\n")
+    assert f"    {documented}\n" in (REPO / "docs" / "OPENBAO.md").read_text()  # the doc shows the real line
 
 
 def test_stopped_then_restarted(server, host):

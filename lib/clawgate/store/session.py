@@ -89,8 +89,9 @@ class Client:
             head = self._reader.readline(64)
         except socket.timeout:  # it took the question and OpenBao's answer did not come: not a reason to ask twice
             self.close()
-            raise unsafe(f"OpenBao session ({self._where}): no answer within {ANSWER_WITHIN:g}s; "
-                         "check that OpenBao is running and answers (the proxy service's journal says more)") from None
+            raise unsafe(f"the owner's OpenBao session ({self._where}) took the question and gave no answer within "
+                         f"{ANSWER_WITHIN:g}s; if OpenBao itself answers (clawgate doctor), restart the proxy, which "
+                         "runs the session (its journal, or its output when run by hand, may say why)") from None
         except OSError:  # the session went, or turned us away: nothing answered yet
             self.close()
             raise Refused() from None
@@ -129,7 +130,8 @@ class Client:
         except (ValueError, OSError):
             pass
         self.close()  # a session that answers nonsense is a fault to report, not a reason to guess
-        raise unsafe(f"OpenBao session ({self._where}): an answer it should not give; restart the proxy service")
+        raise unsafe(f"the owner's OpenBao session ({self._where}) gave an answer it should not give; restart the "
+                     "proxy, which runs the session")
 
     def _body(self, length: int, most: int) -> bytes:
         assert self._reader is not None
@@ -251,7 +253,7 @@ def _serve(cfg: "Config", alive: int) -> None:
             room.release()
 
     threading.Thread(target=front_gone, daemon=True).start()
-    os.write(2, f"clawgate proxy: OpenBao session on {where} (the owner's processes only)\n".encode())
+    os.write(2, f"clawgate: OpenBao session on {where} (the owner's processes only)\n".encode())
     while True:
         try:
             conn, _ = listener.accept()
