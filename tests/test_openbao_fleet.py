@@ -280,6 +280,17 @@ def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(b
     refused = _setup_check(bao_dev, narrow, narrow.secret_id, tmp_path)
     assert refused.returncode == 6 and "policy lacks" in refused.stderr and refused.staged == ""
     assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("clawgate install: ")
+    request = urllib.request.Request(f"{bao_dev.address}/v1/auth/approle/role/{narrow.role}/secret-id", data=b"{}",
+                                     method="POST", headers={"X-Vault-Token": bao_dev.token, "X-Vault-Wrap-TTL": "60s"})
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=bao_dev.ca)) as answer:
+        wrapping_token = json.load(answer)["wrap_info"]["token"]
+    spent = _setup_check(bao_dev, narrow, wrapping_token, tmp_path)  # refused after the unwrap: say it is spent
+    assert spent.returncode == 6 and "policy lacks" in spent.stderr and spent.stderr.count("\n") == 1, spent.stderr
+    assert "the wrapping token is now spent" in spent.stderr, spent.stderr
+    accessor = spent.stderr.split("secret_id_accessor=", 1)[1].split(")")[0]
+    held = bao_dev.api("POST", f"auth/approle/role/{narrow.role}/secret-id-accessor/lookup",
+                       {"secret_id_accessor": accessor})  # the one it names is the one to destroy
+    assert held["data"]["secret_id_accessor"] == accessor
 
 
 def _file_host_moving_to(bao_dev, tmp_path, owner):

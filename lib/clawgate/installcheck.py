@@ -536,8 +536,15 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
             if given and not _is_uuid(given) and dry:
                 return {"checked": "reachable, unsealed; a wrapped secret id is unwrapped and logged in "
                                    "with by the real run only (it works once)"}
-            if given:
-                secret_id, whose = (given if _is_uuid(given) else bao.unwrap(given)), "the one given"
+            spent = ""  # a wrapped secret id, once unwrapped: what a refusal after it must say
+            if given and _is_uuid(given):
+                secret_id, whose = given, "the one given"
+            elif given:
+                secret_id, accessor = bao.unwrap(given)
+                whose = "the one given, unwrapped"
+                spent = ("; the wrapping token is now spent: give a new one, and destroy the secret id it held "
+                         "(bao write auth/approle/role/ROLE/secret-id-accessor/destroy secret_id_accessor="
+                         f"{accessor or 'ACCESSOR'})")
             else:
                 raw = fsio.read_checked(kept_path, who.uid)
                 if raw is None:
@@ -549,12 +556,12 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
                 secret_id, whose = raw.decode("utf-8", "replace").strip(), f"the one kept in {kept_path}"
             try:
                 bao.use(bao.authenticate(secret_id)[0])
+                missing, _beyond = OpenBaoStore(settings, bao).policy()
+                if missing:
+                    raise bao.fail(f"the AppRole's policy lacks {'; '.join(missing)}",
+                                   "grant it the policy in docs/OPENBAO.md for this prefix")
             except ClawgateError as err:
-                raise ClawgateError(err.code, f"{err.message} (secret id: {whose})") from None
-            missing, _beyond = OpenBaoStore(settings, bao).policy()
-            if missing:
-                raise bao.fail(f"the AppRole's policy lacks {'; '.join(missing)}",
-                               "grant it the policy in docs/OPENBAO.md for this prefix")
+                raise ClawgateError(err.code, f"{err.message} (secret id: {whose}){spent}") from None
             return {"checked": f"reachable, unsealed, AppRole login ({whose}), policy covers {mount}/{prefix}/",
                     "secret_id": secret_id if given else ""}
 

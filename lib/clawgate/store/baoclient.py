@@ -353,15 +353,16 @@ class Bao:
             raise self.fail("answered the login without a token", "check the AppRole's token settings")
         return token, lifetime
 
-    def unwrap(self, wrapping_token: str) -> str:
-        """The secret id inside a response-wrapped answer (sys/wrapping/unwrap: it works once)."""
+    def unwrap(self, wrapping_token: str) -> "Tuple[str, str]":
+        """(secret id, its accessor) inside a response-wrapped answer (sys/wrapping/unwrap: it works once)."""
         status, body = self.request("POST", "sys/wrapping/unwrap", {}, wrapping_token)
         data = body.get("data")
         secret_id = data.get("secret_id") if isinstance(data, dict) else None
         if status != 200 or not isinstance(secret_id, str) or not secret_id:
             raise self.fail("did not unwrap the secret id (the wrapping token is spent, expired or not one)",
                             "ask for a new wrapped secret id (-wrap-ttl) and give it once")
-        return secret_id
+        accessor = data.get("secret_id_accessor") if isinstance(data, dict) else None
+        return secret_id, accessor if isinstance(accessor, str) and _plain(accessor) else ""
 
     def token(self, now: float) -> str:
         """The token calls use now: from memory, the cache file, or a fresh login."""
