@@ -59,7 +59,8 @@ usage: install.sh [options]
   --python PATH           interpreter for the installed programs (default: /usr/bin/python3)
   --migrate-from DIR      move an existing ~/.openclaw into the agent's home and link it back
   --gateway-command CMD   what the service runs as the agent (default: `openclaw gateway`, if found)
-  --service-dir DIR       where the unit or plist goes (default: /etc/systemd/system, /Library/LaunchDaemons)
+  --service-dir DIR       where the unit or plist goes (default: /etc/systemd/system, /Library/LaunchDaemons);
+                          a second install on one machine needs its own (the units' names are fixed)
   --no-service            install no service for the gateway
   --no-proxy              install no agent-blind proxy service
   --proxy-port PORT       the proxy's loopback port, 1024 to 65535 (default: 8217)
@@ -118,7 +119,10 @@ take_lock() {
       rm -rf "$LOCK_DIR" # its holder is gone
       continue
     fi
-    [[ $said == 1 ]] || { say "waiting for another install.sh (pid ${holder:-?}) to finish"; said=1; }
+    [[ $said == 1 ]] || {
+      say "waiting for another install.sh to finish (pid ${holder:-?}: $(ps -o args= -p "${holder:-0}" 2>/dev/null | cut -c1-160))"
+      said=1
+    }
     tries=$((tries + 1))
     [[ $tries -lt 1500 ]] || abort "another install.sh (pid ${holder:-?}) has held $LOCK_DIR for five minutes"
     sleep 0.2
@@ -528,6 +532,8 @@ uninstall() {
   done 3< <(manifest_lines migrated)
   [[ -e $FRONT_DOOR ]] && change "remove $FRONT_DOOR" rm -f "$FRONT_DOOR"
   [[ -e $LIBEXEC ]] && change "remove $LIBEXEC" rm -rf "$LIBEXEC"
+  local fleet=0 # read before the config goes: what this host leaves in OpenBao is said at the end
+  [[ -f $CONF && $(helper store "$CONF") == openbao ]] && fleet=1
   [[ -e $CONF ]] && change "remove $CONF" rm -f "$CONF"
 
   local kept=()
@@ -573,6 +579,7 @@ uninstall() {
     echo "clawgate: uninstalled"
     [[ ${#kept[@]} -eq 0 ]] || say "kept: ${kept[*]}, and $MANIFEST listing them (remove with --uninstall --purge)"
   fi
+  [[ $fleet == 0 || $DRY_RUN == 1 ]] || say "OpenBao still has this host's AppRole secret id, which still logs in, and the fleet's secrets: destroy the secret id there (docs/OPENBAO.md, Setting up a host)"
   exit 0
 }
 
@@ -887,7 +894,11 @@ fi
 [[ -z $MIGRATE_FROM ]] || row "migrate" "$MIGRATE_FROM -> $AGENT_HOME/.openclaw (linked back)"
 if [[ $STORE == openbao ]]; then
   row "OpenBao (KV v2, check-and-set)" "${BAO_ADDRESS%/} $BAO_MOUNT/$BAO_PREFIX, AppRole $BAO_ROLE_ID"
-  row "its secret id (from stdin)" "$STATE_DIR/openbao-secret-id ($OWNER 0600)"
+  if [[ $BAO_CHECKED == *"the one kept in"* ]]; then
+    row "its secret id (kept)" "$STATE_DIR/openbao-secret-id ($OWNER 0600)"
+  else
+    row "its secret id (from stdin)" "$STATE_DIR/openbao-secret-id ($OWNER 0600)"
+  fi
   row "checked first, as the owner" "$BAO_CHECKED"
 fi
 
@@ -1178,7 +1189,15 @@ put_service() { # STAGED FILE NAME RESTART(1: restart even if its file is unchan
       change "start $3" start_service "$3" "$2"
     fi
   elif [[ $DRY_RUN == 0 ]]; then
-    say "($3 written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started${5:+; $5})"
+    local -a by_hand=()
+    [[ $3 != "$PROXY_NAME" ]] || read -r -a by_hand <<<"$(proxy_pids "$OWNER")"
+    if [[ ${#by_hand[@]} != 0 ]]; then # the owner runs it by hand: only they can restart it
+      [[ $4 == 0 ]] || warn "the proxy runs by hand here (pid ${by_hand[*]}): as $OWNER, stop it and start it again ($CLAWGATE proxy) to load this run's changes"
+    elif [[ $CHANGES != "$before" ]]; then
+      say "($3 written; no running $SERVICE_MANAGER manages $SERVICE_DIR here, so it was not started${5:+; $5})"
+    else
+      say "($3 is not running: no running $SERVICE_MANAGER manages $SERVICE_DIR here${5:+; $5})"
+    fi
   fi
 }
 [[ $SERVICE == none ]] || put_service "$STAGE/service" "$SERVICE_FILE" "$SERVICE_NAME" 0 ""

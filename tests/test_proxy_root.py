@@ -490,3 +490,19 @@ def test_without_the_service_doctor_names_routes_that_cannot_work_and_uninstall_
             assert not any(Path(f"/proc/{pid}").exists() for pid in held[1:]), "a worker outlived its front"
         finally:
             proxykit.stop(by_hand)
+
+
+def test_a_rerun_that_changes_something_asks_the_owner_to_restart_a_proxy_run_by_hand(world):
+    """No service manager restarts a proxy the owner started by hand (the newcomer's review): a
+    rerun that changed something says so; one that changed nothing says nothing was written."""
+    env, _ = world
+    helper = env.libexec / "help"
+    helper.write_bytes(helper.read_bytes() + b"# changed since the install\n")
+    changed = env.install()
+    assert changed.returncode == 0, changed.stderr
+    said = [line for line in changed.stderr.decode().splitlines() if "the proxy runs by hand here (pid " in line]
+    assert said and str(front(env)) in said[0].split("(pid ")[1].split(")")[0].split(), changed.stderr
+    assert b"# changed since" not in helper.read_bytes()
+    unchanged = env.install()
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert b"runs by hand" not in unchanged.stderr and b"written;" not in unchanged.stdout, unchanged.stdout
