@@ -648,3 +648,11 @@ def test_a_disk_that_fills_after_the_check_leaves_the_spent_code_in_the_audit_lo
     assert any(r.get("event") == "code" and r.get("purpose") == "db" and r.get("result") == "checking"
                for r in records), records[-3:]  # ...and in the audit log
     assert grants_on(tree) == []
+
+
+def test_enrolling_again_on_another_host_says_the_seed_is_the_fleets(hosts):
+    _a, b = hosts
+    again = b.run("enroll", "--import", input=b"JBSWY3DPEHPK3PXP\n000000\n")
+    err = again.stderr.decode()
+    assert again.returncode == 2 and err.count("\n") == 1, err
+    assert "already enrolled for the fleet in OpenBao" in err and "for all of them: clawgate enroll --rotate" in err, err
