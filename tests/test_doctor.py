@@ -93,11 +93,13 @@ def test_doctor_as_owner_says_what_it_skipped_and_why_not_all_passed(env):
     skipped = [line for line in lines if line.startswith("skip")]
     passed = [line for line in lines if line.startswith("ok")]
     assert skipped and "all checks passed" not in out
+    door = str(env.door)  # named by its path: no default PATH finds this test's prefix
     assert lines[-1] == (f"clawgate: doctor: {len(passed)} passed, {len(skipped)} skipped"
-                         f" ({len(skipped)} need root: run sudo clawgate doctor)"), out
+                         f" ({len(skipped)} need root: run sudo {door} doctor)"), out
     as_root = env.doctor().stdout.decode().splitlines()[-1]
     readme = (REPO / "README.md").read_text()
-    assert f"\n    {as_root}\n    {lines[-1]}\n" in readme  # what the README says doctor ends with
+    shown = lines[-1].replace(door, "clawgate")  # as an install in /usr/local says it
+    assert f"\n    {as_root}\n    {shown}\n" in readme  # what the README says doctor ends with
 
 
 def test_doctor_fix_for_each_mode_and_owner_problem_is_one_command():
@@ -216,7 +218,7 @@ def test_doctor_fails_without_a_seed_and_without_the_service():
         result = fresh.doctor()
         out = result.stdout.decode()
         assert result.returncode == 1
-        assert f"FAIL  seed: no TOTP seed enrolled (fix: as {fresh.owner_name}: clawgate enroll)" in out
+        assert f"FAIL  seed: no TOTP seed enrolled (fix: as {fresh.owner_name}: {fresh.door} enroll)" in out
         assert f"FAIL  service: {unit}: No such file or directory" in out
         assert fresh.install().returncode == 0  # install.sh puts the unit back
         fresh.enroll_seed()

@@ -475,7 +475,7 @@ def test_without_the_service_doctor_names_routes_that_cannot_work_and_uninstall_
         out = result.stdout.decode()
         assert result.returncode != 0
         assert "FAIL  proxy: routes are set but no proxy is installed or running" in out, out
-        assert "rerun install.sh without it, or as " in out and ": clawgate proxy" in out, out
+        assert "rerun install.sh without it, or as " in out and f": {env.door} proxy" in out, out  # typed as it is found
         by_hand = proxykit.start([RUNUSER, "-u", env.owner_name, "--", str(env.libexec / "proxy")], env.proxy_port)
         try:
             held = proxykit.tree(by_hand.pid)

@@ -40,6 +40,12 @@ class Layout(Record):
     def program(self, name: str) -> str:
         return os.path.join(self.libexec, name)
 
+    def door(self) -> str:
+        """The front door as a hint names it: `clawgate` where a default PATH (a login shell's,
+        sudo's secure_path) finds it, else its full path (a --prefix elsewhere); install.sh's rule."""
+        bindir = os.path.join(self.prefix, "bin")
+        return "clawgate" if bindir in ("/usr/local/bin", "/usr/bin", "/bin") else os.path.join(bindir, "clawgate")
+
 
 def _from_prefix(prefix: str) -> Layout:
     return Layout(

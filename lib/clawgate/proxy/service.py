@@ -16,8 +16,9 @@ def listening(cfg: Config) -> bool:
     return not peer.available() or bool(peer.listeners(cfg.proxy_port))
 
 
-def start_hint(cfg: Config) -> str:
-    by_hand = f"as {cfg.owner.name}: clawgate proxy (it stays in the foreground)"
+def start_hint(cfg: Config, door: str = "clawgate") -> str:
+    """How to start the proxy here; `door` is how the front door is typed (Layout.door)."""
+    by_hand = f"as {cfg.owner.name}: {door} proxy (it stays in the foreground)"
     unit = cfg.proxy_service
     if unit == "none":
         return f"no proxy service is installed (install.sh --no-proxy): rerun install.sh without it, or {by_hand}"
