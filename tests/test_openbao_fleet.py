@@ -655,4 +655,5 @@ def test_enrolling_again_on_another_host_says_the_seed_is_the_fleets(hosts):
     again = b.run("enroll", "--import", input=b"JBSWY3DPEHPK3PXP\n000000\n")
     err = again.stderr.decode()
     assert again.returncode == 2 and err.count("\n") == 1, err
-    assert "already enrolled for the fleet in OpenBao" in err and f"for all of them: {b.prefix}/bin/clawgate enroll --rotate" in err, err
+    assert "already enrolled for the fleet in OpenBao" in err, err
+    assert f"for all of them: {b.prefix}/bin/clawgate enroll --rotate" in err, err

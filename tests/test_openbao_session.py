@@ -287,3 +287,32 @@ def test_doctor_says_whether_the_session_answers(host):
         proxykit_wait_for(env.state / "openbao.sock")
     said = next(line for line in lines if line.startswith("skip  openbao session: "))
     assert "each get talks to OpenBao itself" in said and "clawgate proxy" in said, said
+
+
+def test_a_ca_file_another_user_could_change_is_not_trusted(host):
+    """Whoever can change the CA file can make any server OpenBao (and read the AppRole login): a
+    CA the agent owns, or one anybody may write, is refused on every call, and doctor says where it
+    must live. (The session read it when it started: each broker reads it again.)"""
+    import pwd
+
+    _server, env, ca, _prefix = host
+    stop_proxy(env)
+    try:
+        for change, undo in ((lambda: os.chown(ca, pwd.getpwnam(env.agent_name).pw_uid, -1), lambda: os.chown(ca, 0, -1)),
+                             (lambda: ca.chmod(0o666), lambda: ca.chmod(0o644)),
+                             (lambda: ca.parent.chmod(0o777), lambda: ca.parent.chmod(0o755))):
+            change()
+            try:
+                got = env.agent("get", NAME)
+                lines = env.doctor().stdout.decode().splitlines()
+            finally:
+                undo()
+            assert got.returncode == 6 and b"will not trust the CA file" in got.stderr and got.stdout == b"", got.stderr
+            assert got.stderr.count(b"\n") == 1
+            fail = next(line for line in lines if line.startswith("FAIL  openbao reachable:"))
+            assert "will not trust the CA file" in fail and "only root or" in fail, fail
+        trusted = env.agent("get", NAME)
+        assert (trusted.returncode, trusted.stdout) == (0, VALUE), trusted.stderr
+    finally:
+        env.start_proxy()
+        proxykit_wait_for(env.state / "openbao.sock")

@@ -55,8 +55,18 @@ class Dir:
         os.close(self.fd)
 
 
-def walk(path: str, owner_uid: int) -> Dir:
-    """Open the directory `path` by the rule above; raise Refused, or OSError if it is missing."""
+def _unchangeable(st: os.stat_result, owner_uid: int) -> bool:
+    """A directory (or file) nobody but root and the owner can change: theirs, and writable by nobody
+    else, or a sticky directory of theirs (/tmp), whose entries of root's or the owner's nobody
+    else can rename or remove."""
+    return st.st_uid in (0, owner_uid) and (not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX))
+
+
+def walk(path: str, owner_uid: int, strict: bool = False) -> Dir:
+    """Open the directory `path` by the rule above; raise Refused, or OSError if it is missing.
+
+    strict: every directory on the way must be one nobody but root and the owner can change (for a
+    file read again at each use, whose name the agent must not be able to point elsewhere later)."""
     if not path.startswith("/"):
         path = os.path.join(os.getcwd(), path)
     fd = os.open("/", DIR_FLAGS)
@@ -93,19 +103,24 @@ def walk(path: str, owner_uid: int) -> Dir:
             os.close(fd)
             fd, st = child, os.fstat(child)
             shown = shown.rsplit("/", 1)[0] if part == ".." else f"{shown}/{part}"
+            if strict and not _unchangeable(st, owner_uid):
+                raise Refused(f"{shown or '/'} is a directory another user can change")
     except BaseException:
         os.close(fd)
         raise
     return Dir(fd, shown or "/", st)
 
 
-def read_file(path: str, owner_uid: int, limit: int, _links: int = 0) -> bytes:
+def read_file(path: str, owner_uid: int, limit: int, strict: bool = False, _links: int = 0) -> bytes:
     """A regular file the owner names (a CA, say), read by the rule above: a link is followed only
     where walk() would follow one (root's or the owner's, in a steady directory: most of
     /etc/ssl/certs is such links), no FIFO or device opened (a FIFO would hang us), at most
-    `limit` bytes. Refused, or OSError (missing, unreadable), otherwise."""
+    `limit` bytes. Refused, or OSError (missing, unreadable), otherwise.
+
+    strict (a file read again at each use, the OpenBao CA): walk() strictly, and the file too must
+    be root's or the owner's and writable by nobody else."""
     path = os.path.abspath(path)
-    folder = walk(os.path.dirname(path) or "/", owner_uid)
+    folder = walk(os.path.dirname(path) or "/", owner_uid, strict)
     try:
         try:
             fd = os.open(os.path.basename(path), fsio.READ_FLAGS, dir_fd=folder.fd)
@@ -118,13 +133,15 @@ def read_file(path: str, owner_uid: int, limit: int, _links: int = 0) -> bytes:
             if _links >= MAX_LINKS:
                 raise Refused(f"{path}: too many symbolic links") from None
             target = os.readlink(os.path.basename(path), dir_fd=folder.fd)
-            return read_file(os.path.join(os.path.dirname(path), target), owner_uid, limit, _links + 1)
+            return read_file(os.path.join(os.path.dirname(path), target), owner_uid, limit, strict, _links + 1)
     finally:
         folder.close()
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Refused(f"{path}: not a regular file")
+        if strict and (st.st_uid not in (0, owner_uid) or st.st_mode & 0o022):
+            raise Refused(f"{path}: another user can change it (its owner or mode)")
         data = os.read(fd, limit + 1)
     finally:
         os.close(fd)

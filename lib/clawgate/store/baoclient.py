@@ -18,7 +18,8 @@ import socket
 import ssl
 import time
 
-from .. import fsio
+from .. import fsio, safepath
+from ..cafile import MAX_CA
 from ..errors import ClawgateError, unsafe
 
 TYPE_CHECKING = False
@@ -229,9 +230,13 @@ class Bao:
         """The TLS context that trusts [openbao] ca alone, loaded once per client (a long-lived
         one, the owner's session, reads the CA file when it starts)."""
         if self._context is None:
-            try:
-                self._context = ssl.create_default_context(cafile=self.ca)
-            except (OSError, ssl.SSLError) as err:
+            try:  # read by safepath's strict rule: whoever could change this file could vouch for any server
+                pem = safepath.read_file(self.ca, self._owner_uid, MAX_CA, strict=True).decode("ascii")
+                self._context = ssl.create_default_context(cadata=pem)
+            except safepath.Refused as err:
+                raise self.fail(f"will not trust the CA file {self.ca} ({err})",
+                                "put [openbao] ca where only root or the owner can change it (/etc/ssl, say)") from None
+            except (OSError, ValueError, ssl.SSLError) as err:  # UnicodeDecodeError included
                 raise self.fail(f"cannot load the CA file {self.ca} ({err})", "check [openbao] ca") from None
         return self._context
 
