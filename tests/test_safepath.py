@@ -74,3 +74,31 @@ def test_read_file_refuses_a_fifo_and_a_file_over_its_limit(tree):
     (tree / "steady" / "big").write_bytes(b"x" * 101)
     with pytest.raises(safepath.Refused, match="larger than 100 bytes"):
         safepath.read_file(str(tree / "steady" / "big"), os.getuid(), 100)
+
+
+def test_strict_reads_a_file_of_the_owners_through_a_sticky_directory_as_tmp_is(tree):
+    (tree / "shared" / "mine").mkdir(mode=0o755)
+    (tree / "shared" / "mine" / "ca.pem").write_bytes(b"PEM")
+    assert safepath.read_file(str(tree / "shared" / "mine" / "ca.pem"), os.getuid(), 100, strict=True) == b"PEM"
+
+
+def test_strict_refuses_a_directory_on_the_way_that_others_can_write(tree):
+    (tree / "open").mkdir()
+    (tree / "open").chmod(0o777)  # not sticky: anyone may rename what is in it
+    (tree / "open" / "ca.pem").write_bytes(b"PEM")
+    assert safepath.read_file(str(tree / "open" / "ca.pem"), os.getuid(), 100) == b"PEM"  # the loose rule reads it
+    with pytest.raises(safepath.Refused, match="/open is a directory another user can change"):
+        safepath.read_file(str(tree / "open" / "ca.pem"), os.getuid(), 100, strict=True)
+
+
+def test_strict_refuses_a_file_others_can_write_or_that_is_not_the_owners(tree):
+    (tree / "steady" / "ca.pem").write_bytes(b"PEM")
+    (tree / "steady" / "ca.pem").chmod(0o666)
+    with pytest.raises(safepath.Refused, match="another user can change it"):
+        safepath.read_file(str(tree / "steady" / "ca.pem"), os.getuid(), 100, strict=True)
+    (tree / "steady" / "ca.pem").chmod(0o644)
+    if os.getuid() == 0:  # root's file is fine for any owner; another user's is not
+        assert safepath.read_file(str(tree / "steady" / "ca.pem"), 12345, 100, strict=True) == b"PEM"
+        os.chown(tree / "steady" / "ca.pem", 23456, -1)
+        with pytest.raises(safepath.Refused, match="another user can change it"):
+            safepath.read_file(str(tree / "steady" / "ca.pem"), 12345, 100, strict=True)
