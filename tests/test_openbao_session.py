@@ -316,3 +316,55 @@ def test_a_ca_file_another_user_could_change_is_not_trusted(host):
     finally:
         env.start_proxy()
         proxykit_wait_for(env.state / "openbao.sock")
+
+
+def session_pid(env: RootEnv) -> int:
+    """The process listening on the session's socket (its inode, found among /proc's descriptors)."""
+    where = str(env.state / "openbao.sock")
+    inodes = {f"socket:[{line.split()[6]}]" for line in Path("/proc/net/unix").read_text().splitlines()[1:]
+              if line.split()[-1] == where}
+    for pid in proxykit.tree(env.proxy_process.pid):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            if os.readlink(fd) in inodes:
+                return pid
+    raise AssertionError("no process holds the session's socket")
+
+
+def test_a_long_lived_caller_keeps_asking_the_session_after_it_hung_up_on_an_idle_connection(host):
+    """The session hangs up on a connection that asks nothing for 2 s; a caller that lives on (the
+    proxy's workers) opens another and is answered there, not by talking to OpenBao itself (which,
+    with the CA file moved away, it could not)."""
+    _server, env, ca, _prefix = host
+    program = textwrap.dedent("""
+        import sys, time
+        sys.path.insert(0, sys.argv[1])
+        from clawgate import config
+        from clawgate.store import open_store
+        store = open_store(config.load(sys.argv[2]))
+        first = store.get(sys.argv[3])
+        time.sleep(2.5)  # past the session's 2 s: it has hung up
+        print(first == store.get(sys.argv[3]) and "ssl" not in sys.modules)
+    """)
+    aside = ca.with_name("ca.aside")
+    ca.rename(aside)
+    try:
+        got = env.run_as(env.owner_name, "/usr/bin/python3", "-I", "-c", program, str(env.libexec / "lib"),
+                         str(env.config_path), NAME)
+    finally:
+        aside.rename(ca)
+    assert got.stdout == b"True\n", got.stdout + got.stderr
+
+
+def test_a_session_that_stops_answering_is_not_waited_for_twice_the_broker_asks_openbao_itself(host):
+    """A stuck session (stopped here) costs one wait, then the read goes to OpenBao directly, as it
+    would with no session: the answer is the same."""
+    import signal
+
+    _server, env, _ca, _prefix = host
+    stuck = session_pid(env)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        got = env.agent("get", NAME)
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    assert (got.returncode, got.stdout) == (0, VALUE), got.stderr

@@ -64,6 +64,7 @@ class OpenBaoStore(Store):
         self._owner_uid = owner_uid
         self._state_dir = state_dir
         self._session = via
+        self._direct_until = 0.0  # monotonic time before which the session is not asked (it refused)
         self._fetched: "Dict[str, Dict[str, Optional[Dict[str, object]]]]" = {}  # prefetch()
         self._mount = settings["mount"]
         self._prefix = settings["prefix"]
@@ -89,13 +90,13 @@ class OpenBaoStore(Store):
         return self._bao
 
     def _asked(self, question: bytes, name: str) -> "Optional[Tuple[bool, bytes]]":
-        """(found, bytes) from the owner's session, or None when there is none to ask."""
-        if self._session is None:
+        """(found, bytes) from the owner's session, or None when there is none to ask now."""
+        if self._session is None or time.monotonic() < self._direct_until:
             return None
         try:
             return self._session.ask(question, name)
-        except session.Refused:
-            self._session = None  # not there, or not taking us: the rest of this run goes direct
+        except session.Refused:  # not there, or not taking us: direct for a while, then ask it again
+            self._direct_until = time.monotonic() + session.RETRY_AFTER
             return None
 
     def _data(self, *parts: str) -> str:

@@ -41,6 +41,7 @@ SOCKET = "openbao.sock"
 BROKERS = 64  # brokers served at once, a thread each; past that one is turned away (it goes direct)
 BETWEEN = 2.0  # seconds a broker may take to ask (its questions come a few ms apart)
 ANSWER_WITHIN = 11.0  # seconds: two of OpenBao's 5 s calls (a login, then the read), and a margin
+RETRY_AFTER = 30.0  # seconds a caller the session refused talks to OpenBao itself before asking it again
 MAX_MESSAGE = 1000
 MAX_VALUE = 64 << 20
 QUESTIONS = {b"value": "secrets", b"tier": "tiers"}
@@ -78,27 +79,31 @@ class Client:
         self._reader: "Optional[BinaryIO]" = None
 
     def ask(self, question: bytes, name: str) -> "Tuple[bool, bytes]":
-        """(found, bytes) for a valid name; Refused to go direct; ClawgateError for OpenBao's refusal."""
-        if self._sock is None:
-            self._open()
-        assert self._sock is not None and self._reader is not None
-        import socket  # imported by _open already: only the name
+        """(found, bytes) for a valid name; ClawgateError for OpenBao's refusal; Refused to go to
+        OpenBao directly: no session, not the owner's, turned away, gone, or no answer in time
+        (a read asked twice does no harm; a session that is stuck is not waited for again)."""
+        line = question + b" " + names.check(name).encode("ascii") + b"\n"
+        # A kept connection the session has hung up on (it waits BETWEEN seconds for a question) is
+        # opened again once: a long-lived caller (the proxy's workers) keeps using the session.
+        for kept in ((True, False) if self._sock is not None else (False,)):
+            if not kept:
+                self._open()
+            assert self._sock is not None and self._reader is not None
+            import socket  # _open has imported it: only the name
 
-        try:
-            self._sock.sendall(question + b" " + names.check(name).encode("ascii") + b"\n")
-            head = self._reader.readline(64)
-        except socket.timeout:  # it took the question and OpenBao's answer did not come: not a reason to ask twice
-            self.close()
-            raise unsafe(f"the owner's OpenBao session ({self._where}) took the question and gave no answer within "
-                         f"{ANSWER_WITHIN:g}s; if OpenBao itself answers (clawgate doctor), restart the proxy, which "
-                         "runs the session (its journal, or its output when run by hand, may say why)") from None
-        except OSError:  # the session went, or turned us away: nothing answered yet
-            self.close()
-            raise Refused() from None
-        if not head:  # closed before answering: turned away (busy), or gone
-            self.close()
-            raise Refused()
-        return self._answer(head)
+            try:
+                self._sock.sendall(line)
+                head = self._reader.readline(64)
+            except socket.timeout:  # took the question and gave no answer in time: stuck, not asked again
+                self.close()
+                raise Refused() from None
+            except OSError:  # hung up on us
+                self.close()
+                continue
+            if head:
+                return self._answer(head)
+            self.close()  # closed before answering: hung up on an idle connection, turned away, or gone
+        raise Refused()
 
     def _open(self) -> None:
         if not os.path.exists(self._where):  # before importing socket: no session, no cost
