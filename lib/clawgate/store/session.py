@@ -296,7 +296,7 @@ def _serve_one(clients: _Clients, conn: "socket.socket") -> None:
         try:
             found = clients.ask(kind, text)
         except ClawgateError as err:
-            message = " ".join(err.message.split())[:MAX_MESSAGE].encode("utf-8", "replace")
+            message = " ".join(err.message.split()).encode("utf-8", "replace")[:MAX_MESSAGE]  # bytes are what is bounded
             conn.sendall(b"fail %d %d\n" % (err.code, len(message)) + message)
             continue
         conn.sendall(b"none\n" if found is None else b"found %d\n" % len(found) + found)
