@@ -607,11 +607,13 @@ refuse_foreign_unit() { # FILE
 }
 
 proxy_pids() { # OWNER: this install's proxy, however it was started (its unit, or the owner by hand)
-  # The owner's processes only: anyone can put the proxy's path in an argv of their own.
+  # The owner's processes whose whole argv is the proxy's (INTERPRETER -IS LIBEXEC/proxy, as its
+  # shebang starts it; its session is a fork of it): anyone can put the proxy's path in an argv of
+  # their own, and the agent can keep an owner's broker alive with it among its arguments.
   local uid
   uid=$(id -u "$1" 2>/dev/null) || return 0
   ps -A -o pid= -o uid= -o args= 2>/dev/null | awk -v uid="$uid" -v program="$LIBEXEC/proxy" \
-    '$2 == uid { for (i = 3; i <= NF; i++) if ($i == program) { printf "%s ", $1; next } }'
+    '$2 == uid && NF == 5 && $4 == "-IS" && $5 == program { printf "%s ", $1 }'
 }
 
 stop_pids() { kill "$@" 2>/dev/null || true; } # one that ended meanwhile has stopped already

@@ -327,6 +327,8 @@ def test_doctor_sealed_says_unseal_not_reinstall(server, host):
         server.unseal()
     assert not [line for line in everything if line.startswith("FAIL  route")], everything  # its secret is in OpenBao
     assert any(line.startswith("skip  proxy routes: not checked") for line in everything), everything
+    assert any(line.startswith("skip  openbao session: not checked") for line in everything), everything
+    assert any(line.startswith("ok    audit log:") for line in everything), everything  # this host's: checked all the same
     fix = finding(lines, "openbao unsealed")
     assert "unseal" in fix and "operator" in fix and "install.sh" not in fix, fix
     assert not any("install.sh" in line for line in lines if line.startswith("FAIL")), lines

@@ -379,18 +379,21 @@ def test_the_unit_is_sandboxed_to_an_exposure_of_at_most_2(world):
 
 
 def test_uninstall_would_stop_and_remove_the_proxy_unit(world):
-    """And stop the proxy's processes, the owner's only: a decoy of the agent's naming the proxy's
-    path in its argv is not the proxy."""
+    """And stop the proxy's processes, the owner's only, by their whole argv: a decoy of the
+    agent's naming the proxy's path is not the proxy, nor is an owner's process that has it among
+    its arguments (the agent can keep a broker of the owner's alive with such an argv)."""
     env, _ = world
-    decoy = subprocess.Popen([RUNUSER, "-u", env.agent_name, "--", "/usr/bin/python3", "-c",
-                              "import time; time.sleep(60)", str(env.libexec / "proxy")])
+    decoys_started = [subprocess.Popen([RUNUSER, "-u", user, "--", "/usr/bin/python3", "-c",
+                                        "import time; time.sleep(60)", str(env.libexec / "proxy")])
+                      for user in (env.agent_name, env.owner_name)]
     try:
         time.sleep(0.5)
         plan = run(["bash", str(INSTALL), "--uninstall", "--dry-run", "--prefix", str(env.prefix), "--yes"])
-        decoys = proxykit.tree(decoy.pid)
+        decoys = [pid for decoy in decoys_started for pid in proxykit.tree(decoy.pid)]
     finally:
-        decoy.kill()
-        decoy.wait()
+        for decoy in decoys_started:
+            decoy.kill()
+            decoy.wait()
     assert f"would: remove {env.proxy_unit}" in plan.stdout.decode(), plan.stdout
     stop = [line for line in plan.stdout.decode().splitlines() if line.startswith("would: stop the proxy still running")]
     assert stop and f"from {env.libexec} (pid " in stop[0], plan.stdout
