@@ -19,7 +19,7 @@ import pytest
 
 import proxykit
 from baoserver import DevServer, readable_ca
-from rootenv import RootEnv
+from rootenv import RUNUSER as RUNUSER_PATH, RootEnv
 
 pytestmark = pytest.mark.root
 NAME = "openclaw/session-key"
@@ -368,3 +368,36 @@ def test_a_session_that_stops_answering_is_not_waited_for_twice_the_broker_asks_
     finally:
         os.kill(stuck, signal.SIGCONT)
     assert (got.returncode, got.stdout) == (0, VALUE), got.stderr
+
+
+def test_a_second_proxy_on_another_port_leaves_the_running_session_alone(host):
+    """The port changed by a rerun while the old proxy still runs by hand, and the owner starts the
+    new one: it serves without a session of its own, and stopping it leaves the first one's socket."""
+    import re
+
+    _server, env, _ca, _prefix = host
+    sock = env.state / "openbao.sock"
+    before = sock.stat().st_ino
+    conf = env.config_path.read_text()
+    port = proxykit.free_port()
+    env.config_path.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", conf, count=1))
+    try:
+        second = proxykit.start([RUNUSER_PATH, "-u", env.owner_name, "--", str(env.libexec / "proxy")], port)
+        try:
+            proxykit_wait_for_text(second, b"already answers on")
+        finally:
+            proxykit.stop(second)
+    finally:
+        env.config_path.write_text(conf)
+    assert sock.stat().st_ino == before
+    got = ask_raw(env, env.owner_name, f"tier {NAME}|")
+    assert got.stdout == b"answer:found 5\nopen\n", got.stdout
+
+
+def proxykit_wait_for_text(process, text: bytes, timeout: float = 15) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while text not in proxykit.journal(process):
+        assert time.monotonic() < end, proxykit.journal(process)
+        time.sleep(0.05)

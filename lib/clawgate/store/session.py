@@ -228,9 +228,12 @@ def _serve(cfg: "Config", alive: int) -> None:
     clients = _Clients(cfg)
     clients.trust()
     where = path(cfg)
+    if _answering(where):  # a second proxy (another port, by hand) does not take a live session's place
+        os.write(2, f"clawgate: an OpenBao session already answers on {where}: this proxy runs without its own\n".encode())
+        return
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        os.unlink(where)  # a session that was killed leaves its socket: the front that started us owns the port
+        os.unlink(where)  # what a killed session left: nobody answers on it
     except FileNotFoundError:
         pass
     listener.bind(where)
@@ -279,6 +282,18 @@ def _serve(cfg: "Config", alive: int) -> None:
         except RuntimeError:  # no thread to be had: this one goes direct
             conn.close()
             room.release()
+
+
+def _answering(where: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(where)
+            return True
+        except OSError:  # none there, or a socket nobody listens on any more
+            return False
 
 
 def _serve_one(clients: _Clients, conn: "socket.socket") -> None:
