@@ -203,20 +203,6 @@ else
   AGENT_SHELL=/bin/bash
 fi
 case $STORE in file | keychain | openbao) ;; *) abort "--store must be file, keychain or openbao" "$EX_USAGE" ;; esac
-if [[ $STORE == openbao ]]; then
-  [[ -n $BAO_ADDRESS && -n $BAO_CA && -n $BAO_ROLE_ID ]] \
-    || abort "--store openbao needs --openbao-address URL, --openbao-ca FILE and --openbao-role-id ID" "$EX_USAGE"
-  [[ $BAO_ADDRESS =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$ || $BAO_ADDRESS =~ ^https://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?/?$ ]] \
-    || abort "--openbao-address '$BAO_ADDRESS' must be https://HOST[:PORT] (TLS always)" "$EX_USAGE"
-  [[ $BAO_ROLE_ID =~ ^[A-Za-z0-9_.-]{1,128}$ ]] || abort "--openbao-role-id '$BAO_ROLE_ID' is not a role id" "$EX_USAGE"
-  : "${BAO_MOUNT:=secret}"
-  for flag_value in "--openbao-mount:$BAO_MOUNT" "--openbao-prefix:$BAO_PREFIX"; do
-    [[ ${flag_value#*:} =~ ^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$ && ${flag_value#*:} != *..* ]] \
-      || abort "${flag_value%%:*} '${flag_value#*:}' must be a KV path (letters, digits, ._- and /)" "$EX_USAGE"
-  done
-elif [[ -n $BAO_ADDRESS$BAO_CA$BAO_ROLE_ID$BAO_MOUNT$BAO_PREFIX ]]; then
-  abort "the --openbao-* options go with --store openbao" "$EX_USAGE"
-fi
 [[ $PROXY_PORT =~ ^[1-9][0-9]{0,4}$ && $PROXY_PORT -ge 1024 && $PROXY_PORT -le 65535 ]] \
   || abort "--proxy-port must be a number from 1024 to 65535 (the proxy runs as the owner, who cannot listen below 1024)" "$EX_USAGE"
 
@@ -247,10 +233,6 @@ for flag_path in "--prefix:$PREFIX" "--state-dir:$STATE_DIR" "--agent-home:$AGEN
   check_path "${flag_path%%:*}" "${flag_path#*:}"
 done
 [[ -z $MIGRATE_FROM ]] || check_path --migrate-from "$MIGRATE_FROM"
-if [[ $STORE == openbao ]]; then
-  check_path --openbao-ca "$BAO_CA"
-  [[ $FOREIGN == 1 || -f $BAO_CA ]] || abort "--openbao-ca $BAO_CA: no such file" "$EX_USAGE"
-fi
 
 if [[ $DRY_RUN == 0 && $(id -u) != 0 ]]; then
   abort "run me as root: sudo $0 $*  (or see the plan with --dry-run)" "$EX_DENIED"
@@ -318,6 +300,32 @@ SUDOERS_DIR=/etc/sudoers.d
 SUDOERS_FILE=$SUDOERS_DIR/clawgate-$AGENT
 SERVICE_FILE=$SERVICE_DIR/$SERVICE_FILE_NAME
 PROXY_FILE=$SERVICE_DIR/$PROXY_FILE_NAME
+
+# A rerun keeps the [openbao] settings it is not given: the default prefix (clawgate/OWNER) would
+# quietly move this host out of its fleet's.
+if [[ $STORE == openbao && $FOREIGN == 0 && -f $CONF && $(helper conf-value "$CONF" clawgate store) == openbao ]]; then
+  [[ -n $BAO_ADDRESS ]] || BAO_ADDRESS=$(helper conf-value "$CONF" openbao address)
+  [[ -n $BAO_CA ]] || BAO_CA=$(helper conf-value "$CONF" openbao ca)
+  [[ -n $BAO_ROLE_ID ]] || BAO_ROLE_ID=$(helper conf-value "$CONF" openbao role_id)
+  [[ -n $BAO_MOUNT ]] || BAO_MOUNT=$(helper conf-value "$CONF" openbao mount)
+  [[ -n $BAO_PREFIX ]] || BAO_PREFIX=$(helper conf-value "$CONF" openbao prefix)
+fi
+if [[ $STORE == openbao ]]; then
+  [[ -n $BAO_ADDRESS && -n $BAO_CA && -n $BAO_ROLE_ID ]] \
+    || abort "--store openbao needs --openbao-address URL, --openbao-ca FILE and --openbao-role-id ID" "$EX_USAGE"
+  [[ $BAO_ADDRESS =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$ || $BAO_ADDRESS =~ ^https://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?/?$ ]] \
+    || abort "--openbao-address '$BAO_ADDRESS' must be https://HOST[:PORT] (TLS always)" "$EX_USAGE"
+  [[ $BAO_ROLE_ID =~ ^[A-Za-z0-9_.-]{1,128}$ ]] || abort "--openbao-role-id '$BAO_ROLE_ID' is not a role id" "$EX_USAGE"
+  check_path --openbao-ca "$BAO_CA"
+  [[ $FOREIGN == 1 || -f $BAO_CA ]] || abort "--openbao-ca $BAO_CA: no such file" "$EX_USAGE"
+  : "${BAO_MOUNT:=secret}"
+  for flag_value in "--openbao-mount:$BAO_MOUNT" "--openbao-prefix:$BAO_PREFIX"; do
+    [[ ${flag_value#*:} =~ ^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$ && ${flag_value#*:} != *..* ]] \
+      || abort "${flag_value%%:*} '${flag_value#*:}' must be a KV path (letters, digits, ._- and /)" "$EX_USAGE"
+  done
+elif [[ -n $BAO_ADDRESS$BAO_CA$BAO_ROLE_ID$BAO_MOUNT$BAO_PREFIX ]]; then
+  abort "the --openbao-* options go with --store openbao" "$EX_USAGE"
+fi
 
 # stat_of PATH: "type owner group mode" or "missing" (on a foreign plan everything is missing).
 # Read from `ls -ld`, the same on macOS and Linux, at a fraction of an interpreter start.
@@ -533,7 +541,7 @@ uninstall() {
   [[ -e $FRONT_DOOR ]] && change "remove $FRONT_DOOR" rm -f "$FRONT_DOOR"
   [[ -e $LIBEXEC ]] && change "remove $LIBEXEC" rm -rf "$LIBEXEC"
   local fleet=0 # read before the config goes: what this host leaves in OpenBao is said at the end
-  [[ -f $CONF && $(helper store "$CONF") == openbao ]] && fleet=1
+  [[ -f $CONF && $(helper conf-value "$CONF" clawgate store) == openbao ]] && fleet=1
   [[ -e $CONF ]] && change "remove $CONF" rm -f "$CONF"
 
   local kept=()
@@ -637,8 +645,8 @@ stop_service() {
 # A rerun without --store keeps a fleet's store: the default would leave an openbao host with an
 # empty store of its own. Leaving the fleet takes an explicit --store file (or keychain).
 if [[ $STORE_GIVEN == 0 && $FOREIGN == 0 && $STORE != openbao && -f $CONF ]] \
-  && [[ $(helper store "$CONF") == openbao ]]; then
-  abort "$CONF says store = openbao: rerun with --store openbao --openbao-address URL --openbao-ca FILE --openbao-role-id ID (nothing on stdin keeps the secret id), or leave the fleet with --store $STORE" "$EX_USAGE"
+  && [[ $(helper conf-value "$CONF" clawgate store) == openbao ]]; then
+  abort "$CONF says store = openbao: rerun with --store openbao (its [openbao] settings and, with nothing on stdin, its secret id are kept), or leave the fleet with --store $STORE" "$EX_USAGE"
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -118,8 +118,9 @@ def test_a_rerun_whose_kept_secret_id_was_revoked_is_refused_before_any_change(b
         again = run(env.install_argv(*bao_args(bao, owner)), input=f"{fresh}\n".encode())
         assert again.returncode == 0, again.stderr
         assert (env.state / "openbao-secret-id").read_text().strip() == fresh
-        kept = run(env.install_argv(*bao_args(bao, owner)), input=b"")  # nothing on stdin: the kept one, said so
-        assert kept.returncode == 0 and "its secret id (kept)" in kept.stdout.decode(), kept.stdout.decode()
+        kept = run(env.install_argv("--store", "openbao"), input=b"")  # the settings and the secret id kept, said so
+        assert kept.returncode == 0 and "its secret id (kept)" in kept.stdout.decode(), kept.stderr.decode()
+        assert f"prefix = {owner.prefix}\n" in env.config_path.read_text()  # not the default clawgate/OWNER
         gone = env.uninstall(purge=True)
         assert gone.returncode == 0 and "OpenBao still has this host's AppRole secret id" in gone.stdout.decode()
 

@@ -201,11 +201,12 @@ def cmd_keep(conf: str) -> int:
     return 0
 
 
-def cmd_store(conf: str) -> int:
-    """The store an existing config names (nothing if it cannot be read): a rerun keeps a fleet's."""
+def cmd_conf_value(conf: str, section: str, key: str) -> int:
+    """A value an existing config holds (nothing if it cannot be read): a rerun keeps a fleet's
+    store and its [openbao] settings."""
     try:
         with open(conf, encoding="utf-8", newline=None) as handle:
-            print(read_ini(handle.read()).get("clawgate", {}).get("store", "").strip())
+            print(read_ini(handle.read()).get(section, {}).get(key, "").strip())
     except (OSError, ValueError):
         pass
     return 0
@@ -595,7 +596,7 @@ def _is_uuid(text: str) -> bool:
 
 
 COMMANDS: "Dict[str, Callable[..., int]]" = {
-    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep, "store": cmd_store,
+    "realpath": cmd_realpath, "chain": cmd_chain, "pyinfo": cmd_pyinfo, "keep": cmd_keep, "conf-value": cmd_conf_value,
     "render-service": cmd_render_service, "first-word": cmd_first_word, "free-id": cmd_free_id,
     "ordinary-dir": cmd_ordinary_dir, "manifest": cmd_manifest, "migrate": cmd_migrate, "give": cmd_give,
     "shared-files": cmd_shared_files, "linked": cmd_linked, "openbao-check": cmd_openbao_check,
