@@ -355,7 +355,8 @@ def test_doctor_revoked_secret_id_says_issue_a_new_one_with_the_documented_comma
     lines = doctor_lines(host)  # the cached token still works: doctor checks the secret id itself
     fix = finding(lines, "openbao token")
     assert "bao write -wrap-ttl=5m -f -field=wrapping_token auth/approle/role/" in fix, fix
-    assert f"--openbao-role-id {owner.role_id}" in fix and "docs/OPENBAO.md" in fix, fix
+    assert f"whose role id is {owner.role_id}" in fix and "docs/OPENBAO.md" in fix and "metadata=" in fix, fix
+    assert f"--prefix {host.prefix} --state-dir {host.state} " in fix and "--store openbao" in fix, fix
     owner.secret_id = server.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
     owner.give(host.state)
     assert not any(line.startswith("FAIL") for line in doctor_lines(host) if "openbao" in line)
