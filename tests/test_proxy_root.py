@@ -508,4 +508,6 @@ def test_a_rerun_that_changes_something_asks_the_owner_to_restart_a_proxy_run_by
     assert b"# changed since" not in helper.read_bytes()
     unchanged = env.install()
     assert unchanged.returncode == 0, unchanged.stderr
-    assert b"runs by hand" not in unchanged.stderr and b"written;" not in unchanged.stdout, unchanged.stdout
+    changes = unchanged.stdout.decode().split("==> Installing", 1)[-1][:3000]
+    assert b"already installed as asked; nothing to do" in unchanged.stdout, changes
+    assert b"runs by hand" not in unchanged.stderr and b"written;" not in unchanged.stdout, changes
