@@ -232,7 +232,8 @@ def test_doctor_fails_a_policy_too_narrow_and_warns_of_one_far_too_wide(bao_dev,
         assert any(line.startswith(expect) for line in lines), lines
 
 
-def _setup_check(server, owner, given: str, tmp_path, kept: bool = False, mode: str = "install"):
+def _setup_check(server, owner, given: str, tmp_path, kept: bool = False, mode: str = "install",
+                 address: str = ""):
     """installcheck.py openbao-check as install.sh runs it (here as root checking for root's own uid:
     the owner is this process's user); the secret id it accepts lands in tmp_path/staged."""
     import subprocess
@@ -248,7 +249,8 @@ def _setup_check(server, owner, given: str, tmp_path, kept: bool = False, mode: 
     else:
         (state / "openbao-secret-id").unlink(missing_ok=True)
     got = subprocess.run([sys.executable, "-I", str(REPO / "lib" / "clawgate" / "installcheck.py"), "openbao-check",
-                          mode, pwd.getpwuid(os.geteuid()).pw_name, server.address, server.ca, owner.role_id, "secret",
+                          mode, pwd.getpwuid(os.geteuid()).pw_name, address or server.address, server.ca, owner.role_id,
+                          "secret",
                           owner.prefix, str(state), str(staged)], input=given + "\n", capture_output=True, text=True,
                          timeout=30)
     got.staged = staged.read_text().strip() if staged.exists() else ""  # type: ignore[attr-defined]
@@ -284,13 +286,20 @@ def test_install_takes_a_secret_id_or_a_wrapped_one_once_and_checks_the_policy(b
                                      method="POST", headers={"X-Vault-Token": bao_dev.token, "X-Vault-Wrap-TTL": "60s"})
     with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=bao_dev.ca)) as answer:
         wrapping_token = json.load(answer)["wrap_info"]["token"]
+    from proxykit import free_port
+
+    unused = _setup_check(bao_dev, narrow, wrapping_token, tmp_path, address=f"https://127.0.0.1:{free_port()}")
+    assert unused.returncode == 6 and "the wrapping token was not used: give the same one again" in unused.stderr
     spent = _setup_check(bao_dev, narrow, wrapping_token, tmp_path)  # refused after the unwrap: say it is spent
     assert spent.returncode == 6 and "policy lacks" in spent.stderr and spent.stderr.count("\n") == 1, spent.stderr
     assert "the wrapping token is now spent" in spent.stderr, spent.stderr
-    accessor = spent.stderr.split("secret_id_accessor=", 1)[1].split(")")[0]
-    held = bao_dev.api("POST", f"auth/approle/role/{narrow.role}/secret-id-accessor/lookup",
-                       {"secret_id_accessor": accessor})  # the one it names is the one to destroy
-    assert held["data"]["secret_id_accessor"] == accessor
+    destroy = spent.stderr.split("(bao write ", 1)[1].split(")", 1)[0]  # the command, as printed: it works
+    path, _, argument = destroy.partition(" ")
+    assert path == f"auth/approle/role/{narrow.role}/secret-id-accessor/destroy", destroy
+    accessor = argument.split("secret_id_accessor=", 1)[1]
+    assert bao_dev.api("POST", f"auth/approle/role/{narrow.role}/secret-id-accessor/lookup",
+                       {"secret_id_accessor": accessor})["data"]["secret_id_accessor"] == accessor
+    bao_dev.api("POST", path, {"secret_id_accessor": accessor})
 
 
 def _file_host_moving_to(bao_dev, tmp_path, owner):

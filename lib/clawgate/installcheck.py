@@ -518,7 +518,18 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
             "address": address, "ca": ca, "role_id": role_id, "mount": mount, "prefix": prefix}}, owner)
         who = config.principal(owner, "owner")
 
+        wrapped = bool(given) and not _is_uuid(given) and not dry
+
         def check() -> "Dict[str, str]":
+            # What a refusal must add about a wrapped secret id: unused (give it again) until the
+            # unwrap, spent (and the secret id it held left in OpenBao) after it.
+            said = ["; the wrapping token was not used: give the same one again, within its TTL" if wrapped else ""]
+            try:
+                return checked(said)
+            except ClawgateError as err:
+                raise ClawgateError(err.code, err.message + said[0]) from None
+
+        def checked(said: "List[str]") -> "Dict[str, str]":
             try:
                 with open(ca, "rb") as handle:
                     handle.read(1)
@@ -537,15 +548,15 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
             if given and not _is_uuid(given) and dry:
                 return {"checked": "reachable, unsealed; a wrapped secret id is unwrapped and logged in "
                                    "with by the real run only (it works once)"}
-            spent = ""  # a wrapped secret id, once unwrapped: what a refusal after it must say
             if given and _is_uuid(given):
                 secret_id, whose = given, "the one given"
             elif given:
+                role = bao.wrapped_role(given) or "ROLE"  # asked before the unwrap spends it
                 secret_id, accessor = bao.unwrap(given)
-                whose = "the one given, unwrapped"
-                spent = ("; the wrapping token is now spent: give a new one, and destroy the secret id it held "
-                         "(bao write auth/approle/role/ROLE/secret-id-accessor/destroy secret_id_accessor="
-                         f"{accessor or 'ACCESSOR'})")
+                whose = "the one given, wrapped"
+                said[0] = ("; the wrapping token is now spent: give a new one, and destroy the secret id it held "
+                           f"(bao write auth/approle/role/{role}/secret-id-accessor/destroy secret_id_accessor="
+                           f"{accessor or 'ACCESSOR'})")
             else:
                 raw = fsio.read_checked(kept_path, who.uid)
                 if raw is None:
@@ -562,7 +573,7 @@ def cmd_openbao_check(mode: str, owner: str, address: str, ca: str, role_id: str
                     raise bao.fail(f"the AppRole's policy lacks {'; '.join(missing)}",
                                    "grant it the policy in docs/OPENBAO.md for this prefix")
             except ClawgateError as err:
-                raise ClawgateError(err.code, f"{err.message} (secret id: {whose}){spent}") from None
+                raise ClawgateError(err.code, f"{err.message} (secret id: {whose})") from None
             return {"checked": f"reachable, unsealed, AppRole login ({whose}), policy covers {mount}/{prefix}/",
                     "secret_id": secret_id if given else ""}
 

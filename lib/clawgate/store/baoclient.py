@@ -358,6 +358,19 @@ class Bao:
             raise self.fail("answered the login without a token", "check the AppRole's token settings")
         return token, lifetime
 
+    def wrapped_role(self, wrapping_token: str) -> str:
+        """The AppRole a wrapping token's secret id is of (sys/wrapping/lookup: it does not spend
+        the token), or "" when OpenBao does not say."""
+        try:
+            status, body = self.request("POST", "sys/wrapping/lookup", {"token": wrapping_token})
+        except ClawgateError:
+            return ""
+        data = body.get("data")
+        path = str(data.get("creation_path", "")) if status == 200 and isinstance(data, dict) else ""
+        parts = path.split("/")
+        role = parts[3] if len(parts) == 5 and parts[:3] == ["auth", "approle", "role"] and parts[4] == "secret-id" else ""
+        return role if _plain(role) else ""
+
     def unwrap(self, wrapping_token: str) -> "Tuple[str, str]":
         """(secret id, its accessor) inside a response-wrapped answer (sys/wrapping/unwrap: it works once)."""
         status, body = self.request("POST", "sys/wrapping/unwrap", {}, wrapping_token)
