@@ -145,7 +145,9 @@ PYTHON=/usr/bin/python3 MIGRATE_FROM='' GATEWAY_COMMAND='' GATEWAY_EXPLICIT=0 SE
 NO_SERVICE=0 UNINSTALL=0 PURGE=0 YES=0 TARGET_OS='' PROXY_OFF=0 PROXY_PORT=8217
 BAO_ADDRESS='' BAO_CA='' BAO_ROLE_ID='' BAO_MOUNT='' BAO_PREFIX='' STORE_GIVEN=0
 
-need_value() { [[ $# -ge 2 && -n $2 ]] || abort "$1 needs a value" "$EX_USAGE"; }
+need_value() { # an empty value, or the next option in its place (--role-id "$(cat missing)"), is a mistake
+  [[ $# -ge 2 && -n $2 && $2 != --* ]] || abort "$1 needs a value${2:+ (got the option $2)}" "$EX_USAGE"
+}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --owner) need_value "$@"; OWNER=$2; shift ;;
@@ -174,7 +176,7 @@ while [[ $# -gt 0 ]]; do
     -h | --help) usage; exit 0 ;;
     --version)  # the one version string: lib/clawgate/__init__.py
       sed -n 's/^__version__ = "\(.*\)"$/clawgate \1/p' "$SRC/lib/clawgate/__init__.py"; exit 0 ;;
-    *) usage >&2; abort "$1: unknown option" "$EX_USAGE" ;;
+    *) abort "$1: unknown option (install.sh --help lists them)" "$EX_USAGE" ;;
   esac
   shift
 done
@@ -1240,7 +1242,11 @@ if [[ $STORE == file && ! -e $STATE_DIR/totp-seed ]] || [[ $STORE != file && $CH
   steps=("$CLAWGATE enroll" "$CLAWGATE secrets set NAME --tier T" "sudo $CLAWGATE doctor")
   width=0
   for step in "${steps[@]}"; do [[ ${#step} -le $width ]] || width=${#step}; done
-  say "as $OWNER: $(printf '%-*s' "$width" "${steps[0]}")  (scan the QR code with your authenticator)"
+  if [[ $STORE == openbao ]]; then # the seed is the fleet's: one enrolment serves every host
+    say "as $OWNER: $(printf '%-*s' "$width" "${steps[0]}")  (once for the fleet: not if a host on $BAO_PREFIX has)"
+  else
+    say "as $OWNER: $(printf '%-*s' "$width" "${steps[0]}")  (scan the QR code with your authenticator)"
+  fi
   say "as $OWNER: $(printf '%-*s' "$width" "${steps[1]}")  (value from stdin or a hidden prompt)"
   say "as $OWNER: $(printf '%-*s' "$width" "${steps[2]}")  (checks this install; without sudo, root's checks are skipped)"
   if [[ $PROXY_OFF == 0 ]] && ! can_manage_service; then
