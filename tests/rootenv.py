@@ -29,7 +29,7 @@ from clawgate import totp
 
 INSTALL = REPO / "install.sh"
 # What install.sh reads from its source tree (its $SRC): copied by RootEnv.readable_installer.
-INSTALLED_FROM = ("install.sh", "bin", "lib", "man", "completion", "launchd", "skill", "sudoers", "systemd")
+INSTALLED_FROM = ("install.sh", "bin", "lib", "man", "completion", "docs", "launchd", "skill", "sudoers", "systemd")
 SUDOERS_DIR = Path("/etc/sudoers.d")
 TEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # By its path: a test may give the user a PATH without sbin (Debian keeps runuser there).

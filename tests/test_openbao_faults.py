@@ -355,7 +355,7 @@ def test_doctor_revoked_secret_id_says_issue_a_new_one_with_the_documented_comma
     lines = doctor_lines(host)  # the cached token still works: doctor checks the secret id itself
     fix = finding(lines, "openbao token")
     assert "bao write -wrap-ttl=5m -f -field=wrapping_token auth/approle/role/" in fix, fix
-    assert f"whose role id is {owner.role_id}" in fix and "docs/OPENBAO.md" in fix and "metadata=" in fix, fix
+    assert f"whose role id is {owner.role_id}" in fix and "share/doc/clawgate/OPENBAO.md" in fix and "metadata=" in fix, fix
     assert f"--prefix {host.prefix} --state-dir {host.state} " in fix and "--store openbao" in fix, fix
     owner.secret_id = server.api("POST", f"auth/approle/role/{owner.role}/secret-id")["data"]["secret_id"]
     owner.give(host.state)
@@ -372,7 +372,7 @@ def test_doctor_policy_too_narrow_points_at_the_documented_policy(server, host):
     finally:
         server.api("PUT", f"sys/policies/acl/{owner.role}", {"policy": policy})
     fix = finding(lines, "openbao policy")
-    assert "docs/OPENBAO.md" in fix and "policy" in fix and owner.role_id in fix and "install.sh" not in fix, fix
+    assert "share/doc/clawgate/OPENBAO.md" in fix and "policy" in fix and owner.role_id in fix and "install.sh" not in fix, fix
 
 
 def test_doctor_on_a_server_that_stopped_answering_says_check_it_runs_not_the_ca(server, host):

@@ -19,6 +19,7 @@ import pytest
 
 import proxykit
 from baoserver import DevServer, readable_ca
+from installtree import REPO
 from rootenv import RUNUSER as RUNUSER_PATH, RootEnv
 
 pytestmark = pytest.mark.root
@@ -279,6 +280,8 @@ def test_doctor_says_whether_the_session_answers(host):
     lines = env.doctor().stdout.decode().splitlines()
     assert any(line.startswith("ok    openbao session: ") for line in lines), lines
     assert not [line for line in lines if line.startswith(("FAIL", "warn"))], lines  # its socket is no stranger
+    guide = env.prefix / "share" / "doc" / "clawgate" / "OPENBAO.md"  # what doctor's OpenBao fixes point to
+    assert guide.read_bytes() == (REPO / "docs" / "OPENBAO.md").read_bytes()
     stop_proxy(env)
     try:
         lines = env.doctor().stdout.decode().splitlines()

@@ -108,11 +108,13 @@ def below(path: str, top: str) -> bool:
 
 
 def shared_files(prefix: str) -> "List[Tuple[str, str]]":
-    """(file in the repository, where it goes) for the manual pages and shell completions: below
-    PREFIX/share, where man, bash-completion and zsh look for a PREFIX/bin on the PATH."""
+    """(file in the repository, where it goes) for the manual pages, shell completions and the
+    OpenBao guide doctor points to: below PREFIX/share, where man, bash-completion and zsh look for
+    a PREFIX/bin on the PATH (and where a doc of the install is found without its repository)."""
     share = prefix.rstrip("/") + "/share"
     return [("man/clawgate.1", f"{share}/man/man1/clawgate.1"),
             ("man/clawgate.conf.5", f"{share}/man/man5/clawgate.conf.5"),
+            ("docs/OPENBAO.md", f"{share}/doc/clawgate/OPENBAO.md"),
             ("completion/clawgate.bash", f"{share}/bash-completion/completions/clawgate"),
             ("completion/_clawgate", f"{share}/zsh/site-functions/_clawgate")]
 
