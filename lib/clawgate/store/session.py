@@ -10,12 +10,13 @@ broker, as on the direct path.
 Who may talk to whom: the socket is STATE/openbao.sock, in the owner's 0700 state directory, and
 both ends ask the kernel who the other is (SO_PEERCRED): the session answers the owner's processes
 only, and a broker believes only a session run by the owner. Where any of that is missing (no
-session running, another platform, a busy session) the broker talks to OpenBao itself: slower,
-never different. A session that answers with a failure (sealed, refused, slow) is believed:
-that is OpenBao's answer, and it is exit 6 as on the direct path.
+session running, another platform, a busy session, one that gives no answer in time) the broker
+talks to OpenBao itself: slower, never different. A session that answers with a failure (sealed,
+refused, OpenBao too slow) is believed: that is OpenBao's answer, and it is exit 6 as on the
+direct path.
 
 The proxy service hosts it (store = openbao, Linux): start() forks it from the proxy's front,
-and it ends when the front does.
+and it ends when the front does. A second proxy leaves a live session in place.
 
 Wire, one connection, any number of questions:
   -> "value NAME\\n" | "tier NAME\\n"
