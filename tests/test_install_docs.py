@@ -1,5 +1,5 @@
-"""install.sh puts the manual pages and shell completions where man and the shells find them, lists
-them in the manifest, and --uninstall removes them; a manifest naming any other file is refused."""
+"""install.sh puts the manual pages and shell completions where man and the shells find them (and
+the OpenBao guide beside them), lists them in the manifest, and --uninstall removes them; a manifest naming any other file is refused."""
 
 import os
 import shutil
@@ -20,10 +20,11 @@ def shared(prefix) -> "dict[str, str]":
     return {installed: source for source, installed in installcheck.shared_files(str(prefix))}
 
 
-def test_the_four_files_go_below_prefix_share():
+def test_the_five_files_go_below_prefix_share():
     assert sorted(shared("/usr/local")) == [
-        "/usr/local/share/bash-completion/completions/clawgate", "/usr/local/share/man/man1/clawgate.1",
-        "/usr/local/share/man/man5/clawgate.conf.5", "/usr/local/share/zsh/site-functions/_clawgate"]
+        "/usr/local/share/bash-completion/completions/clawgate", "/usr/local/share/doc/clawgate/OPENBAO.md",
+        "/usr/local/share/man/man1/clawgate.1", "/usr/local/share/man/man5/clawgate.conf.5",
+        "/usr/local/share/zsh/site-functions/_clawgate"]
     for source in shared("/usr/local").values():
         assert (REPO / source).is_file(), source
 
