@@ -1,5 +1,6 @@
 """install.sh puts the manual pages and shell completions where man and the shells find them (and
-the OpenBao guide beside them), lists them in the manifest, and --uninstall removes them; a manifest naming any other file is refused."""
+the OpenBao guide beside them), lists them in the manifest, and --uninstall removes them; a
+manifest naming any other file is refused."""
 
 import os
 import shutil
